@@ -1,0 +1,18 @@
+"""hydranet_ros: multi-task perception (segmentation, depth, flow, detection) for ROS 2.
+
+The package is layered: ``hydranet_ros.model`` and the other core modules import no ROS and
+take numpy arrays or tensors; ``hydranet_ros.ros`` is the thin ROS skin (parameters, message
+conversions, the lifecycle node, bag tools). ``hydranet_ros.msg`` holds the generated message
+classes of this package's own interfaces once it is built with colcon.
+"""
+import pkgutil
+
+# The generated ``hydranet_ros.msg`` lives only in the colcon install tree. When this source
+# directory shadows the installed package (Python started in the repository root puts the
+# working directory first on sys.path), extending the package path finds it there as well.
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+#: One canonical key per task, used alike in model outputs, YAML, topics, metrics and docs.
+TASKS = ('segmentation', 'depth', 'flow', 'detection')
+
+__version__ = '0.1.0'

@@ -1,0 +1,38 @@
+"""Shared pytest set-up: every test session talks DDS on its own domain, on loopback only.
+
+Set before any test imports rclpy, and inherited by the processes the tests start, so
+concurrent test runs (or other ROS users of this machine) never see each other's traffic.
+"""
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+TEST_DIR = Path(__file__).resolve().parent
+if str(TEST_DIR) not in sys.path:
+    sys.path.insert(0, str(TEST_DIR))
+
+
+@pytest.fixture
+def ros_node():
+    """A fresh rclpy context and node for one test; torn down even when the test fails."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f'hydranet_test_{os.getpid()}', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    node.executor_for_test = executor
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)

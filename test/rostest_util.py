@@ -1,0 +1,43 @@
+"""Small helpers for tests that talk real DDS (no mocks of ROS anywhere)."""
+import importlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TEST_DIR = Path(__file__).resolve().parent
+
+
+def message_class(type_name):
+    """'pkg/msg/Type' -> the generated Python class."""
+    pkg, kind, name = type_name.split('/')
+    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
+
+
+def spin_until(node, predicate, timeout_s, step_s=0.05):
+    """Spin the node's executor until predicate() is true; return whether it became true."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        node.executor_for_test.spin_once(timeout_sec=step_s)
+    return predicate()
+
+
+def start_python(script, *args):
+    """Start a helper script from test/ in a new Python process of the same environment."""
+    return subprocess.Popen(
+        [sys.executable, str(TEST_DIR / script), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_process(proc, timeout_s=5.0):
+    """Stop a helper process (SIGINT first, as ros2 launch would) and return its output."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ''
