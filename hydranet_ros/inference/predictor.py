@@ -1,0 +1,242 @@
+"""Predictor: HxWx3 uint8 images in, typed per-image results out (no ROS).
+
+Wraps a loaded checkpoint with everything around the forward pass: letterboxing and
+normalisation from the checkpoint metadata, device and precision, the per-stream flow cache,
+detection decoding and mapping every output back to each image's own pixels.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from hydranet_ros.inference.letterbox import Letterbox
+from hydranet_ros.inference.results import Detection, FrameResult
+from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
+from hydranet_ros.model.config import check_tasks
+from hydranet_ros.model.detection_decode import decode_detections
+from hydranet_ros.model.flow_ops import resize_flow
+from hydranet_ros.model.fuse import fuse_conv_bn
+from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE
+from hydranet_ros.model.temporal_cache import FlowFeatureCache
+
+PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu'; 'cuda' / 'cuda:N' (checked)."""
+    device = (device or 'auto').strip().lower()
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cpu':
+        return torch.device('cpu')
+    if device.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' requested but CUDA is not available on this machine "
+                             "(use 'cpu' or 'auto')")
+        dev = torch.device(device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}' requested but only {torch.cuda.device_count()} CUDA "
+                             'device(s) exist')
+        return dev
+    raise ValueError(f"unknown device '{device}'; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+class Predictor:
+    def __init__(self, checkpoint, device: str = 'auto', precision: str = 'fp32',
+                 tasks=None, input_size=None, channels_last: bool = True,
+                 score_threshold: float = 0.3, max_detections: int = 100,
+                 flow_max_gap_s: float | None = 0.5, fuse: bool = True,
+                 expected_sha256: str | None = None):
+        if isinstance(checkpoint, LoadedCheckpoint):
+            loaded = checkpoint
+        else:
+            loaded = load_checkpoint(Path(checkpoint), expected_sha256=expected_sha256)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f'score_threshold must be in [0, 1], got {score_threshold}')
+        if max_detections < 1:
+            raise ValueError(f'max_detections must be >= 1, got {max_detections}')
+        self.metadata = loaded.metadata
+        self.model_id = loaded.model_id
+        self.sha256 = loaded.sha256
+        self.config = loaded.metadata.config
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.tasks = check_tasks(tasks if tasks is not None else loaded.metadata.tasks)
+        missing = [t for t in self.tasks if t not in loaded.metadata.tasks]
+        if missing:
+            raise ValueError(f'checkpoint {self.model_id} was not trained for {missing}')
+        size = input_size if input_size is not None else loaded.metadata.input_size
+        if len(size) != 2 or min(size) < MIN_INPUT_SIZE or any(int(v) % 32 for v in size):
+            raise ValueError(f'input_size must be (height, width), multiples of 32 and >= 32, got {size}')
+        self.input_size = (int(size[0]), int(size[1]))
+        self.score_threshold = float(score_threshold)
+        self.max_detections = int(max_detections)
+        self.channels_last = channels_last
+        model = fuse_conv_bn(loaded.model) if fuse else loaded.model.eval()
+        model = model.to(self.device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        norm = loaded.metadata.normalization
+        self._mean = torch.tensor(norm['mean'], device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(norm['std'], device=self.device).view(1, 3, 1, 1) * 255.0
+        # Padding with the mean colour makes the padded area exactly zero after normalisation.
+        self._pad_value = np.clip(np.round(np.array(norm['mean']) * 255.0), 0, 255).astype(np.uint8)
+        self.cache = FlowFeatureCache(flow_max_gap_s)
+        self.class_names = [str(n) for n in loaded.metadata.detection_classes]
+        self._autocast = self._make_autocast()
+
+    def _make_autocast(self):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext
+        kind = self.device.type
+        try:
+            with torch.autocast(device_type=kind, dtype=dtype):
+                pass
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f'precision {self.precision} is not supported on {self.device}: {exc}') from None
+        return lambda: torch.autocast(device_type=kind, dtype=dtype)
+
+    # ------------------------------------------------------------------------------------
+    def reset(self, stream: str | None = None):
+        """Forget the previous frame of one stream (or all): the next flow starts afresh."""
+        self.cache.reset(stream)
+
+    def warmup(self, iterations: int = 1):
+        """Run the network on blank input so first-frame latency is not paid by real data."""
+        blank = np.zeros((*self.input_size, 3), np.uint8)
+        for i in range(iterations):
+            self.predict([blank], tasks=self.tasks, streams=['__warmup__'], stamps=[float(i)])
+        self.cache.reset('__warmup__')
+
+    @staticmethod
+    def check_image(image) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f'image must be a numpy array, got {type(image).__name__}')
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f'image must be HxWx3, got shape {image.shape}')
+        if image.dtype != np.uint8:
+            raise ValueError(f'image must be uint8, got {image.dtype}')
+        h, w = image.shape[:2]
+        if h < MIN_INPUT_SIZE or w < MIN_INPUT_SIZE:
+            raise ValueError(f'image {w}x{h} is too small for the network; each side must be at '
+                             f'least {MIN_INPUT_SIZE} pixels')
+        return image
+
+    def predict(self, images, tasks=None, streams=None, stamps=None, flow_size=None) -> list[FrameResult]:
+        """Run the requested tasks on one image or a list of images (one per camera).
+
+        images: HxWx3 uint8 RGB (any size >= 32x32), or a list of them.
+        streams: per-image stream names (default 'default'); each has its own flow cache.
+        stamps: per-image times in seconds (default: now); flow needs increasing stamps.
+        flow_size: (h, w) of the returned flow, default each image's own size.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        images = [self.check_image(im) for im in images]
+        if not images:
+            return []
+        n = len(images)
+        streams = list(streams) if streams is not None else ['default'] * n
+        now = time.time()
+        stamps = [float(s) for s in stamps] if stamps is not None else [now] * n
+        if len(streams) != n or len(stamps) != n:
+            raise ValueError(f'{n} images but {len(streams)} streams and {len(stamps)} stamps')
+        if len(set(streams)) != n:
+            raise ValueError('each image of one batch must come from a different stream')
+        tasks = check_tasks(tasks if tasks is not None else self.tasks)
+        not_loaded = [t for t in tasks if t not in self.tasks]
+        if not_loaded:
+            raise ValueError(f'tasks {not_loaded} are not enabled in this predictor ({list(self.tasks)})')
+
+        t0 = time.perf_counter()
+        boxes = [Letterbox.fit(im.shape[:2], self.input_size) for im in images]
+        batch = np.stack([lb.apply(im, self._pad_value) for lb, im in zip(boxes, images)])
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        x = (x - self._mean) / self._std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        # Pair each image with its stream's previous features where possible.
+        prev, prev_stamps, statuses = [None] * n, [None] * n, ['not requested'] * n
+        if 'flow' in tasks:
+            for i, (s, im, st) in enumerate(zip(streams, images, stamps)):
+                prev[i], prev_stamps[i], statuses[i] = self.cache.lookup(s, im.shape[:2], st)
+        run_tasks = [t for t in tasks if t != 'flow' or any(p is not None for p in prev)]
+        t1 = time.perf_counter()
+        with torch.inference_mode(), self._autocast():
+            previous = None
+            if 'flow' in run_tasks:
+                ref = next(p for p in prev if p is not None)
+                previous = torch.stack([p if p is not None else torch.zeros_like(ref) for p in prev])
+            out = self.model(x, run_tasks, previous_features=previous, return_flow_features=True)
+            for i, (s, im, st) in enumerate(zip(streams, images, stamps)):
+                self.cache.store(s, out[FLOW_FEATURES][i], im.shape[:2], st)
+            decoded = None
+            if 'detection' in run_tasks:
+                decoded = decode_detections(out['detection'].float(), self.config.num_detection_classes,
+                                            top_k=self.max_detections)
+            if 'segmentation' in run_tasks:
+                out['segmentation'] = out['segmentation'].argmax(dim=1).to(torch.uint8)
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        t2 = time.perf_counter()
+        results = []
+        for i, (lb, im) in enumerate(zip(boxes, images)):
+            results.append(self._postprocess(i, lb, out, decoded, run_tasks, tasks, prev_stamps[i],
+                                             statuses[i], flow_size, streams[i], stamps[i]))
+        t3 = time.perf_counter()
+        timings = {'preprocess_ms': (t1 - t0) * 1e3, 'inference_ms': (t2 - t1) * 1e3,
+                   'postprocess_ms': (t3 - t2) * 1e3}
+        for r in results:
+            r.timings_ms = dict(timings)
+        return results
+
+    def _postprocess(self, i, lb: Letterbox, out, decoded, run_tasks, tasks, prev_stamp, status,
+                     flow_size, stream, stamp) -> FrameResult:
+        h, w = lb.image_size
+        ch, cw = lb.content_size
+        res = FrameResult(image_size=(h, w), stream=stream, stamp=stamp)
+        if 'segmentation' in run_tasks:
+            seg = out['segmentation'][i, :ch, :cw].cpu().numpy()
+            res.segmentation = np.ascontiguousarray(
+                cv2_resize(seg, (w, h), nearest=True) if (ch, cw) != (h, w) else seg)
+        if 'depth' in run_tasks:
+            depth = out['depth'][i, 0, :ch, :cw].float().cpu().numpy()
+            res.depth = np.ascontiguousarray(
+                cv2_resize(depth, (w, h)) if (ch, cw) != (h, w) else depth, dtype=np.float32)
+        if 'flow' in tasks:
+            res.flow_status = status
+            if status == 'ok':
+                target = tuple(flow_size) if flow_size is not None else (h, w)
+                # Crop to the image area (vectors in network pixels), then resize to the target
+                # grid; resize_flow scales the vectors with the grid.
+                field = out['flow'][i:i + 1, :, :ch, :cw].float()
+                field = resize_flow(field, target)[0]
+                res.flow = np.ascontiguousarray(field.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+                res.flow_previous_stamp = prev_stamp
+        if 'detection' in run_tasks:
+            scores = decoded.scores[i].cpu().numpy()
+            keep = scores >= self.score_threshold
+            boxes = lb.box_to_image(decoded.boxes[i].float().cpu().numpy()[keep])
+            classes = decoded.classes[i].cpu().numpy()[keep]
+            res.detections = [
+                Detection(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(c),
+                          self.class_names[int(c)], float(s))
+                for b, c, s in zip(boxes, classes, scores[keep]) if b[2] > b[0] and b[3] > b[1]]
+        return res
+
+
+def cv2_resize(array: np.ndarray, size_wh, nearest=False) -> np.ndarray:
+    return cv2.resize(array, size_wh, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
+__all__ = ['Predictor', 'resolve_device', 'PRECISIONS']

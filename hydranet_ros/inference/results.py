@@ -1,0 +1,47 @@
+"""Typed per-image results of the predictor (numpy, no torch or ROS)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    """One object: box corners in pixels of the original image, class and confidence."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    class_id: int
+    class_name: str
+    score: float
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2
+
+    @property
+    def size(self) -> tuple[float, float]:
+        return self.x2 - self.x1, self.y2 - self.y1
+
+
+@dataclass
+class FrameResult:
+    """Everything the network said about one image, in that image's own pixels.
+
+    A task that was not requested is None. flow is None also when there was no usable
+    previous frame; flow_status then says why ('ok' otherwise).
+    """
+
+    image_size: tuple[int, int]                       # (height, width) of the input image
+    segmentation: np.ndarray | None = None            # [H, W] uint8 class ids
+    depth: np.ndarray | None = None                   # [H, W] float32 metres
+    flow: np.ndarray | None = None                    # [h, w, 2] float32 (u, v) pixels of its grid
+    flow_previous_stamp: float | None = None          # stamp of the frame flow starts from
+    flow_status: str = 'not requested'
+    detections: list[Detection] | None = None
+    stamp: float | None = None
+    stream: str = 'default'
+    timings_ms: dict = field(default_factory=dict)    # preprocess, inference, postprocess (batch)

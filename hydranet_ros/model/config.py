@@ -1,0 +1,77 @@
+"""Architecture configuration of a HydraNet: plain data, stored in every checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hydranet_ros import TASKS
+
+
+@dataclass(frozen=True)
+class HydraNetConfig:
+    """Everything needed to rebuild the network's modules (not its weights)."""
+
+    #: MobileNetV2 width multiplier of the encoder.
+    width_mult: float = 1.0
+    #: Channels of the shared Light-Weight RefineNet decoder at every scale.
+    decoder_channels: int = 128
+    #: Chained-residual-pooling stages per decoder level.
+    crp_stages: int = 2
+    #: Semantic classes predicted by the segmentation head.
+    num_classes: int = 19
+    #: Object classes predicted by the detection head.
+    num_detection_classes: int = 3
+    #: Metric depth is bounded to [depth_min, depth_max] metres.
+    depth_min: float = 0.5
+    depth_max: float = 80.0
+    #: Encoder stride at which the flow cost volume is built (8 or 16).
+    flow_stride: int = 16
+    #: Search radius of the local correlation, in cells of flow_stride (displacements +-r).
+    flow_radius: int = 4
+    #: Hidden channels of the detection head.
+    detection_channels: int = 64
+    #: Hidden channels of the flow refinement at stride 4.
+    flow_refine_channels: int = 32
+
+    def __post_init__(self):
+        problems = []
+        if not 0.1 <= self.width_mult <= 4.0:
+            problems.append(f'width_mult must be in [0.1, 4], got {self.width_mult}')
+        for name in ('decoder_channels', 'num_classes', 'num_detection_classes',
+                     'detection_channels', 'flow_refine_channels'):
+            if int(getattr(self, name)) < 1:
+                problems.append(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.crp_stages < 0:
+            problems.append(f'crp_stages must be >= 0, got {self.crp_stages}')
+        if not 0 < self.depth_min < self.depth_max:
+            problems.append(f'need 0 < depth_min < depth_max, got [{self.depth_min}, {self.depth_max}]')
+        if self.flow_stride not in (8, 16):
+            problems.append(f'flow_stride must be 8 or 16, got {self.flow_stride}')
+        if not 1 <= self.flow_radius <= 8:
+            problems.append(f'flow_radius must be in [1, 8], got {self.flow_radius}')
+        if problems:
+            raise ValueError('invalid HydraNetConfig: ' + '; '.join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'HydraNetConfig':
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown HydraNetConfig keys: {unknown}')
+        return cls(**data)
+
+
+def check_tasks(tasks) -> tuple[str, ...]:
+    """Normalise a task request to a tuple in canonical order; None means all tasks."""
+    if tasks is None:
+        return TASKS
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    tasks = list(tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f'unknown task(s) {unknown}; known tasks are {list(TASKS)}')
+    return tuple(t for t in TASKS if t in tasks)

@@ -1,0 +1,24 @@
+"""Depth head: metric depth in metres, bounded to the configured [min, max] range.
+
+The network predicts a sigmoid-squashed position in log-depth between the bounds, so every
+output is a valid depth and relative errors weigh alike near and far.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hydranet_ros.model.layers import SeparableHead
+
+
+class DepthHead(nn.Module):
+    def __init__(self, channels: int, depth_min: float, depth_max: float):
+        super().__init__()
+        self.head = SeparableHead(channels, 1)
+        self.log_min = math.log(depth_min)
+        self.log_range = math.log(depth_max) - math.log(depth_min)
+
+    def forward(self, decoded, out_size):
+        z = F.interpolate(self.head(decoded), size=out_size, mode='bilinear', align_corners=False)
+        return torch.exp(self.log_min + self.log_range * torch.sigmoid(z))

@@ -1,0 +1,33 @@
+"""Tensor operations for optical flow: local correlation and vector-aware resizing."""
+import torch
+import torch.nn.functional as F
+
+
+def local_correlation(current: torch.Tensor, previous: torch.Tensor, radius: int) -> torch.Tensor:
+    """Cost volume: for each displacement (dy, dx) in [-r, r]^2, the channel mean of
+    current(p) * previous(p + d). Returns [B, (2r+1)^2, H, W], displacement-major (dy, then dx).
+    Positions outside the previous frame correlate with zeros.
+    """
+    if current.shape != previous.shape:
+        raise ValueError(f'feature shapes differ: {tuple(current.shape)} vs {tuple(previous.shape)}')
+    h, w = current.shape[-2:]
+    padded = F.pad(previous, (radius, radius, radius, radius))
+    size = 2 * radius + 1
+    costs = []
+    for dy in range(size):
+        for dx in range(size):
+            shifted = padded[:, :, dy:dy + h, dx:dx + w]
+            costs.append((current * shifted).mean(dim=1, keepdim=True))
+    return torch.cat(costs, dim=1)
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a [B, 2, H, W] flow field (u, v in pixels of its own grid) to size (h, w),
+    scaling u by w/W and v by h/H so the vectors stay in pixels of the new grid."""
+    h_old, w_old = flow.shape[-2:]
+    h_new, w_new = int(size[0]), int(size[1])
+    if (h_old, w_old) == (h_new, w_new):
+        return flow
+    resized = F.interpolate(flow, size=(h_new, w_new), mode='bilinear', align_corners=False)
+    scale = torch.tensor([w_new / w_old, h_new / h_old], dtype=flow.dtype, device=flow.device)
+    return resized * scale.view(1, 2, 1, 1)

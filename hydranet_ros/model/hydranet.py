@@ -1,0 +1,102 @@
+"""HydraNet: one shared encoder and decoder, four task heads in a ModuleDict."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hydranet_ros.model.config import HydraNetConfig, check_tasks
+from hydranet_ros.model.decoder import LightWeightRefineDecoder
+from hydranet_ros.model.depth_head import DepthHead
+from hydranet_ros.model.detection_head import DetectionHead
+from hydranet_ros.model.encoder import MobileNetV2Encoder
+from hydranet_ros.model.flow_head import FlowHead
+from hydranet_ros.model.segmentation_head import SegmentationHead
+
+#: Output key of the current frame's flow features (what the temporal cache keeps).
+FLOW_FEATURES = 'flow_features'
+#: Inputs smaller than this on either side cannot pass the stride-32 encoder meaningfully.
+MIN_INPUT_SIZE = 32
+_ALIGN = 32
+
+
+class HydraNet(nn.Module):
+    """forward(images, tasks) -> {task: tensor} for the requested tasks only.
+
+    Outputs, for an input [B, 3, H, W] (normalised):
+      segmentation: [B, num_classes, H, W] logits
+      depth:        [B, 1, H, W] metres in [depth_min, depth_max]
+      flow:         [B, 2, H, W] (u, v) pixels, previous frame -> this frame
+      detection:    [B, num_detection_classes + 4, ceil(H/32)*8, ceil(W/32)*8] stride-4 maps
+                    (heatmap, size w/h in pixels, offset); decode with decode_detections
+    Any H, W >= 32 works: the input is padded to a multiple of 32 and outputs cropped back.
+    """
+
+    def __init__(self, config: HydraNetConfig | None = None):
+        super().__init__()
+        self.config = config = config or HydraNetConfig()
+        self.encoder = MobileNetV2Encoder(config.width_mult)
+        ch = self.encoder.channels
+        self.decoder = LightWeightRefineDecoder(ch, config.decoder_channels, config.crp_stages)
+        dc = config.decoder_channels
+        self.heads = nn.ModuleDict({
+            'segmentation': SegmentationHead(dc, config.num_classes),
+            'depth': DepthHead(dc, config.depth_min, config.depth_max),
+            'flow': FlowHead(ch[config.flow_stride], dc, config.flow_radius,
+                             config.flow_refine_channels),
+            'detection': DetectionHead(dc, config.num_detection_classes, config.detection_channels),
+        })
+
+    @property
+    def flow_stride(self) -> int:
+        return self.config.flow_stride
+
+    def encode_flow_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Only the encoder, only as deep as the flow cost volume needs (for cold starts)."""
+        padded, _ = self._pad(images)
+        return self.encoder(padded, max_stride=self.flow_stride)[self.flow_stride]
+
+    def forward(self, images: torch.Tensor, tasks=None, previous_features: torch.Tensor | None = None,
+                return_flow_features: bool = False) -> dict[str, torch.Tensor]:
+        tasks = check_tasks(tasks)
+        padded, (h, w) = self._pad(images)
+        feats = self.encoder(padded)
+        out: dict[str, torch.Tensor] = {}
+        current = feats[self.flow_stride]
+        if return_flow_features:
+            out[FLOW_FEATURES] = current
+        if not tasks:
+            return out
+        decoded = self.decoder(feats)
+        size = padded.shape[-2:]
+        for task in tasks:
+            head = self.heads[task]
+            if task == 'flow':
+                if previous_features is None:
+                    raise ValueError("task 'flow' needs previous_features (the previous frame's "
+                                     f"'{FLOW_FEATURES}' output)")
+                if previous_features.shape != current.shape:
+                    raise ValueError(f'previous_features {tuple(previous_features.shape)} do not match '
+                                     f'this frame\'s {tuple(current.shape)}: reset the cache on a size change')
+                result = head(decoded, current, previous_features.to(current.dtype), size)
+            elif task == 'detection':
+                result = head(decoded)
+                out[task] = result[..., :(h + 3) // 4, :(w + 3) // 4]
+                continue
+            else:
+                result = head(decoded, size)
+            out[task] = result[..., :h, :w]
+        return out
+
+    @staticmethod
+    def _pad(images: torch.Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f'expected images [B, 3, H, W], got {tuple(images.shape)}')
+        h, w = images.shape[-2:]
+        if h < MIN_INPUT_SIZE or w < MIN_INPUT_SIZE:
+            raise ValueError(f'input {w}x{h} is smaller than the network minimum '
+                             f'{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels')
+        ph, pw = (-h) % _ALIGN, (-w) % _ALIGN
+        if ph or pw:
+            images = F.pad(images, (0, pw, 0, ph))
+        return images, (h, w)

@@ -1,0 +1,15 @@
+"""Segmentation head: per-pixel class logits from the shared stride-4 representation."""
+import torch.nn.functional as F
+from torch import nn
+
+from hydranet_ros.model.layers import SeparableHead
+
+
+class SegmentationHead(nn.Module):
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.head = SeparableHead(channels, num_classes)
+
+    def forward(self, decoded, out_size):
+        logits = self.head(decoded)
+        return F.interpolate(logits, size=out_size, mode='bilinear', align_corners=False)

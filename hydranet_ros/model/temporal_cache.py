@@ -1,0 +1,59 @@
+"""Per-stream cache of the previous frame's flow features, so each frame is encoded once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class _Entry:
+    features: torch.Tensor   # [C, h, w] of one image
+    image_size: tuple        # (height, width) of the original image
+    stamp: float             # seconds
+
+
+class FlowFeatureCache:
+    """Remembers, per stream (camera), the last frame's encoder features at the flow stride.
+
+    lookup() gives them back only when they can be paired with the new frame: same image
+    size, a stamp later than the cached one, and a gap no larger than max_gap_s. Anything
+    else resets that stream, and the returned reason says why.
+    """
+
+    def __init__(self, max_gap_s: float | None = 0.5):
+        if max_gap_s is not None and max_gap_s <= 0:
+            raise ValueError(f'max_gap_s must be > 0 or None, got {max_gap_s}')
+        self.max_gap_s = max_gap_s
+        self._entries: dict[str, _Entry] = {}
+
+    def lookup(self, stream: str, image_size, stamp: float):
+        """-> (features or None, previous stamp or None, reason). reason is 'ok' on success."""
+        entry = self._entries.get(stream)
+        if entry is None:
+            return None, None, 'no previous frame'
+        if tuple(image_size) != entry.image_size:
+            self.reset(stream)
+            return None, None, (f'image size changed from {entry.image_size[1]}x{entry.image_size[0]} '
+                                f'to {image_size[1]}x{image_size[0]}')
+        gap = stamp - entry.stamp
+        if gap <= 0:
+            self.reset(stream)
+            return None, None, f'time went backwards or stood still ({gap:+.3f} s)'
+        if self.max_gap_s is not None and gap > self.max_gap_s:
+            self.reset(stream)
+            return None, None, f'gap {gap:.3f} s exceeds the limit {self.max_gap_s:.3f} s'
+        return entry.features, entry.stamp, 'ok'
+
+    def store(self, stream: str, features: torch.Tensor, image_size, stamp: float):
+        self._entries[stream] = _Entry(features.detach(), tuple(image_size), float(stamp))
+
+    def reset(self, stream: str | None = None):
+        """Forget one stream, or all streams when stream is None."""
+        if stream is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(stream, None)
+
+    def __len__(self):
+        return len(self._entries)
