@@ -1,0 +1,95 @@
+"""Flow resizing, local correlation, temporal cache and detection decoding on hand-made data."""
+import pytest
+import torch
+
+from hydranet_ros.model import decode_detections, local_correlation, resize_flow
+from hydranet_ros.model.detection_head import STRIDE
+from hydranet_ros.model.temporal_cache import FlowFeatureCache
+
+
+def test_resize_flow_rescales_vectors_with_the_grid():
+    flow = torch.zeros(1, 2, 10, 20)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0
+    up = resize_flow(flow, (20, 60))    # x3 wide, x2 high
+    assert up.shape == (1, 2, 20, 60)
+    assert torch.allclose(up[:, 0], torch.full((1, 20, 60), 6.0))
+    assert torch.allclose(up[:, 1], torch.full((1, 20, 60), -2.0))
+    down = resize_flow(up, (5, 10))
+    assert torch.allclose(down[:, 0], torch.full((1, 5, 10), 1.0))
+    assert torch.allclose(down[:, 1], torch.full((1, 5, 10), -0.5))
+    assert resize_flow(flow, (10, 20)) is flow
+
+
+def test_local_correlation_peaks_at_the_true_shift():
+    torch.manual_seed(0)
+    prev = torch.randn(1, 16, 12, 14)
+    # content moves +2 in x and -1 in y from prev to current: current(p) = prev(p - d)
+    cur = torch.roll(prev, shifts=(-1, 2), dims=(2, 3))
+    radius = 3
+    cost = local_correlation(cur, prev, radius)
+    assert cost.shape == (1, (2 * radius + 1) ** 2, 12, 14)
+    best = cost[0, :, 5, 7].argmax().item()
+    dy, dx = best // (2 * radius + 1) - radius, best % (2 * radius + 1) - radius
+    # current(p) matches prev(p + (dy, dx)) with (dy, dx) = -d = (+1, -2)
+    assert (dy, dx) == (1, -2)
+
+
+def _maps(num_classes, h, w):
+    maps = torch.zeros(1, num_classes + 4, h, w)
+    maps[:, num_classes:num_classes + 2] = 8.0   # default box 8x8 px
+    maps[:, num_classes + 2:] = 0.5
+    return maps
+
+
+def test_decode_detections_from_hand_made_heatmaps():
+    maps = _maps(2, 20, 30)
+    # class 1 object at cell (x=10, y=5) with offset (0.25, 0.75), size 40x20 px
+    maps[0, 1, 5, 10] = 0.9
+    maps[0, 1, 5, 9] = 0.6   # a neighbour on the same blob: suppressed by peak finding
+    maps[0, 2:4, 5, 10] = torch.tensor([40.0, 20.0])
+    maps[0, 4:6, 5, 10] = torch.tensor([0.25, 0.75])
+    # class 0 object at cell (x=2, y=15)
+    maps[0, 0, 15, 2] = 0.7
+    dets = decode_detections(maps, 2, top_k=3)
+    assert dets.scores.shape == (1, 3)
+    assert torch.allclose(dets.scores[0, :2], torch.tensor([0.9, 0.7]))
+    assert dets.scores[0, 2] < 0.6   # the suppressed neighbour is not a candidate
+    assert dets.classes[0, :2].tolist() == [1, 0]
+    cx, cy = (10 + 0.25) * STRIDE, (5 + 0.75) * STRIDE
+    assert torch.allclose(dets.boxes[0, 0], torch.tensor([cx - 20, cy - 10, cx + 20, cy + 10]))
+    cx, cy = (2 + 0.5) * STRIDE, (15 + 0.5) * STRIDE
+    assert torch.allclose(dets.boxes[0, 1], torch.tensor([cx - 4, cy - 4, cx + 4, cy + 4]))
+
+
+def test_decode_detections_refuses_wrong_channel_count():
+    with pytest.raises(ValueError, match='expected detection maps'):
+        decode_detections(torch.zeros(1, 5, 8, 8), num_classes=3)
+
+
+def test_flow_cache_pairs_only_compatible_frames():
+    cache = FlowFeatureCache(max_gap_s=0.5)
+    feats = torch.ones(4, 3, 3)
+    assert cache.lookup('cam0', (100, 200), 1.0)[2] == 'no previous frame'
+    cache.store('cam0', feats, (100, 200), 1.0)
+    got, stamp, reason = cache.lookup('cam0', (100, 200), 1.1)
+    assert reason == 'ok' and stamp == 1.0 and torch.equal(got, feats)
+    assert cache.lookup('cam1', (100, 200), 1.1)[2] == 'no previous frame'   # streams are separate
+    # gap too large -> reset
+    assert 'exceeds the limit' in cache.lookup('cam0', (100, 200), 2.0)[2]
+    assert cache.lookup('cam0', (100, 200), 2.1)[2] == 'no previous frame'
+    # size change -> reset
+    cache.store('cam0', feats, (100, 200), 3.0)
+    assert 'image size changed' in cache.lookup('cam0', (120, 200), 3.1)[2]
+    assert len(cache) == 0
+    # time going backwards (a bag looping) -> reset
+    cache.store('cam0', feats, (100, 200), 3.0)
+    assert 'backwards' in cache.lookup('cam0', (100, 200), 2.9)[2]
+    # on demand
+    cache.store('cam0', feats, (100, 200), 3.0)
+    cache.store('cam1', feats, (100, 200), 3.0)
+    cache.reset('cam0')
+    assert len(cache) == 1
+    cache.reset()
+    assert len(cache) == 0
+    with pytest.raises(ValueError):
+        FlowFeatureCache(max_gap_s=0)
