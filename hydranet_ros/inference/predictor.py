@@ -131,14 +131,20 @@ class Predictor:
                              f'least {MIN_INPUT_SIZE} pixels')
         return image
 
-    def predict(self, images, tasks=None, streams=None, stamps=None, flow_size=None) -> list[FrameResult]:
+    def predict(self, images, tasks=None, streams=None, stamps=None, flow_size=None,
+                dense_output: str = 'input') -> list[FrameResult]:
         """Run the requested tasks on one image or a list of images (one per camera).
 
         images: HxWx3 uint8 RGB (any size >= 32x32), or a list of them.
         streams: per-image stream names (default 'default'); each has its own flow cache.
         stamps: per-image times in seconds (default: now); flow needs increasing stamps.
-        flow_size: (h, w) of the returned flow, default each image's own size.
+        flow_size: (h, w) of the returned flow, default the dense output size.
+        dense_output: 'input' returns segmentation, depth and flow at each image's size; 'model'
+            at the network's resolution of the image (as scaled into the input, padding cut).
+            Detection boxes are always in the input image's pixels.
         """
+        if dense_output not in ('input', 'model'):
+            raise ValueError(f"dense_output must be 'input' or 'model', got '{dense_output}'")
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
         images = [self.check_image(im) for im in images]
@@ -192,7 +198,7 @@ class Predictor:
         results = []
         for i, (lb, im) in enumerate(zip(boxes, images)):
             results.append(self._postprocess(i, lb, out, decoded, run_tasks, tasks, prev_stamps[i],
-                                             statuses[i], flow_size, streams[i], stamps[i]))
+                                             statuses[i], flow_size, streams[i], stamps[i], dense_output))
         t3 = time.perf_counter()
         timings = {'preprocess_ms': (t1 - t0) * 1e3, 'inference_ms': (t2 - t1) * 1e3,
                    'postprocess_ms': (t3 - t2) * 1e3}
@@ -201,10 +207,11 @@ class Predictor:
         return results
 
     def _postprocess(self, i, lb: Letterbox, out, decoded, run_tasks, tasks, prev_stamp, status,
-                     flow_size, stream, stamp) -> FrameResult:
-        h, w = lb.image_size
+                     flow_size, stream, stamp, dense_output='input') -> FrameResult:
         ch, cw = lb.content_size
-        res = FrameResult(image_size=(h, w), stream=stream, stamp=stamp)
+        res = FrameResult(image_size=lb.image_size, stream=stream, stamp=stamp)
+        # Dense outputs go to (h, w): the image's size, or the content size at model resolution.
+        h, w = lb.image_size if dense_output == 'input' else (ch, cw)
         if 'segmentation' in run_tasks:
             seg = out['segmentation'][i, :ch, :cw].cpu().numpy()
             res.segmentation = np.ascontiguousarray(

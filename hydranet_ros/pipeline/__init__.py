@@ -1,0 +1,1 @@
+"""Frame scheduling between ROS callbacks and the inference worker (no ROS imports)."""

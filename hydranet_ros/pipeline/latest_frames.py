@@ -1,0 +1,52 @@
+"""Latest-frame slots: callbacks drop frames in, the worker takes the newest of each camera.
+
+A frame that is replaced before the worker takes it is dropped and counted; callbacks never
+wait on inference.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class PendingFrame:
+    camera: str
+    message: object
+    received: float   # time.monotonic() at receipt
+
+
+class LatestFrames:
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._pending: dict[str, PendingFrame] = {}
+        self._closed = False
+        self.dropped = 0
+        self.received = 0
+
+    def put(self, camera: str, message) -> None:
+        with self._cond:
+            if camera in self._pending:
+                self.dropped += 1
+            self._pending[camera] = PendingFrame(camera, message, time.monotonic())
+            self.received += 1
+            self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> list[PendingFrame]:
+        """Newest pending frame of every camera (possibly none after timeout or close)."""
+        with self._cond:
+            if not self._pending and not self._closed:
+                self._cond.wait(timeout)
+            frames = list(self._pending.values())
+            self._pending.clear()
+            return frames
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

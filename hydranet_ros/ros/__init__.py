@@ -1,0 +1,1 @@
+"""The thin ROS skin: parameters, message conversions, the lifecycle node, bag tools."""

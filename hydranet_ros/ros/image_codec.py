@@ -1,0 +1,133 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy, with cv_bridge's encoding semantics.
+
+Message -> numpy is zero-copy where the layout allows (a view on the message's buffer); only
+colour conversions (mono, YUV, BGR when an RGB copy is needed) allocate. Every malformed
+message raises ImageConversionError saying what is wrong; nothing here crashes on bad input.
+"""
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be converted; the message says why."""
+
+
+# encoding -> (dtype, channels), as cv_bridge / sensor_msgs/image_encodings define them.
+ENCODINGS = {
+    'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4), 'bgra8': (np.uint8, 4),
+    'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '8UC1': (np.uint8, 1), '8UC3': (np.uint8, 3),
+    '16UC1': (np.uint16, 1), '32FC1': (np.float32, 1), '32FC2': (np.float32, 2),
+    # packed 4:2:2, two bytes per pixel: yuv422 is UYVY, yuv422_yuy2 / yuyv are YUYV
+    'yuv422': (np.uint8, 2), 'uyvy': (np.uint8, 2), 'yuv422_yuy2': (np.uint8, 2), 'yuyv': (np.uint8, 2),
+}
+#: Encodings the perception node accepts as camera input.
+INPUT_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv')
+_MAX_SIDE = 16384
+
+
+def image_to_numpy(msg) -> np.ndarray:
+    """The image's pixels as an array [H, W] or [H, W, C] of the encoding's dtype, viewing the
+    message buffer (no copy) unless the byte order must be swapped."""
+    enc = msg.encoding
+    if enc not in ENCODINGS:
+        raise ImageConversionError(f"unsupported encoding '{enc}'; supported: {sorted(ENCODINGS)}")
+    dtype, channels = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if not (0 < h <= _MAX_SIDE and 0 < w <= _MAX_SIDE):
+        raise ImageConversionError(f'bad image size {w}x{h}')
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = w * channels * itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f'step {step} is smaller than width {w} x {channels} channels x '
+                                   f'{itemsize} bytes = {row_bytes}')
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < step * h:
+        raise ImageConversionError(f'data has {buf.size} bytes, expected step {step} x height {h} = {step * h}')
+    rows = buf[:step * h].reshape(h, step)[:, :row_bytes]
+    if itemsize > 1 and step % itemsize:
+        rows = np.ascontiguousarray(rows)   # rows not aligned to the element size: copy once
+    array = rows.view(dtype)
+    shape = (h, w) if channels == 1 else (h, w, channels)
+    array = array.reshape(shape)
+    if itemsize > 1 and bool(msg.is_bigendian) != (sys.byteorder == 'big'):
+        array = array.byteswap()
+    return array
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """A camera image (any INPUT_ENCODINGS) as HxWx3 uint8 RGB; a view when already rgb8."""
+    if msg.encoding not in INPUT_ENCODINGS:
+        raise ImageConversionError(f"unsupported input encoding '{msg.encoding}'; supported: "
+                                   f"{', '.join(INPUT_ENCODINGS)}")
+    array = image_to_numpy(msg)
+    enc = msg.encoding
+    if enc == 'rgb8':
+        return array
+    if enc == 'bgr8':
+        return array[..., ::-1]
+    if enc == 'rgba8':
+        return array[..., :3]
+    if enc == 'bgra8':
+        return array[..., 2::-1]
+    if enc == 'mono8':
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+    if int(msg.width) % 2:
+        raise ImageConversionError(f'{enc} needs an even width, got {msg.width}')
+    code = cv2.COLOR_YUV2RGB_UYVY if enc in ('yuv422', 'uyvy') else cv2.COLOR_YUV2RGB_YUY2
+    return cv2.cvtColor(np.ascontiguousarray(array), code)
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (jpeg or png) as HxWx3 uint8 RGB."""
+    fmt = (msg.format or '').lower()
+    if not any(k in fmt for k in ('jpeg', 'jpg', 'png')):
+        raise ImageConversionError(f"unsupported compressed format '{msg.format}'; jpeg and png are supported")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageConversionError('compressed image has no data')
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(f"could not decode {buf.size} bytes as '{msg.format}'")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header=None):
+    """An array to a sensor_msgs/Image of the given encoding (one copy, into the message)."""
+    from sensor_msgs.msg import Image
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(f"unsupported encoding '{encoding}'")
+    dtype, channels = ENCODINGS[encoding]
+    array = np.asarray(array)
+    got_channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else -1)
+    if array.dtype != dtype or got_channels != channels:
+        raise ImageConversionError(f'{encoding} needs {np.dtype(dtype).name} with {channels} channel(s), '
+                                   f'got {array.dtype} with shape {array.shape}')
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == 'big')
+    msg.step = msg.width * channels * array.dtype.itemsize
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = 'jpeg', header=None, quality: int = 90):
+    """HxWx3 RGB to a sensor_msgs/CompressedImage (for tests, tools and bag replay)."""
+    from sensor_msgs.msg import CompressedImage
+    ext = {'jpeg': '.jpg', 'png': '.png'}[fmt]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == 'jpeg' else []
+    ok, data = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageConversionError(f'could not encode as {fmt}')
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = fmt
+    msg.data = data.tobytes()
+    return msg

@@ -1,0 +1,230 @@
+"""The node's parameters as one table.
+
+The table is the single source of the ParameterDescriptors, the validation of every value
+(at configure and at runtime), config/perception.yaml and the parameter table in
+docs/NODE.md; tests check that the YAML and the docs agree with it. This module itself imports
+no ROS (descriptors are built on demand), so tools and docs generation run anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydranet_ros import TASKS
+
+NODE_NAME = 'hydranet'
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str                      # bool, int, double, string, string_array
+    default: object
+    description: str
+    choices: tuple = ()            # allowed values (strings)
+    min: float | None = None
+    max: float | None = None
+    dynamic: bool = False          # changeable at runtime without reconfiguring
+
+    def range_text(self) -> str:
+        if self.choices:
+            return ', '.join(f'`{c}`' for c in self.choices)
+        if self.min is not None or self.max is not None:
+            lo = '' if self.min is None else f'{self.min:g}'
+            hi = '' if self.max is None else f'{self.max:g}'
+            return f'[{lo}, {hi}]'
+        return ''
+
+    def validate(self, value) -> str | None:
+        """None if value is acceptable, else the reason it is not."""
+        checks = {'bool': lambda v: isinstance(v, bool),
+                  'int': lambda v: isinstance(v, int) and not isinstance(v, bool),
+                  'double': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  'string': lambda v: isinstance(v, str),
+                  'string_array': lambda v: isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v)}
+        if not checks[self.type](value):
+            return f'{self.name} must be of type {self.type}, got {value!r}'
+        if self.choices and value not in self.choices:
+            return f'{self.name} must be one of {list(self.choices)}, got {value!r}'
+        if self.min is not None and value < self.min:
+            return f'{self.name} must be >= {self.min:g}, got {value!r}'
+        if self.max is not None and value > self.max:
+            return f'{self.name} must be <= {self.max:g}, got {value!r}'
+        return None
+
+
+_TASK_ENABLE = tuple(
+    ParamSpec(f'{task}.enabled', 'bool', True, f'Run the {task} head (when its outputs have subscribers).',
+              dynamic=True) for task in TASKS)
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec('model_path', 'string', '',
+              'Checkpoint file. Empty: the bundled model, share/hydranet_ros/models/hydranet_default.pt.'),
+    ParamSpec('model_sha256', 'string', '', 'If set, the checkpoint must have this sha256 (hex) or configure fails.'),
+    ParamSpec('device', 'string', 'auto', "Compute device: `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."),
+    ParamSpec('precision', 'string', 'fp32', 'Inference precision (autocast for fp16/bf16).',
+              choices=('fp32', 'fp16', 'bf16')),
+    ParamSpec('input_height', 'int', 0, 'Network input height in pixels, a multiple of 32; 0: the checkpoint\'s.',
+              min=0, max=4096),
+    ParamSpec('input_width', 'int', 0, 'Network input width in pixels, a multiple of 32; 0: the checkpoint\'s.',
+              min=0, max=4096),
+    ParamSpec('output_resolution', 'string', 'input',
+              'Dense outputs at the `input` image size, or at the `model` resolution (the image as scaled '
+              'into the network input; camera_info is scaled to match).', choices=('input', 'model')),
+    *_TASK_ENABLE,
+    ParamSpec('always_run', 'bool', False,
+              'Run every enabled head on every frame even without subscribers (e.g. while recording).',
+              dynamic=True),
+    ParamSpec('detection.score_threshold', 'double', 0.3, 'Minimum detection score published.',
+              min=0.0, max=1.0, dynamic=True),
+    ParamSpec('detection.max_detections', 'int', 100, 'Most detections per image.', min=1, max=1000,
+              dynamic=True),
+    ParamSpec('detection.classes', 'string_array', [],
+              'Publish only these detection class names; empty: all.', dynamic=True),
+    ParamSpec('depth.min_m', 'double', 0.0,
+              'Depths closer than this are published as -Inf (REP 118); 0: no limit.', min=0.0, dynamic=True),
+    ParamSpec('depth.max_m', 'double', 0.0,
+              'Depths farther than this are published as +Inf (REP 118); 0: no limit.', min=0.0, dynamic=True),
+    ParamSpec('flow.max_gap_s', 'double', 0.5,
+              'Longest time between two frames of a camera for flow to be computed between them.',
+              min=0.001, max=60.0, dynamic=True),
+    ParamSpec('max_rate_hz', 'double', 0.0, 'Process at most this many frames per second; 0: as fast as possible.',
+              min=0.0, max=1000.0, dynamic=True),
+    ParamSpec('input_transport', 'string', 'raw',
+              'Subscribe to `image` (sensor_msgs/Image) or `image/compressed` (jpeg/png CompressedImage).',
+              choices=('raw', 'compressed')),
+    ParamSpec('cameras', 'string_array', [],
+              'Input namespaces, one per camera, batched into one forward pass (e.g. [front, left]); '
+              'empty: one camera, topics directly under the node namespace.'),
+    ParamSpec('input_reliability', 'string', 'best_effort',
+              'Reliability of the input subscriptions; best_effort accepts reliable and best-effort publishers.',
+              choices=('best_effort', 'reliable')),
+    ParamSpec('output_reliability', 'string', 'reliable', 'Reliability of the output publishers.',
+              choices=('best_effort', 'reliable')),
+    ParamSpec('qos_depth', 'int', 5, 'History depth of inputs and outputs.', min=1, max=1000),
+    ParamSpec('debug_images', 'bool', False,
+              'Publish colour images for people: debug/segmentation, debug/depth, debug/flow, debug/detections.',
+              dynamic=True),
+    ParamSpec('frame_id', 'string', '', "Override the outputs' header frame_id; empty: the input image's."),
+    ParamSpec('warmup_iterations', 'int', 1, 'Forward passes on a blank image during configure.', min=0, max=100),
+    ParamSpec('diagnostics_period_s', 'double', 1.0, 'Period of /diagnostics messages.', min=0.1, max=60.0),
+)
+
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def defaults() -> dict:
+    return {p.name: (list(p.default) if isinstance(p.default, list) else p.default) for p in PARAMETERS}
+
+
+def validate_all(values: dict) -> list[str]:
+    """Reasons the values are unacceptable, per parameter and across parameters."""
+    problems = []
+    for name, value in values.items():
+        spec = BY_NAME.get(name)
+        if spec is None:
+            problems.append(f'unknown parameter {name}')
+            continue
+        reason = spec.validate(value)
+        if reason:
+            problems.append(reason)
+    if problems:
+        return problems
+    for key in ('input_height', 'input_width'):
+        if values.get(key, 0) % 32:
+            problems.append(f'{key} must be a multiple of 32 (or 0), got {values[key]}')
+    lo, hi = values.get('depth.min_m', 0.0), values.get('depth.max_m', 0.0)
+    if lo and hi and lo >= hi:
+        problems.append(f'depth.min_m ({lo}) must be below depth.max_m ({hi})')
+    cams = values.get('cameras', [])
+    if len(set(cams)) != len(cams):
+        problems.append(f'cameras must be distinct, got {cams}')
+    if any(c.startswith('/') for c in cams):
+        problems.append(f'cameras are namespaces relative to the node, without a leading /: {cams}')
+    return problems
+
+
+# --- generated text: YAML defaults and the docs table ------------------------------------------
+def _yaml_value(value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return '[' + ', '.join(_yaml_value(v) for v in value) + ']'
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def render_yaml(node_name: str = NODE_NAME) -> str:
+    """The defaults as a ROS 2 parameters file; dotted names become nested keys."""
+    lines = ['# Parameters of the hydranet perception node, with their defaults.',
+             '# Generated from hydranet_ros/ros/parameters.py (python -m hydranet_ros.ros.parameters --yaml);',
+             '# a test checks the two agree. Copy and edit for your robot; pass with params_file:=...',
+             f'{node_name}:', '  ros__parameters:']
+    groups: dict[str, list] = {}
+    for p in PARAMETERS:   # top-level names first, then each group together (no repeated keys)
+        groups.setdefault(p.name.rpartition('.')[0], []).append(p)
+    ordered = [('', p) for p in groups.pop('', [])] + [(g, p) for g, ps in groups.items() for p in ps]
+    open_group = None
+    for group, p in ordered:
+        leaf = p.name.rpartition('.')[2]
+        if group != open_group:
+            if group:
+                lines.append(f'    {group}:')
+            open_group = group
+        indent = '      ' if group else '    '
+        extra = f' Range: {p.range_text()}.' if p.range_text() else ''
+        dyn = ' Dynamic.' if p.dynamic else ''
+        lines.append(f'{indent}# {p.description}{extra}{dyn}')
+        if isinstance(p.default, list) and not p.default:
+            # ROS parameter files cannot carry an empty list (its type is unknown): leave it out.
+            lines.append(f'{indent}# {leaf}: []   (default; set a list of strings to change it)')
+        else:
+            lines.append(f'{indent}{leaf}: {_yaml_value(p.default)}')
+    return '\n'.join(lines) + '\n'
+
+
+def render_markdown_table() -> str:
+    rows = ['| name | type | default | range / choices | dynamic | description |',
+            '|---|---|---|---|---|---|']
+    for p in PARAMETERS:
+        default = _yaml_value(p.default)
+        rows.append(f'| `{p.name}` | {p.type} | `{default}` | {p.range_text()} | '
+                    f'{"yes" if p.dynamic else "no"} | {p.description} |')
+    return '\n'.join(rows) + '\n'
+
+
+# --- ROS side, imported lazily ----------------------------------------------------------------
+def descriptor(spec: ParamSpec):
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    ParameterType)
+    types = {'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
+             'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING,
+             'string_array': ParameterType.PARAMETER_STRING_ARRAY}
+    extra = f' Choices: {", ".join(spec.choices)}.' if spec.choices else ''
+    desc = ParameterDescriptor(name=spec.name, type=types[spec.type], description=spec.description + extra,
+                               read_only=not spec.dynamic,
+                               additional_constraints='' if spec.dynamic else 'set at configure time')
+    if spec.type == 'int' and (spec.min is not None or spec.max is not None):
+        desc.integer_range = [IntegerRange(from_value=int(spec.min if spec.min is not None else -2**31),
+                                           to_value=int(spec.max if spec.max is not None else 2**31 - 1), step=1)]
+    if spec.type == 'double' and (spec.min is not None or spec.max is not None):
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.min if spec.min is not None else -1e300),
+            to_value=float(spec.max if spec.max is not None else 1e300), step=0.0)]
+    return desc
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description='Print the parameter table as YAML or markdown.')
+    parser.add_argument('--yaml', action='store_true')
+    parser.add_argument('--markdown', action='store_true')
+    args = parser.parse_args(argv)
+    print(render_markdown_table() if args.markdown else render_yaml(), end='')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

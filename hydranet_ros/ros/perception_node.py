@@ -1,0 +1,429 @@
+"""The `hydranet` lifecycle node: camera images in; segmentation, depth, flow, detections out.
+
+Lifecycle the navigation2 way: configure validates parameters, loads and warms up the model
+and creates the publishers (FAILURE with the reason, and nothing left behind, on any
+problem); activate subscribes and starts the worker; deactivate stops it; cleanup releases
+the model. The node never changes its own state. Inference runs on a worker thread that
+takes the newest frame of each camera, so executor callbacks never wait on the network.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from hydranet_ros import TASKS
+from hydranet_ros.inference.predictor import Predictor
+from hydranet_ros.msg import InferenceStats, OpticalFlow
+from hydranet_ros.paths import bundled_model_path
+from hydranet_ros.pipeline.latest_frames import LatestFrames
+from hydranet_ros.ros import messages
+from hydranet_ros.ros.image_codec import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, descriptor, validate_all
+from hydranet_ros import visualize
+
+#: Output topics per task (relative to the camera's namespace), for lazy head evaluation.
+TASK_OUTPUTS = {'segmentation': ('segmentation', 'debug/segmentation'),
+                'depth': ('depth', 'debug/depth'),
+                'flow': ('flow', 'debug/flow'),
+                'detection': ('detections', 'debug/detections')}
+_RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
+_LATENCY_WINDOW = 200
+
+
+def _topic(camera: str, name: str) -> str:
+    return f'{camera}/{name}' if camera else name
+
+
+class PerceptionNode(LifecycleNode):
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMETERS:
+            if isinstance(spec.default, list) and not spec.default:
+                # An empty list has no inferable type; declare the type, treat unset as [].
+                self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
+            else:
+                self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._lock = threading.RLock()
+        self._reset_runtime()
+
+    # ------------------------------------------------------------------ state
+    def _reset_runtime(self):
+        self._params = {}
+        self._predictor = None
+        self._pubs = {}
+        self._diag_pub = None
+        self._subs = []
+        self._camera_info = {}
+        self._frames = None
+        self._worker = None
+        self._timer = None
+        self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0}
+        self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
+        self._window_processed = 0
+        self._window_start = time.monotonic()
+        self._last_error = ''
+        self._last_tasks = ()
+
+    @property
+    def state_label(self) -> str:
+        return self._state_machine.current_state[1]
+
+    @property
+    def counters(self) -> dict:
+        with self._lock:
+            counts = dict(self._counters)
+        if self._frames is not None:
+            counts['dropped'] = self._frames.dropped
+        return counts
+
+    def _read_params(self) -> dict:
+        values = {}
+        for spec in PARAMETERS:
+            try:
+                value = self.get_parameter(spec.name).value
+            except ParameterUninitializedException:   # a list parameter nobody set: default []
+                value = None
+            if value is None and spec.type == 'string_array':
+                value = []
+            if spec.type == 'string_array':
+                value = list(value)
+            values[spec.name] = value
+        return values
+
+    # ------------------------------------------------------------------ transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            params = self._read_params()
+            problems = validate_all(params)
+            if problems:
+                raise ValueError('invalid parameters: ' + '; '.join(problems))
+            model_path = params['model_path'] or str(bundled_model_path())
+            size = None
+            if params['input_height'] or params['input_width']:
+                if not (params['input_height'] and params['input_width']):
+                    raise ValueError('set both input_height and input_width, or neither')
+                size = (params['input_height'], params['input_width'])
+            predictor = Predictor(
+                model_path, device=params['device'], precision=params['precision'], input_size=size,
+                score_threshold=params['detection.score_threshold'],
+                max_detections=params['detection.max_detections'],
+                flow_max_gap_s=params['flow.max_gap_s'],
+                expected_sha256=params['model_sha256'] or None)
+            unknown = sorted(set(params['detection.classes']) - set(predictor.class_names))
+            if unknown:
+                raise ValueError(f'detection.classes names classes the model does not have: {unknown}; '
+                                 f'it has {predictor.class_names}')
+            predictor.warmup(params['warmup_iterations'])
+        except Exception as exc:  # any problem: report, undo, stay unconfigured
+            self.get_logger().error(f'configure failed: {exc}')
+            self._last_error = str(exc)
+            self._reset_runtime()
+            self._last_error = str(exc)
+            return TransitionCallbackReturn.FAILURE
+        self._params = params
+        self._predictor = predictor
+        self._cameras = params['cameras'] or ['']
+        self._create_publishers()
+        self.get_logger().info(
+            f'configured: model {predictor.model_id} on {predictor.device} ({predictor.precision}), '
+            f'input {predictor.input_size[1]}x{predictor.input_size[0]}, cameras {self._cameras}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_publishers(self):
+        p = self._params
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
+                             reliability=_RELIABILITY[p['output_reliability']])
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        types = {'segmentation': Image, 'depth': Image, 'flow': OpticalFlow, 'detections': Detection2DArray,
+                 'camera_info': CameraInfo, 'stats': InferenceStats,
+                 'debug/segmentation': Image, 'debug/depth': Image, 'debug/flow': Image,
+                 'debug/detections': Image}
+        for cam in self._cameras:
+            for name, msg_type in types.items():
+                self._pubs[(cam, name)] = self.create_lifecycle_publisher(msg_type, _topic(cam, name), out_qos)
+            for name in ('segmentation/label_info', 'detections/label_info'):
+                self._pubs[(cam, name)] = self.create_lifecycle_publisher(LabelInfo, _topic(cam, name), latched)
+        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', out_qos)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)   # enables the lifecycle publishers
+        if ret != TransitionCallbackReturn.SUCCESS:
+            return ret
+        p = self._params
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
+                            reliability=_RELIABILITY[p['input_reliability']])
+        self._frames = LatestFrames()
+        for cam in self._cameras:
+            if p['input_transport'] == 'compressed':
+                self._subs.append(self.create_subscription(
+                    CompressedImage, _topic(cam, 'image/compressed'),
+                    lambda msg, cam=cam: self._frames.put(cam, msg), in_qos))
+            else:
+                self._subs.append(self.create_subscription(
+                    Image, _topic(cam, 'image'), lambda msg, cam=cam: self._frames.put(cam, msg), in_qos))
+            self._subs.append(self.create_subscription(
+                CameraInfo, _topic(cam, 'camera_info'),
+                lambda msg, cam=cam: self._camera_info.__setitem__(cam, msg), in_qos))
+        self._publish_label_infos()
+        self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
+        self._worker.start()
+        self._window_start, self._window_processed = time.monotonic(), 0
+        self._timer = self.create_timer(p['diagnostics_period_s'], self._publish_diagnostics)
+        self.get_logger().info('active: processing ' + ', '.join(
+            _topic(c, 'image/compressed' if p['input_transport'] == 'compressed' else 'image') for c in self._cameras))
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_processing(self):
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._frames is not None:
+            self._frames.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+        if self._frames is not None:
+            with self._lock:
+                self._counters['dropped'] = self._frames.dropped
+            self._frames = None
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        return super().on_deactivate(state)
+
+    def _release(self):
+        for pub in list(self._pubs.values()) + ([self._diag_pub] if self._diag_pub else []):
+            self.destroy_lifecycle_publisher(pub)
+        predictor = self._predictor
+        self._reset_runtime()
+        if predictor is not None and predictor.device.type == 'cuda':
+            import torch
+            del predictor
+            torch.cuda.empty_cache()
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info('cleaned up: model released')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f'error during a transition from {state.label}; releasing everything')
+        self._stop_processing()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ parameters at runtime
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        updates = {}
+        for param in params:
+            spec = BY_NAME.get(param.name)
+            if spec is None:
+                continue  # use_sim_time and other node-level parameters
+            value = param.value
+            if spec.type == 'string_array':
+                value = [] if value is None else list(value)
+            if spec.type == 'double' and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            reason = spec.validate(value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            if not spec.dynamic and self._predictor is not None:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{spec.name} takes effect at configure; clean up the node first (it is {self.state_label})')
+            updates[spec.name] = value
+        if updates and self._predictor is not None:
+            merged = {**self._params, **updates}
+            problems = validate_all(merged)
+            unknown = sorted(set(merged['detection.classes']) - set(self._predictor.class_names))
+            if unknown:
+                problems.append(f'detection.classes: unknown classes {unknown}; the model has '
+                                f'{self._predictor.class_names}')
+            if problems:
+                return SetParametersResult(successful=False, reason='; '.join(problems))
+            with self._lock:
+                self._params = merged
+                self._predictor.score_threshold = merged['detection.score_threshold']
+                self._predictor.max_detections = merged['detection.max_detections']
+                self._predictor.cache.max_gap_s = merged['flow.max_gap_s']
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ worker
+    def _needed_tasks(self, params) -> tuple:
+        tasks = []
+        for task in TASKS:
+            if not params[f'{task}.enabled']:
+                continue
+            if params['always_run']:
+                tasks.append(task)
+                continue
+            outputs = TASK_OUTPUTS[task] if params['debug_images'] else TASK_OUTPUTS[task][:1]
+            if any(self._pubs[(cam, name)].get_subscription_count() > 0
+                   for cam in self._cameras for name in outputs):
+                tasks.append(task)
+        return tuple(tasks)
+
+    def _work(self):
+        frames = self._frames
+        next_time = 0.0
+        while not frames.closed:
+            with self._lock:
+                rate = self._params['max_rate_hz']
+            if rate > 0:
+                wait = next_time - time.monotonic()
+                if wait > 0:
+                    time.sleep(min(wait, 0.1))
+                    continue
+            batch = frames.take(timeout=0.1)
+            if not batch or frames.closed:
+                continue
+            if rate > 0:
+                next_time = time.monotonic() + 1.0 / rate
+            try:
+                self._process(batch)
+            except Exception as exc:  # never let one frame kill the worker
+                with self._lock:
+                    self._counters['errors'] += 1
+                    self._last_error = f'{type(exc).__name__}: {exc}'
+                self.get_logger().error(f'processing failed: {exc}\n{traceback.format_exc()}',
+                                        throttle_duration_sec=5.0)
+
+    def _decode(self, frame):
+        msg = frame.message
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            Predictor.check_image(rgb)
+        except (ImageConversionError, ValueError, TypeError) as exc:
+            with self._lock:
+                self._counters['rejected'] += 1
+                self._last_error = f'rejected input on {_topic(frame.camera, "image")}: {exc}'
+            self.get_logger().warning(f'rejected input on {_topic(frame.camera, "image")}: {exc}',
+                                      throttle_duration_sec=5.0)
+            return None
+        return rgb
+
+    def _process(self, batch):
+        start = time.monotonic()
+        with self._lock:
+            params = dict(self._params)
+        tasks = self._needed_tasks(params)
+        if not tasks:
+            return
+        decoded = [(f, self._decode(f)) for f in batch]
+        decoded = [(f, rgb) for f, rgb in decoded if rgb is not None]
+        if not decoded:
+            return
+        stamps = []
+        for f, _ in decoded:
+            s = messages.stamp_to_seconds(f.message.header.stamp)
+            stamps.append(s if s > 0 else time.time())
+        results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
+                                          streams=[f.camera for f, _ in decoded], stamps=stamps,
+                                          dense_output=params['output_resolution'])
+        with self._lock:
+            self._counters['processed'] += len(results)
+            self._window_processed += len(results)
+            self._last_tasks = tasks
+        for (frame, rgb), result in zip(decoded, results):
+            self._publish(frame, rgb, result, tasks, params, start)
+
+    def _publish(self, frame, rgb, result, tasks, params, start):
+        cam = frame.camera
+        header = frame.message.header
+        if params['frame_id']:
+            header = type(header)(stamp=header.stamp, frame_id=params['frame_id'])
+        pub = lambda name: self._pubs[(cam, name)]  # noqa: E731
+        debug = params['debug_images']
+        colors = [c['color'] for c in self._predictor.metadata.segmentation_classes]
+        dense_size = None
+        if result.segmentation is not None:
+            dense_size = result.segmentation.shape
+            pub('segmentation').publish(messages.segmentation_image(header, result.segmentation))
+            if debug and pub('debug/segmentation').get_subscription_count():
+                overlay = visualize.segmentation_overlay(result.segmentation, colors, rgb)
+                pub('debug/segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
+        if result.depth is not None:
+            dense_size = result.depth.shape
+            pub('depth').publish(messages.depth_image(header, result.depth, params['depth.min_m'],
+                                                      params['depth.max_m']))
+            if debug and pub('debug/depth').get_subscription_count():
+                pub('debug/depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
+        if result.flow is not None:
+            pub('flow').publish(messages.optical_flow(header, result.flow_previous_stamp, result.flow,
+                                                      result.image_size))
+            if debug and pub('debug/flow').get_subscription_count():
+                pub('debug/flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
+        if result.detections is not None:
+            wanted = set(params['detection.classes'])
+            dets = [d for d in result.detections if not wanted or d.class_name in wanted]
+            pub('detections').publish(messages.detections(header, dets))
+            if debug and pub('debug/detections').get_subscription_count():
+                pub('debug/detections').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
+        info = self._camera_info.get(cam)
+        if info is not None and dense_size is not None:
+            pub('camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
+        end = time.monotonic()
+        timings = dict(result.timings_ms)
+        timings['queue_ms'] = (start - frame.received) * 1e3
+        timings['total_ms'] = (end - frame.received) * 1e3
+        with self._lock:
+            self._latency_ms.append(timings['total_ms'])
+        pub('stats').publish(messages.inference_stats(header, self._predictor.model_id, self._predictor.device,
+                                                      tasks, timings, self.counters))
+
+    def _publish_label_infos(self):
+        header = type(Image().header)()
+        header.stamp = self.get_clock().now().to_msg()
+        seg_names = [c['name'] for c in self._predictor.metadata.segmentation_classes]
+        for cam in self._cameras:
+            self._pubs[(cam, 'segmentation/label_info')].publish(messages.label_info(header, seg_names))
+            self._pubs[(cam, 'detections/label_info')].publish(
+                messages.label_info(header, self._predictor.class_names, self._params['detection.score_threshold']))
+
+    def _publish_diagnostics(self):
+        now = time.monotonic()
+        with self._lock:
+            lat = np.array(self._latency_ms) if self._latency_ms else None
+            processed = self._window_processed
+            self._window_processed, period, self._window_start = 0, now - self._window_start, now
+            counts = dict(self._counters)
+            last_error = self._last_error
+        counts['dropped'] = self._frames.dropped if self._frames is not None else counts['dropped']
+        values = {'rate_hz': f'{processed / period:.2f}' if period > 0 else '0',
+                  'latency_p50_ms': f'{np.percentile(lat, 50):.1f}' if lat is not None else 'n/a',
+                  'latency_p95_ms': f'{np.percentile(lat, 95):.1f}' if lat is not None else 'n/a',
+                  'frames_processed': counts['processed'], 'frames_dropped': counts['dropped'],
+                  'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
+                  'device': self._predictor.device, 'precision': self._predictor.precision,
+                  'model': self._predictor.model_id, 'tasks_last_run': ','.join(self._last_tasks),
+                  'last_error': last_error}
+        level, message = DiagnosticStatus.OK, 'running'
+        if counts['errors']:
+            level, message = DiagnosticStatus.ERROR, f'processing errors: {last_error}'
+        elif counts['rejected']:
+            level, message = DiagnosticStatus.WARN, f'rejected inputs: {last_error}'
+        self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
+                                                    level[0] if isinstance(level, bytes) else level,
+                                                    message, values))

@@ -1,0 +1,67 @@
+"""Colour images for people: segmentation overlay, depth colour map, flow wheel, boxes.
+
+ROS-free (numpy + OpenCV); the node's debug topics and the evaluator's plots use these.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def palette(colors, n: int) -> np.ndarray:
+    """[n, 3] uint8 RGB lookup table from [[r, g, b], ...]; missing ids get grey."""
+    lut = np.full((256, 3), 128, np.uint8)
+    for i, c in enumerate(colors[:256]):
+        lut[i] = np.clip(np.asarray(c, dtype=np.int64), 0, 255)
+    return lut
+
+
+def segmentation_overlay(seg: np.ndarray, colors, image: np.ndarray | None = None, alpha: float = 0.5) -> np.ndarray:
+    """Class ids [H, W] -> RGB, blended over the image when given (resized to seg's size)."""
+    colored = palette(colors, len(colors))[seg]
+    if image is None:
+        return colored
+    if image.shape[:2] != seg.shape:
+        image = cv2.resize(image, (seg.shape[1], seg.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(np.ascontiguousarray(image), 1 - alpha, colored, alpha, 0)
+
+
+def depth_colormap(depth: np.ndarray, d_min: float | None = None, d_max: float | None = None) -> np.ndarray:
+    """Metres [H, W] -> RGB (near warm, far cool, log scale); non-finite pixels black."""
+    finite = np.isfinite(depth)
+    out = np.zeros((*depth.shape, 3), np.uint8)
+    if not finite.any():
+        return out
+    vals = depth[finite]
+    lo = d_min if d_min else max(float(vals.min()), 1e-3)
+    hi = d_max if d_max else max(float(vals.max()), lo * 1.001)
+    norm = (np.log(np.clip(depth, lo, hi)) - np.log(lo)) / max(np.log(hi) - np.log(lo), 1e-6)
+    gray = (255 * (1 - np.nan_to_num(norm, nan=0.0))).astype(np.uint8)
+    colored = cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    out[finite] = colored[finite]
+    return out
+
+
+def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """[H, W, 2] flow -> RGB colour wheel: hue = direction, saturation = magnitude."""
+    u, v = flow[..., 0], flow[..., 1]
+    mag, ang = cv2.cartToPolar(np.nan_to_num(u).astype(np.float32), np.nan_to_num(v).astype(np.float32))
+    top = max_magnitude or max(float(np.percentile(mag, 99)), 1e-6)
+    hsv = np.zeros((*flow.shape[:2], 3), np.uint8)
+    hsv[..., 0] = (ang * 90 / np.pi).astype(np.uint8)          # OpenCV hue is 0..179
+    hsv[..., 1] = np.clip(mag / top * 255, 0, 255).astype(np.uint8)
+    hsv[..., 2] = 255
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def draw_detections(image: np.ndarray, detections, colors=None) -> np.ndarray:
+    """Boxes with 'name score' labels drawn on a copy of the RGB image."""
+    out = np.ascontiguousarray(image).copy()
+    for det in detections:
+        color = tuple(int(c) for c in (colors[det.class_id] if colors else (255, 64, 0)))
+        p1, p2 = (int(round(det.x1)), int(round(det.y1))), (int(round(det.x2)), int(round(det.y2)))
+        cv2.rectangle(out, p1, p2, color, 2)
+        label = f'{det.class_name} {det.score:.2f}'
+        cv2.putText(out, label, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1,
+                    cv2.LINE_AA)
+    return out
