@@ -36,3 +36,10 @@ def ros_node():
         executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory):
+    """A small random-weight checkpoint (4 segmentation classes, 2 detection classes)."""
+    from node_harness import make_tiny_checkpoint
+    return make_tiny_checkpoint(tmp_path_factory.mktemp('models') / 'tiny.pt')

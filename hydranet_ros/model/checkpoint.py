@@ -11,6 +11,7 @@ import copy
 import hashlib
 import io
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,8 @@ def load_checkpoint(path, expected_sha256: str | None = None, map_location='cpu'
     if expected_sha256:
         if digest != expected_sha256.strip().lower():
             raise CheckpointError(f'{path}: sha256 {digest} does not match the pinned {expected_sha256}')
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError(f'{path} is not a hydranet_ros checkpoint (not a torch zip archive)')
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

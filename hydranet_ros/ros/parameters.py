@@ -204,8 +204,10 @@ def descriptor(spec: ParamSpec):
              'string_array': ParameterType.PARAMETER_STRING_ARRAY}
     extra = f' Choices: {", ".join(spec.choices)}.' if spec.choices else ''
     desc = ParameterDescriptor(name=spec.name, type=types[spec.type], description=spec.description + extra,
-                               read_only=not spec.dynamic,
-                               additional_constraints='' if spec.dynamic else 'set at configure time')
+                               # Not read_only: a static parameter may change while the node is
+                               # unconfigured (it applies at the next configure); the node's
+                               # on-set callback refuses it once configured, with the reason.
+                               additional_constraints='' if spec.dynamic else 'applied at configure')
     if spec.type == 'int' and (spec.min is not None or spec.max is not None):
         desc.integer_range = [IntegerRange(from_value=int(spec.min if spec.min is not None else -2**31),
                                            to_value=int(spec.max if spec.max is not None else 2**31 - 1), step=1)]
