@@ -161,7 +161,8 @@ def render_yaml(node_name: str = NODE_NAME) -> str:
     lines = ['# Parameters of the hydranet perception node, with their defaults.',
              '# Generated from hydranet_ros/ros/parameters.py (python -m hydranet_ros.ros.parameters --yaml);',
              '# a test checks the two agree. Copy and edit for your robot; pass with params_file:=...',
-             f'{node_name}:', '  ros__parameters:']
+             '# The key matches a node of this name in any namespace.',
+             f'/**/{node_name}:', '  ros__parameters:']
     groups: dict[str, list] = {}
     for p in PARAMETERS:   # top-level names first, then each group together (no repeated keys)
         groups.setdefault(p.name.rpartition('.')[0], []).append(p)

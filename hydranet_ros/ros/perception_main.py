@@ -15,6 +15,7 @@ import threading
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
 
 
 def parse_args(argv):
@@ -44,7 +45,9 @@ def main(argv=None) -> int:
     args = ['perception_node', '--ros-args', *ros_args]
     if own.params_file:
         args += ['--params-file', own.params_file]
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: the context must stay valid while the node is taken
+    # down through deactivate, cleanup and shutdown.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     from hydranet_ros.ros.perception_node import PerceptionNode
     node = PerceptionNode(own.name, namespace=own.namespace)
     executor = MultiThreadedExecutor(num_threads=2)
@@ -53,13 +56,15 @@ def main(argv=None) -> int:
     spinner.start()
     code = 0
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         if own.autostart and not drive(node, ['configure', 'activate']):
             code = 1
         else:
             while not stop.wait(0.2) and rclpy.ok():
                 pass
+            node.get_logger().info('stopping')
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -1,0 +1,74 @@
+"""The parameter table is the single source: YAML, docs and the node's declarations agree."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hydranet_ros.ros.parameters import BY_NAME, PARAMETERS, defaults, render_markdown_table, render_yaml, validate_all
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _flatten(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
+    return out
+
+
+def test_config_yaml_is_the_table():
+    text = (ROOT / 'config' / 'perception.yaml').read_text()
+    assert text == render_yaml(), 'config/perception.yaml is stale: python -m hydranet_ros.ros.parameters --yaml'
+    values = _flatten(yaml.safe_load(text)['/**/hydranet']['ros__parameters'])
+    for name, default in defaults().items():
+        if default == []:
+            assert f'# {name.rpartition(".")[2]}: []' in text      # documented, left out (no type)
+        else:
+            assert values[name] == default, name
+    assert set(values) <= set(BY_NAME)
+
+
+def test_docs_table_is_the_table():
+    docs = (ROOT / 'docs' / 'NODE.md').read_text()
+    assert render_markdown_table() in docs, 'docs/NODE.md parameter table is stale'
+
+
+def test_node_declares_exactly_the_table(tiny_checkpoint):
+    import rclpy
+    from hydranet_ros.ros.perception_node import PerceptionNode
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        node = PerceptionNode(context=ctx)
+        declared = {name for name in node._parameters if name not in ('use_sim_time', 'start_type_description_service')}
+        assert declared == set(BY_NAME)
+        for spec in PARAMETERS:
+            if spec.default != []:
+                assert node.get_parameter(spec.name).value == spec.default, spec.name
+            desc = node.describe_parameter(spec.name)
+            assert spec.description in desc.description
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize('values,problem', [
+    ({'precision': 'fp64'}, 'precision must be one of'),
+    ({'qos_depth': 0}, 'qos_depth must be >= 1'),
+    ({'detection.score_threshold': 2.0}, 'must be <= 1'),
+    ({'cameras': ['front', 'front']}, 'distinct'),
+    ({'cameras': ['/front']}, 'leading /'),
+    ({'input_width': 100}, 'multiple of 32'),
+    ({'always_run': 'yes'}, 'type bool'),
+    ({'no_such_param': 1}, 'unknown parameter'),
+])
+def test_validation_reasons(values, problem):
+    merged = {**defaults(), **values}
+    assert any(problem in p for p in validate_all(merged)), validate_all(merged)
+
+
+def test_defaults_are_valid():
+    assert validate_all(defaults()) == []
