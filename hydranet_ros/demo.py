@@ -1,0 +1,190 @@
+"""`make demo`: run the perception node end to end on a short drive and save what it publishes.
+
+A lifecycle node is started and driven through configure and activate exactly as
+`perception_node --autostart` does; a driver node publishes the drive's frames and
+camera_info over DDS and records every output. Per frame, a mosaic of the input and the
+node's debug images (segmentation overlay, depth colour map, flow wheel, boxes) is written to
+demo_output/, with a summary of latency, drops and outputs at the end.
+
+Model: --model, else the bundled models/hydranet_default.pt. Drive: a procedurally drawn road
+scene (sky, road, lane marks, two cars moving at different speeds).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hydranet_ros.paths import bundled_model_path
+
+
+def drive_frames(n: int, h: int = 480, w: int = 640):
+    """A forward drive: lane marks stream towards the camera, two cars move across the road."""
+    for i in range(n):
+        img = np.zeros((h, w, 3), np.uint8)
+        horizon = int(h * 0.45)
+        for y in range(horizon):                                  # sky gradient
+            img[y] = (110 + y * 60 // horizon, 150 + y * 60 // horizon, 235)
+        img[horizon:] = (70, 110, 60)                             # grass
+        road = np.array([[w * 0.45, horizon], [w * 0.55, horizon], [w * 0.98, h], [w * 0.02, h]], np.int32)
+        cv2.fillPoly(img, [road], (90, 90, 95))
+        for k in range(8):                                        # lane marks approach
+            z = ((k / 8 + i * 0.02) % 1.0)
+            y0 = int(horizon + (h - horizon) * z ** 2)
+            y1 = int(horizon + (h - horizon) * min(1.0, (z + 0.05)) ** 2)
+            cv2.line(img, (w // 2, y0), (w // 2, y1), (240, 240, 240), max(1, int(8 * z)))
+        for speed, lane, color in ((2.5, 0.35, (200, 30, 30)), (-1.5, 0.65, (30, 60, 200))):
+            cx = int((w * lane + speed * i) % w)
+            cy, size = int(h * 0.72), 90
+            cv2.rectangle(img, (cx - size // 2, cy - size // 3), (cx + size // 2, cy + size // 3), color, -1)
+            cv2.rectangle(img, (cx - size // 3, cy - size // 2), (cx + size // 3, cy - size // 3), color, -1)
+        yield img
+
+
+def untrained_checkpoint(path: Path) -> Path:
+    """A random-weight checkpoint of the default architecture (cached)."""
+    if not path.is_file():
+        import torch
+
+        from hydranet_ros.model import HydraNet, HydraNetConfig
+        from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
+        torch.manual_seed(0)
+        config = HydraNetConfig()
+        save_checkpoint(path, HydraNet(config), CheckpointMetadata(
+            architecture=config.to_dict(), input_size=[480, 640], name='untrained',
+            training={'note': 'random weights, for demonstrating the pipeline only'}))
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='hydranet_demo', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', help='checkpoint (default: the bundled model)')
+    parser.add_argument('--frames', type=int, default=12)
+    parser.add_argument('--output', default='demo_output')
+    parser.add_argument('--fps', type=float, default=10.0, help='rate the drive is published at')
+    args = parser.parse_args(argv)
+    model = Path(args.model) if args.model else bundled_model_path()
+    if not model.is_file():
+        if args.model:
+            print(f'hydranet_demo: no checkpoint at {model}', file=sys.stderr)
+            return 2
+        model = untrained_checkpoint(Path('.cache') / 'hydranet_untrained.pt')
+        print('=' * 78 + f'\nWARNING: no bundled model at {bundled_model_path()} yet (the training pipeline\n'
+              'that produces it is not built). Running the node with an UNTRAINED network of the\n'
+              'default architecture: the pipeline is real, the predictions are meaningless.\n' + '=' * 78)
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from hydranet_ros.msg import InferenceStats
+    from hydranet_ros.ros.image_codec import image_to_numpy, numpy_to_image
+    from hydranet_ros.ros.perception_main import drive
+    from hydranet_ros.ros.perception_node import PerceptionNode
+
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rclpy.init()
+    node = PerceptionNode(namespace='hydranet', parameter_overrides=[
+        Parameter('model_path', value=str(model)), Parameter('debug_images', value=True),
+        Parameter('always_run', value=True), Parameter('input_reliability', value='reliable'),
+        Parameter('qos_depth', value=20), Parameter('detection.score_threshold', value=0.3)])
+    driver = rclpy.create_node('demo_driver')
+    qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+    received = {}
+    lock = threading.Lock()
+
+    def keep(name):
+        def cb(msg):
+            with lock:
+                received.setdefault(name, {})[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+        return cb
+    for name in ('debug/segmentation', 'debug/depth', 'debug/flow', 'debug/detections', 'depth', 'segmentation'):
+        driver.create_subscription(Image, f'/hydranet/{name}', keep(name), qos)
+    driver.create_subscription(InferenceStats, '/hydranet/stats', keep('stats'), qos)
+    image_pub = driver.create_publisher(Image, '/hydranet/image', qos)
+    info_pub = driver.create_publisher(CameraInfo, '/hydranet/camera_info', qos)
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    executor.add_node(driver)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    code = 0
+    try:
+        if not drive(node, ['configure', 'activate']):
+            print(f'hydranet_demo: the node did not start: {node._last_error}', file=sys.stderr)
+            return 1
+        deadline = time.monotonic() + 10
+        while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        info = CameraInfo(width=640, height=480, k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1],
+                          p=[500.0, 0, 320, 0, 0, 500, 240, 0, 0, 0, 1, 0])
+        info.header.frame_id = 'demo_camera'
+        stamps, frames = [], []
+        for i, rgb in enumerate(drive_frames(args.frames)):
+            msg = numpy_to_image(rgb, 'rgb8')
+            t = 1000.0 + i / args.fps
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+            msg.header.frame_id = info.header.frame_id
+            info.header.stamp = msg.header.stamp
+            info_pub.publish(info)
+            image_pub.publish(msg)
+            stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+            frames.append(rgb)
+            time.sleep(1.0 / args.fps)
+        # Wait for the last frame's outputs (or give up after a generous limit).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with lock:
+                if stamps[-1] in received.get('stats', {}):
+                    break
+            time.sleep(0.05)
+        with lock:
+            got = {k: dict(v) for k, v in received.items()}
+        written = 0
+        for stamp, rgb in zip(stamps, frames):
+            panels = [rgb] + [image_to_numpy(got[name][stamp]) for name in
+                              ('debug/segmentation', 'debug/depth', 'debug/flow', 'debug/detections')
+                              if stamp in got.get(name, {})]
+            if len(panels) == 1:
+                continue   # dropped under the latest-frame policy
+            panels += [np.zeros_like(rgb)] * (6 - len(panels))
+            mosaic = np.vstack([np.hstack(panels[:3]), np.hstack(panels[3:6])])
+            cv2.imwrite(str(out_dir / f'frame_{stamp[0]}_{stamp[1]:09d}.png'), cv2.cvtColor(mosaic, cv2.COLOR_RGB2BGR))
+            written += 1
+        stats = list(got.get('stats', {}).values())
+        counters = node.counters
+        print(f'model: {node._predictor.model_id} on {node._predictor.device}')
+        print(f'frames published: {len(stamps)}, processed: {counters["processed"]}, '
+              f'dropped (latest-frame policy): {counters["dropped"]}, rejected: {counters["rejected"]}')
+        if stats:
+            total = [s.total_ms for s in stats]
+            print(f'latency receipt -> outputs: median {statistics.median(total):.1f} ms, '
+                  f'max {max(total):.1f} ms; inference median '
+                  f'{statistics.median(s.inference_ms for s in stats):.1f} ms')
+            depth_means = [float(np.nanmean(image_to_numpy(m))) for m in got.get('depth', {}).values()]
+            if depth_means:
+                print(f'depth: mean over frames {statistics.mean(depth_means):.2f} m')
+        print(f'wrote {written} mosaics (input | segmentation | depth / flow | detections) to {out_dir}/')
+        if written == 0:
+            code = 1
+    finally:
+        if node.state_label == 'active':
+            drive(node, ['deactivate', 'cleanup'])
+        executor.shutdown()
+        spinner.join(timeout=10)
+        node.destroy_node()
+        driver.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
