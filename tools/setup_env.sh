@@ -140,7 +140,7 @@ fi
 # files need a rebuild; edits to linked files are live).
 build_inputs=(package.xml CMakeLists.txt setup.cfg msg/*.msg deps/vision_msgs/package.xml deps/vision_msgs/CMakeLists.txt deps/vision_msgs/msg/*.msg)
 tree_dirs=()
-for d in hydranet_ros launch config; do [ -d "$d" ] && tree_dirs+=("$d"); done
+for d in hydranet_ros launch config models; do [ -d "$d" ] && tree_dirs+=("$d"); done
 build_hash=$( { hash_of "${build_inputs[@]}"; printf '%s\n' "${paths[@]}" "$MODE" "$GENERATOR" "${tree_dirs[@]}";
                 find "${tree_dirs[@]}" -type f -not -name '*.pyc' | LC_ALL=C sort; } | sha256sum | cut -c1-16)
 if stamp_ok colcon "$build_hash" && [ -f install/setup.bash ]; then
