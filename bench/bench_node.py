@@ -8,6 +8,7 @@
    latency of processed frames vs the model time, frames dropped, resident memory before/after.
 3. two cameras: one node batching two cameras vs two nodes with one camera each, both flooded
    for --seconds; frames processed per second in total.
+Each node runs in its own process, as deployed; the driver is this process.
 Random-weight network of the default architecture (cost does not depend on the weights).
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import statistics
 import sys
 import tempfile
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.parameter import Parameter
+import yaml
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -34,7 +37,6 @@ from hydranet_ros.model import HydraNet, HydraNetConfig
 from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from hydranet_ros.msg import InferenceStats
 from hydranet_ros.ros.image_codec import numpy_to_image
-from hydranet_ros.ros.perception_node import PerceptionNode
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -56,34 +58,53 @@ def frame(i, h=480, w=640, frame_id='cam'):
 
 
 class Rig:
+    """Perception nodes in their own processes (as deployed: `perception_node --autostart`),
+    and a driver node in this process that publishes frames and listens to the outputs."""
+
     def __init__(self, checkpoint, nodes_params):
-        self.nodes = [PerceptionNode(namespace=ns, parameter_overrides=[
-            Parameter('model_path', value=str(checkpoint)), Parameter('device', value='cpu'),
-            Parameter('always_run', value=True), Parameter('warmup_iterations', value=2),
-            *[Parameter(k, value=v) for k, v in params.items()]]) for ns, params in nodes_params]
-        self.peer = rclpy.create_node('bench_peer')
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        for n in [*self.nodes, self.peer]:
-            self.executor.add_node(n)
+        self.procs = []
+        self.tmp = Path(tempfile.mkdtemp())
+        for i, (ns, params) in enumerate(nodes_params):
+            values = {'model_path': str(checkpoint), 'device': 'cpu', 'always_run': True,
+                      'warmup_iterations': 2, **params}
+            path = self.tmp / f'params_{i}.yaml'
+            path.write_text(yaml.safe_dump({'/**/hydranet': {'ros__parameters': values}}))
+            self.procs.append(subprocess.Popen(
+                [sys.executable, '-m', 'hydranet_ros.ros.perception_main', '--autostart',
+                 '--params-file', str(path), '--namespace', ns],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.peer = rclpy.create_node('bench_driver')
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.peer)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        for n in self.nodes:
-            n.trigger_configure()
-            n.trigger_activate()
 
     def close(self):
-        for n in self.nodes:
-            n.trigger_deactivate()
-            n.trigger_cleanup()
+        for p in self.procs:
+            p.send_signal(signal.SIGINT)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
         self.executor.shutdown()
         self.thread.join(timeout=10)
-        for n in [*self.nodes, self.peer]:
-            n.destroy_node()
+        self.peer.destroy_node()
+
+    def node_rss_mb(self) -> float:
+        total = 0.0
+        for p in self.procs:
+            for line in Path(f'/proc/{p.pid}/status').read_text().splitlines():
+                if line.startswith('VmRSS:'):
+                    total += int(line.split()[1]) / 1024
+        return total
 
 
-def stats_listener(rig, topic, sink):
+def stats_listener(rig, topic, sink, last=None):
     def on_stats(msg):
         sink.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, time.perf_counter()))
+        if last is not None:
+            last[topic] = msg
     return rig.peer.create_subscription(InferenceStats, topic, on_stats, QOS)
 
 
@@ -97,22 +118,21 @@ def wait(pred, timeout):
 
 
 def bench_latency(checkpoint, n):
+    """Interleaved per frame: the Predictor alone, then the same frame through the node, so
+    machine noise hits both alike."""
     pred = Predictor(checkpoint, device='cpu')
     pred.warmup(2)
-    model_ms = []
-    for i in range(n):
-        _, rgb, t = frame(i)
-        s = time.perf_counter()
-        pred.predict(rgb, stamps=[t])
-        model_ms.append((time.perf_counter() - s) * 1e3)
     rig = Rig(checkpoint, [('hydranet', {'input_reliability': 'reliable'})])
     got = []
     stats_listener(rig, '/hydranet/stats', got)
     pub = rig.peer.create_publisher(Image, '/hydranet/image', QOS)
-    wait(lambda: pub.get_subscription_count() > 0, 10)
-    e2e_ms = []
+    wait(lambda: pub.get_subscription_count() > 0, 120)
+    model_ms, e2e_ms = [], []
     for i in range(n + 2):
-        msg, _, t = frame(i)
+        msg, rgb, t = frame(i)
+        s = time.perf_counter()
+        pred.predict(rgb, stamps=[t])
+        model = (time.perf_counter() - s) * 1e3
         got.clear()
         s = time.perf_counter()
         pub.publish(msg)
@@ -120,20 +140,21 @@ def bench_latency(checkpoint, n):
             continue
         if i >= 2:  # first two frames: discovery and caches
             e2e_ms.append((next(r for st, r in got if abs(st - t) < 1e-6) - s) * 1e3)
+            model_ms.append(model)
     rig.close()
     return statistics.median(model_ms), statistics.median(e2e_ms)
 
 
 def bench_overload(checkpoint, model_ms, seconds):
     rig = Rig(checkpoint, [('hydranet', {'input_reliability': 'reliable', 'qos_depth': 50})])
-    got = []
-    stats_listener(rig, '/hydranet/stats', got)
+    got, last = [], {}
+    stats_listener(rig, '/hydranet/stats', got, last)
     pub = rig.peer.create_publisher(Image, '/hydranet/image', QOS)
-    wait(lambda: pub.get_subscription_count() > 0, 10)
+    wait(lambda: pub.get_subscription_count() > 0, 120)
     period = model_ms / 2 / 1e3
     sent = {}
     frames = [frame(i) for i in range(4)]
-    rss0 = rss_mb()
+    rss0 = rig.node_rss_mb()
     start = time.perf_counter()
     i = 0
     rss_mid = None
@@ -145,14 +166,14 @@ def bench_overload(checkpoint, model_ms, seconds):
         pub.publish(msg)
         i += 1
         if rss_mid is None and time.perf_counter() - start > seconds / 2:
-            rss_mid = rss_mb()
+            rss_mid = rig.node_rss_mb()
         time.sleep(max(0.0, start + i * period - time.perf_counter()))
     time.sleep(2 * model_ms / 1e3 + 0.5)
-    rss1 = rss_mb()
+    rss1 = rig.node_rss_mb()
     lat = [(r - sent[round(st, 6)]) * 1e3 for st, r in got if round(st, 6) in sent]
-    counts = rig.nodes[0].counters
+    final = last['/hydranet/stats']
     rig.close()
-    return {'sent': i, 'processed': counts['processed'], 'dropped': counts['dropped'],
+    return {'sent': i, 'processed': len(got), 'dropped': final.frames_dropped,
             'p50_ms': float(np.percentile(lat, 50)), 'p95_ms': float(np.percentile(lat, 95)),
             'rss_mb': (rss0, rss_mid, rss1)}
 
@@ -163,13 +184,17 @@ def bench_two_cameras(checkpoint, seconds):
                           ('two nodes, one camera each', [('hn_a', {}), ('hn_b', {})])):
         rig = Rig(checkpoint, layout)
         if len(layout) == 1:
-            topics = ['/hydranet/a/image', '/hydranet/b/image']
+            topics = ['/hydranet/a', '/hydranet/b']
         else:
-            topics = ['/hn_a/image', '/hn_b/image']
-        pubs = [rig.peer.create_publisher(Image, t, QOS) for t in topics]
-        wait(lambda: all(p.get_subscription_count() for p in pubs), 10)
+            topics = ['/hn_a', '/hn_b']
+        counts = {t: [] for t in topics}
+        for t in topics:
+            stats_listener(rig, f'{t}/stats', counts[t])
+        pubs = [rig.peer.create_publisher(Image, f'{t}/image', QOS) for t in topics]
+        wait(lambda: all(p.get_subscription_count() for p in pubs), 120)
         msg, _, _ = frame(0)
-        before = sum(n.counters['processed'] for n in rig.nodes)
+        time.sleep(1.0)
+        before = sum(len(c) for c in counts.values())
         start = time.perf_counter()
         i = 0
         while time.perf_counter() - start < seconds:
@@ -180,7 +205,7 @@ def bench_two_cameras(checkpoint, seconds):
             i += 1
             time.sleep(0.02)
         elapsed = time.perf_counter() - start
-        results[label] = (sum(n.counters['processed'] for n in rig.nodes) - before) / elapsed
+        results[label] = (sum(len(c) for c in counts.values()) - before) / elapsed
         rig.close()
     return results
 
@@ -215,7 +240,7 @@ def main(argv=None):
     print(f"| overload 2x: latency p50 / p95 ms | {over['p50_ms']:.1f} / {over['p95_ms']:.1f} | |")
     print(f"| overload 2x: p95 / model time | {over['p95_ms'] / model_ms:.2f}x | <= 2x |")
     r0, r1, r2 = over['rss_mb']
-    print(f'| overload 2x: resident memory start / middle / end MB | {r0:.0f} / {r1:.0f} / {r2:.0f} | flat |')
+    print(f'| overload 2x: node resident memory start / middle / end MB | {r0:.0f} / {r1:.0f} / {r2:.0f} | flat |')
     a, b = two.values()
     print(f'| two cameras: one node batched, frames/s | {a:.2f} | |')
     print(f'| two cameras: two nodes, frames/s | {b:.2f} | |')
