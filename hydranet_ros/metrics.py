@@ -1,0 +1,160 @@
+"""Task metrics shared by training evaluation and the offline evaluator (numpy, no ROS).
+
+Each metric accumulates over images with update(...) and reports with compute().
+"""
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE = 255
+
+
+class SegmentationMetric:
+    """Confusion matrix -> per-class IoU and mIoU (over classes present in labels or predictions)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE):
+        self.n = num_classes
+        self.ignore = ignore_index
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, pred: np.ndarray, target: np.ndarray):
+        keep = target != self.ignore
+        t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
+        if t.size and (t.max() >= self.n or p.max() >= self.n):
+            raise ValueError(f'class id out of range for {self.n} classes')
+        self.confusion += np.bincount(t * self.n + p, minlength=self.n * self.n).reshape(self.n, self.n)
+
+    def compute(self) -> dict:
+        tp = np.diag(self.confusion).astype(np.float64)
+        union = self.confusion.sum(0) + self.confusion.sum(1) - tp
+        present = union > 0
+        iou = np.full(self.n, np.nan)
+        iou[present] = tp[present] / union[present]
+        acc = tp.sum() / max(self.confusion.sum(), 1)
+        return {'miou': float(np.nanmean(iou)) if present.any() else float('nan'),
+                'per_class_iou': iou.tolist(), 'pixel_accuracy': float(acc)}
+
+
+class DepthMetric:
+    """AbsRel, RMSE (m) and delta < 1.25 over pixels with finite ground truth in [min, max]."""
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0):
+        self.min, self.max = min_depth, max_depth
+        self.abs_rel = self.sq = self.delta = 0.0
+        self.count = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray):
+        valid = np.isfinite(target) & (target >= self.min) & (target <= self.max) & np.isfinite(pred)
+        p, t = np.clip(pred[valid].astype(np.float64), self.min, self.max), target[valid].astype(np.float64)
+        self.abs_rel += float(np.sum(np.abs(p - t) / t))
+        self.sq += float(np.sum((p - t) ** 2))
+        self.delta += float(np.sum(np.maximum(p / t, t / p) < 1.25))
+        self.count += int(t.size)
+
+    def compute(self) -> dict:
+        c = max(self.count, 1)
+        return {'abs_rel': self.abs_rel / c, 'rmse': float(np.sqrt(self.sq / c)), 'delta1': self.delta / c,
+                'pixels': self.count}
+
+
+class FlowMetric:
+    """End-point error (px) and Fl-all (share of outliers: EPE > 3 px and > 5% of |gt|)."""
+
+    def __init__(self):
+        self.epe = 0.0
+        self.outliers = 0
+        self.count = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray):
+        valid = np.isfinite(target).all(axis=-1)
+        err = np.linalg.norm(pred[valid].astype(np.float64) - target[valid], axis=-1)
+        mag = np.linalg.norm(target[valid].astype(np.float64), axis=-1)
+        self.epe += float(err.sum())
+        self.outliers += int(np.sum((err > 3.0) & (err > 0.05 * mag)))
+        self.count += int(err.size)
+
+    def compute(self) -> dict:
+        c = max(self.count, 1)
+        return {'epe': self.epe / c, 'fl_all': self.outliers / c, 'pixels': self.count}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N, 4] x [M, 4] (x1, y1, x2, y2) -> [N, M] IoU."""
+    if a.size == 0 or b.size == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class DetectionMetric:
+    """mAP@0.5 and mAP@[.5:.95] (COCO-style 101-point interpolated AP, averaged over classes
+    that have ground truth). Ground-truth boxes marked ignore are neither matched as misses
+    nor count detections matched to them as false positives."""
+
+    THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)
+
+    def __init__(self, num_classes: int):
+        self.n = num_classes
+        self.records = {c: {t: [] for t in self.THRESHOLDS} for c in range(num_classes)}  # (score, tp)
+        self.num_gt = np.zeros(num_classes, np.int64)
+
+    def update(self, pred_boxes, pred_scores, pred_classes, gt_boxes, gt_classes, gt_ignore=None):
+        pred_boxes = np.asarray(pred_boxes, np.float64).reshape(-1, 4)
+        pred_scores = np.asarray(pred_scores, np.float64).reshape(-1)
+        pred_classes = np.asarray(pred_classes, np.int64).reshape(-1)
+        gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+        gt_classes = np.asarray(gt_classes, np.int64).reshape(-1)
+        gt_ignore = np.zeros(len(gt_boxes), bool) if gt_ignore is None else np.asarray(gt_ignore, bool)
+        for c in range(self.n):
+            pm, gm = pred_classes == c, gt_classes == c
+            pb, ps = pred_boxes[pm], pred_scores[pm]
+            gb, gi = gt_boxes[gm], gt_ignore[gm]
+            self.num_gt[c] += int((~gi).sum())
+            order = np.argsort(-ps, kind='stable')
+            pb, ps = pb[order], ps[order]
+            iou = box_iou(pb, gb)
+            for t in self.THRESHOLDS:
+                taken = np.zeros(len(gb), bool)
+                for i in range(len(pb)):
+                    cand = np.where(~taken & (iou[i] >= t))[0] if len(gb) else np.array([], int)
+                    if cand.size:
+                        j = cand[np.argmax(iou[i, cand])]
+                        taken[j] = True
+                        if gi[j]:
+                            continue           # matched an ignored box: neither TP nor FP
+                        self.records[c][t].append((ps[i], 1))
+                    else:
+                        self.records[c][t].append((ps[i], 0))
+
+    def _ap(self, recs, num_gt):
+        if num_gt == 0:
+            return float('nan')
+        if not recs:
+            return 0.0
+        recs = sorted(recs, key=lambda r: -r[0])
+        tp = np.cumsum([r[1] for r in recs])
+        fp = np.cumsum([1 - r[1] for r in recs])
+        recall = tp / num_gt
+        precision = tp / np.maximum(tp + fp, 1e-9)
+        precision = np.maximum.accumulate(precision[::-1])[::-1]
+        points = np.linspace(0, 1, 101)
+        idx = np.searchsorted(recall, points, side='left')
+        return float(np.mean([precision[i] if i < len(precision) else 0.0 for i in idx]))
+
+    def compute(self) -> dict:
+        per_class = {}
+        for c in range(self.n):
+            per_class[c] = [self._ap(self.records[c][t], self.num_gt[c]) for t in self.THRESHOLDS]
+        has = [c for c in range(self.n) if self.num_gt[c] > 0]
+        if not has:
+            return {'map50': float('nan'), 'map': float('nan'), 'per_class_ap50': [float('nan')] * self.n}
+        return {'map50': float(np.mean([per_class[c][0] for c in has])),
+                'map': float(np.mean([np.mean(per_class[c]) for c in has])),
+                'per_class_ap50': [per_class[c][0] for c in range(self.n)],
+                'num_gt': self.num_gt.tolist()}

@@ -1,0 +1,172 @@
+"""Training data: the synthetic world (rendered once, kept in memory) and a folder reader for
+real datasets where any label may be missing per sample."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hydranet_ros.model.detection_head import STRIDE
+from hydranet_ros.training.targets import detection_targets
+from hydranet_ros.world import World
+from hydranet_ros.world.classes import IGNORE
+
+
+class Sample(dict):
+    """One training pair (previous frame, frame) as numpy arrays; missing labels are None."""
+
+
+def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = False) -> dict:
+    """numpy sample -> dict of tensors with has_* flags (what the collate stacks)."""
+    img, prev = sample['image'], sample['prev_image']
+    h, w = img.shape[:2]
+    seg, depth, flow = sample.get('segmentation'), sample.get('depth'), sample.get('flow')
+    boxes, classes = sample.get('boxes'), sample.get('classes')
+    if flip:
+        img, prev = img[:, ::-1], prev[:, ::-1]
+        seg = None if seg is None else seg[:, ::-1]
+        depth = None if depth is None else depth[:, ::-1]
+        if flow is not None:
+            flow = flow[:, ::-1].copy()
+            flow[..., 0] *= -1
+        if boxes is not None:
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+    mean_t = np.asarray(mean, np.float32) * 255
+    std_t = np.asarray(std, np.float32) * 255
+
+    def norm(x):
+        return torch.from_numpy(((np.ascontiguousarray(x, np.float32) - mean_t) / std_t).transpose(2, 0, 1))
+    out = {'image': norm(img), 'prev_image': norm(prev),
+           'has_segmentation': torch.tensor(seg is not None), 'has_depth': torch.tensor(depth is not None),
+           'has_flow': torch.tensor(flow is not None and bool(sample.get('flow_valid', True))),
+           'has_detection': torch.tensor(boxes is not None)}
+    out['segmentation'] = torch.from_numpy(np.ascontiguousarray(seg, np.int64)) if seg is not None else \
+        torch.full((h, w), IGNORE, dtype=torch.int64)
+    out['depth'] = torch.from_numpy(np.ascontiguousarray(depth, np.float32)) if depth is not None else \
+        torch.full((h, w), float('nan'))
+    out['flow'] = torch.from_numpy(np.ascontiguousarray(flow, np.float32).transpose(2, 0, 1)) if flow is not None \
+        else torch.full((2, h, w), float('nan'))
+    oh, ow = (h + STRIDE - 1) // STRIDE, (w + STRIDE - 1) // STRIDE
+    heat, size, offset, mask = detection_targets(
+        boxes if boxes is not None else np.zeros((0, 4)), classes if classes is not None else np.zeros(0),
+        num_classes_det, oh, ow)
+    out.update(det_heat=torch.from_numpy(heat), det_size=torch.from_numpy(size),
+               det_offset=torch.from_numpy(offset), det_mask=torch.from_numpy(mask))
+    return out
+
+
+class SyntheticDataset(Dataset):
+    """Sequences of the synthetic world, one per seed, rendered once at input_size.
+
+    Boxes whose object is more than max_occlusion hidden or smaller than min_box pixels on a
+    side are left out of the detection targets (they are not reasonably detectable).
+    """
+
+    def __init__(self, seeds, frames_per_seed: int, input_size, camera: str = 'kitti',
+                 num_detection_classes: int = 2, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0):
+        self.samples: list[Sample] = []
+        self.num_det = num_detection_classes
+        self.mean, self.std, self.augment = mean, std, augment
+        self.rng = np.random.default_rng(0)
+        for seed in seeds:
+            world = World(int(seed), camera, size=tuple(input_size))
+            prev = None
+            for frame in world.frames(frames_per_seed + 1, start=start_frame):
+                if prev is not None:
+                    keep = [b for b in frame.boxes if b.occlusion <= max_occlusion
+                            and min(b.x2 - b.x1, b.y2 - b.y1) >= min_box]
+                    self.samples.append(Sample(
+                        image=frame.rgb, prev_image=prev.rgb, segmentation=frame.segmentation,
+                        depth=frame.depth.astype(np.float16), flow=frame.flow.astype(np.float16),
+                        boxes=np.array([[b.x1, b.y1, b.x2, b.y2] for b in keep], np.float32).reshape(-1, 4),
+                        classes=np.array([b.class_id for b in keep], np.int64),
+                        all_boxes=frame.boxes, seed=int(seed), index=frame.index, stamp=frame.stamp))
+                prev = frame
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        s = self.samples[i]
+        sample = Sample(s)
+        sample['depth'] = s['depth'].astype(np.float32)
+        sample['flow'] = s['flow'].astype(np.float32)
+        flip = bool(self.augment and self.rng.random() < 0.5)
+        return to_tensors(sample, self.num_det, self.mean, self.std, flip)
+
+
+class FolderDataset(Dataset):
+    """A real dataset in folders, one file stem per frame, frames of a sequence in sorted order:
+
+        root/images/<stem>.png|jpg          required
+        root/segmentation/<stem>.png        class ids (255 = ignore)       optional
+        root/depth/<stem>.npy|png           metres (.png: uint16 millimetres) optional
+        root/flow/<stem>.npy                [H, W, 2] previous -> this, NaN invalid  optional
+        root/boxes/<stem>.json              [{"x1", "y1", "x2", "y2", "class_id"}]   optional
+
+    Everything is resized to input_size (flow vectors and boxes scaled with it)."""
+
+    def __init__(self, root, input_size, num_detection_classes: int = 2,
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False):
+        self.root = Path(root)
+        images = sorted(p for p in (self.root / 'images').glob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+        if not images:
+            raise FileNotFoundError(f'no images in {self.root / "images"}')
+        self.images = images
+        self.size = tuple(int(v) for v in input_size)
+        self.num_det, self.mean, self.std, self.augment = num_detection_classes, mean, std, augment
+        self.rng = np.random.default_rng(0)
+
+    def __len__(self):
+        return len(self.images)
+
+    def _read_rgb(self, path):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f'cannot read image {path}')
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def load(self, i) -> Sample:
+        path = self.images[i]
+        stem = path.stem
+        h, w = self.size
+        rgb = self._read_rgb(path)
+        oh, ow = rgb.shape[:2]
+        sx, sy = w / ow, h / oh
+        sample = Sample(image=cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
+        sample['prev_image'] = cv2.resize(self._read_rgb(self.images[i - 1]), (w, h)) if i > 0 else sample['image']
+        seg = self.root / 'segmentation' / f'{stem}.png'
+        if seg.is_file():
+            sample['segmentation'] = cv2.resize(cv2.imread(str(seg), cv2.IMREAD_UNCHANGED), (w, h),
+                                                interpolation=cv2.INTER_NEAREST)
+        for ext in ('.npy', '.png'):
+            dp = self.root / 'depth' / f'{stem}{ext}'
+            if dp.is_file():
+                d = np.load(dp) if ext == '.npy' else cv2.imread(str(dp), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
+                d = np.where(d > 0, d, np.nan).astype(np.float32)
+                sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
+                break
+        fp = self.root / 'flow' / f'{stem}.npy'
+        if fp.is_file() and i > 0:
+            f = np.load(fp).astype(np.float32)
+            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST)
+            f[..., 0] *= sx
+            f[..., 1] *= sy
+            sample['flow'] = f
+        bp = self.root / 'boxes' / f'{stem}.json'
+        if bp.is_file():
+            items = json.loads(bp.read_text())
+            sample['boxes'] = np.array([[b['x1'] * sx, b['y1'] * sy, b['x2'] * sx, b['y2'] * sy] for b in items],
+                                       np.float32).reshape(-1, 4)
+            sample['classes'] = np.array([int(b['class_id']) for b in items], np.int64)
+        return sample
+
+    def __getitem__(self, i):
+        flip = bool(self.augment and self.rng.random() < 0.5)
+        return to_tensors(self.load(i), self.num_det, self.mean, self.std, flip)

@@ -1,0 +1,73 @@
+"""Evaluating a HydraNet on a labelled dataset with the shared metrics."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
+from hydranet_ros.model.detection_decode import decode_detections
+
+
+@torch.no_grad()
+def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None = None,
+             min_box: float = 4.0, max_occlusion: float = 0.7) -> dict:
+    """Metrics of model on dataset (a SyntheticDataset: samples at the network's input size).
+    Ground-truth boxes too small or too occluded to be detectable are 'ignore' boxes."""
+    cfg = model.config
+    was_training = model.training
+    model.eval()
+    seg_m = SegmentationMetric(cfg.num_classes)
+    depth_m = DepthMetric(cfg.depth_min, cfg.depth_max)
+    flow_m = FlowMetric()
+    det_m = DetectionMetric(cfg.num_detection_classes)
+    n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    device = next(model.parameters()).device
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        items = [dataset[i] for i in idx]
+        image = torch.stack([it['image'] for it in items]).to(device)
+        prev_image = torch.stack([it['prev_image'] for it in items]).to(device)
+        prev = model.encode_flow_features(prev_image) if 'flow' in tasks else None
+        out = model(image, tasks, previous_features=prev)
+        for j, i in enumerate(idx):
+            raw = dataset.samples[i] if hasattr(dataset, 'samples') else None
+            it = items[j]
+            if 'segmentation' in out and it['has_segmentation']:
+                seg_m.update(out['segmentation'][j].argmax(0).cpu().numpy(), it['segmentation'].numpy())
+            if 'depth' in out and it['has_depth']:
+                depth_m.update(out['depth'][j, 0].cpu().numpy(), it['depth'].numpy())
+            if 'flow' in out and it['has_flow']:
+                flow_m.update(out['flow'][j].permute(1, 2, 0).cpu().numpy(), it['flow'].permute(1, 2, 0).numpy())
+            if 'detection' in out and it['has_detection'] and raw is not None:
+                dec = decode_detections(out['detection'][j:j + 1], cfg.num_detection_classes, top_k=100)
+                gts = raw['all_boxes']
+                gt_boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in gts], np.float64).reshape(-1, 4)
+                ignore = np.array([b.occlusion > max_occlusion or min(b.x2 - b.x1, b.y2 - b.y1) < min_box
+                                   for b in gts], bool)
+                det_m.update(dec.boxes[0].cpu().numpy(), dec.scores[0].cpu().numpy(), dec.classes[0].cpu().numpy(),
+                             gt_boxes, [b.class_id for b in gts], ignore)
+    model.train(was_training)
+    result = {}
+    if 'segmentation' in tasks:
+        result['segmentation'] = seg_m.compute()
+    if 'depth' in tasks:
+        result['depth'] = depth_m.compute()
+    if 'flow' in tasks:
+        result['flow'] = flow_m.compute()
+    if 'detection' in tasks:
+        result['detection'] = det_m.compute()
+    return result
+
+
+def headline(metrics: dict) -> dict:
+    """The four numbers the model card and the quality test use."""
+    out = {}
+    if 'segmentation' in metrics:
+        out['miou'] = metrics['segmentation']['miou']
+    if 'depth' in metrics:
+        out['abs_rel'] = metrics['depth']['abs_rel']
+    if 'flow' in metrics:
+        out['epe'] = metrics['flow']['epe']
+    if 'detection' in metrics:
+        out['map50'] = metrics['detection']['map50']
+    return out

@@ -1,0 +1,78 @@
+"""Per-task losses; every one masks what a sample does not label (asymmetric annotations)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = 255
+
+
+def segmentation_loss(logits, target, has):
+    """Cross-entropy with ignore index; samples without labels contribute nothing."""
+    target = target.clone()
+    target[~has] = IGNORE
+    if not (target != IGNORE).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+
+
+def depth_loss(pred, target, has, depth_min: float, depth_max: float, lam: float = 0.85):
+    """Scale-invariant log error (Eigen et al. 2014) with lambda < 1, so absolute scale still
+    counts (metric depth): sqrt(mean d^2 - lam * mean(d)^2), d = log pred - log gt, over valid
+    pixels (finite ground truth within the model's range) of labelled samples."""
+    pred = pred[:, 0] if pred.dim() == 4 else pred
+    valid = torch.isfinite(target) & (target >= depth_min) & (target <= depth_max) & has.view(-1, 1, 1)
+    if not valid.any():
+        return pred.sum() * 0.0
+    d = torch.log(pred[valid]) - torch.log(target[valid])
+    return torch.sqrt(torch.clamp((d ** 2).mean() - lam * d.mean() ** 2, min=1e-8)) * 10.0
+
+
+def flow_loss(pred, target, has):
+    """Mean end-point error (pixels) over valid pixels of labelled samples."""
+    valid = torch.isfinite(target).all(dim=1) & has.view(-1, 1, 1)
+    if not valid.any():
+        return pred.sum() * 0.0
+    diff = pred - torch.nan_to_num(target)
+    return torch.linalg.vector_norm(diff, dim=1)[valid].mean()
+
+
+def focal_heatmap_loss(pred, target, alpha: float = 2.0, beta: float = 4.0):
+    """CenterNet's penalty-reduced focal loss, normalised by the number of object centres."""
+    pred = pred.clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    neg = 1 - pos
+    pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
+    neg_loss = torch.log(1 - pred) * pred ** alpha * (1 - target) ** beta * neg
+    num_pos = pos.sum()
+    return -(pos_loss.sum() + neg_loss.sum()) / torch.clamp(num_pos, min=1.0)
+
+
+def detection_loss(maps, heat, size, offset, mask, has, num_classes: int,
+                   size_weight: float = 0.1, offset_weight: float = 1.0):
+    """Focal loss on the heatmap + L1 on size (pixels) and offset (cells) at object centres."""
+    if not has.any():
+        return maps.sum() * 0.0
+    maps, heat, size, offset, mask = maps[has], heat[has], size[has], offset[has], mask[has]
+    pred_heat = maps[:, :num_classes]
+    pred_size = maps[:, num_classes:num_classes + 2]
+    pred_off = maps[:, num_classes + 2:num_classes + 4]
+    m = mask.unsqueeze(1)
+    n = torch.clamp(mask.sum(), min=1.0)
+    l_size = (torch.abs(pred_size - size) * m).sum() / n
+    l_off = (torch.abs(pred_off - offset) * m).sum() / n
+    return focal_heatmap_loss(pred_heat, heat) + size_weight * l_size + offset_weight * l_off
+
+
+def depth_edge_consistency(depth_pred, seg_target, has):
+    """Cross-task term: predicted log-depth should be smooth inside a segment and may jump only
+    where segmentation labels change (penalises depth gradients away from label boundaries)."""
+    if not has.any():
+        return depth_pred.sum() * 0.0
+    logd = torch.log(depth_pred[has][:, 0] if depth_pred.dim() == 4 else depth_pred[has])
+    seg = seg_target[has]
+    gx = torch.abs(logd[:, :, 1:] - logd[:, :, :-1])
+    gy = torch.abs(logd[:, 1:, :] - logd[:, :-1, :])
+    same_x = (seg[:, :, 1:] == seg[:, :, :-1]) & (seg[:, :, 1:] != IGNORE)
+    same_y = (seg[:, 1:, :] == seg[:, :-1, :]) & (seg[:, 1:, :] != IGNORE)
+    return (gx * same_x).mean() + (gy * same_y).mean()
