@@ -57,8 +57,14 @@ class HydraNet(nn.Module):
         return self.encoder(padded, max_stride=self.flow_stride)[self.flow_stride]
 
     def forward(self, images: torch.Tensor, tasks=None, previous_features: torch.Tensor | None = None,
-                return_flow_features: bool = False) -> dict[str, torch.Tensor]:
+                return_flow_features: bool = False,
+                previous_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """previous_images (training): encode the previous frames inside this call instead of
+        passing cached previous_features, so wrappers like DistributedDataParallel see one
+        forward."""
         tasks = check_tasks(tasks)
+        if previous_images is not None and previous_features is None and 'flow' in tasks:
+            previous_features = self.encode_flow_features(previous_images)
         padded, (h, w) = self._pad(images)
         feats = self.encoder(padded)
         out: dict[str, torch.Tensor] = {}

@@ -74,8 +74,7 @@ def make_datasets(data: dict, model_cfg: HydraNetConfig, rank: int = 0):
 
 
 def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float):
-    prev = model.encode_flow_features(batch['prev_image']) if 'flow' in tasks else None
-    out = model(batch['image'], tasks, previous_features=prev)
+    out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:
         losses['segmentation'] = L.segmentation_loss(out['segmentation'], batch['segmentation'],
