@@ -104,3 +104,18 @@ def test_occluded_pixels_have_invalid_flow():
     finite = np.isfinite(f1.depth)
     assert valid.sum() < finite.sum()                 # some points were hidden or outside before
     assert IGNORE not in np.unique(f1.segmentation)
+
+
+def test_export_round_trips_through_the_folder_dataset(tmp_path):
+    from hydranet_ros.training.datasets import FolderDataset
+    from hydranet_ros.world.export import export_sequence
+    world = World(9, 'kitti', size=(64, 208))
+    assert export_sequence(world, 3, tmp_path) == 3
+    ds = FolderDataset(tmp_path, (64, 208))
+    first, second = ds[0], ds[1]
+    frames = list(World(9, 'kitti', size=(64, 208)).frames(2))
+    assert first['has_segmentation'] and first['has_depth'] and first['has_detection']
+    assert not first['has_flow'] and second['has_flow']
+    assert (second['segmentation'].numpy() == frames[1].segmentation).all()
+    np.testing.assert_array_equal(np.isinf(second['depth'].numpy()), np.isinf(frames[1].depth))
+    np.testing.assert_allclose(second['flow'].numpy().transpose(1, 2, 0), frames[1].flow, equal_nan=True)
