@@ -6,8 +6,9 @@ camera_info over DDS and records every output. Per frame, a mosaic of the input 
 node's debug images (segmentation overlay, depth colour map, flow wheel, boxes) is written to
 demo_output/, with a summary of latency, drops and outputs at the end.
 
-Model: --model, else the bundled models/hydranet_default.pt. Drive: a procedurally drawn road
-scene (sky, road, lane marks, two cars moving at different speeds).
+Model: --model, else the bundled models/hydranet_default.pt. Drive: a sequence of the
+synthetic world (a seed never used in training), so the outputs are also scored against its
+ground truth with the same metrics as training.
 """
 from __future__ import annotations
 
@@ -24,27 +25,11 @@ import numpy as np
 from hydranet_ros.paths import bundled_model_path
 
 
-def drive_frames(n: int, h: int = 480, w: int = 640):
-    """A forward drive: lane marks stream towards the camera, two cars move across the road."""
-    for i in range(n):
-        img = np.zeros((h, w, 3), np.uint8)
-        horizon = int(h * 0.45)
-        for y in range(horizon):                                  # sky gradient
-            img[y] = (110 + y * 60 // horizon, 150 + y * 60 // horizon, 235)
-        img[horizon:] = (70, 110, 60)                             # grass
-        road = np.array([[w * 0.45, horizon], [w * 0.55, horizon], [w * 0.98, h], [w * 0.02, h]], np.int32)
-        cv2.fillPoly(img, [road], (90, 90, 95))
-        for k in range(8):                                        # lane marks approach
-            z = ((k / 8 + i * 0.02) % 1.0)
-            y0 = int(horizon + (h - horizon) * z ** 2)
-            y1 = int(horizon + (h - horizon) * min(1.0, (z + 0.05)) ** 2)
-            cv2.line(img, (w // 2, y0), (w // 2, y1), (240, 240, 240), max(1, int(8 * z)))
-        for speed, lane, color in ((2.5, 0.35, (200, 30, 30)), (-1.5, 0.65, (30, 60, 200))):
-            cx = int((w * lane + speed * i) % w)
-            cy, size = int(h * 0.72), 90
-            cv2.rectangle(img, (cx - size // 2, cy - size // 3), (cx + size // 2, cy + size // 3), color, -1)
-            cv2.rectangle(img, (cx - size // 3, cy - size // 2), (cx + size // 3, cy - size // 3), color, -1)
-        yield img
+def drive_frames(n: int, seed: int = 4242, size=(188, 624)):
+    """A drive through the synthetic world (held-out seed): frames with their ground truth."""
+    from hydranet_ros.world import World
+    world = World(seed, 'kitti', size=size)
+    return world.camera, list(world.frames(n))
 
 
 def untrained_checkpoint(path: Path) -> Path:
@@ -62,12 +47,49 @@ def untrained_checkpoint(path: Path) -> Path:
     return path
 
 
+def score(got: dict, truth: dict, metadata) -> str:
+    """The node's published outputs against the world's ground truth, as a small table."""
+    from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
+    from hydranet_ros.ros.image_codec import image_to_numpy
+    cfg = metadata.config
+    seg_m, depth_m = SegmentationMetric(cfg.num_classes), DepthMetric(cfg.depth_min, cfg.depth_max)
+    flow_m, det_m = FlowMetric(), DetectionMetric(cfg.num_detection_classes)
+    counts = {k: 0 for k in ('segmentation', 'depth', 'flow', 'detections')}
+    for stamp, wf in truth.items():
+        if stamp in got.get('segmentation', {}):
+            seg_m.update(image_to_numpy(got['segmentation'][stamp]), wf.segmentation)
+            counts['segmentation'] += 1
+        if stamp in got.get('depth', {}):
+            depth_m.update(image_to_numpy(got['depth'][stamp]), wf.depth)
+            counts['depth'] += 1
+        if stamp in got.get('flow', {}):
+            flow_m.update(image_to_numpy(got['flow'][stamp].flow), wf.flow)
+            counts['flow'] += 1
+        if stamp in got.get('detections', {}):
+            dets = got['detections'][stamp].detections
+            boxes = [[d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
+                      d.bbox.center.position.x + d.bbox.size_x / 2, d.bbox.center.position.y + d.bbox.size_y / 2]
+                     for d in dets]
+            det_m.update(boxes, [d.results[0].hypothesis.score for d in dets],
+                         [int(d.results[0].hypothesis.class_id) for d in dets],
+                         [[b.x1, b.y1, b.x2, b.y2] for b in wf.boxes], [b.class_id for b in wf.boxes],
+                         [b.occlusion > 0.7 or min(b.x2 - b.x1, b.y2 - b.y1) < 8 for b in wf.boxes])
+            counts['detections'] += 1
+    rows = [('segmentation mIoU', seg_m.compute()['miou'], counts['segmentation']),
+            ('depth AbsRel', depth_m.compute()['abs_rel'], counts['depth']),
+            ('flow EPE (px)', flow_m.compute()['epe'], counts['flow']),
+            ('detection mAP@0.5 (score >= 0.3)', det_m.compute()['map50'], counts['detections'])]
+    lines = ['scored against the synthetic ground truth (frames the node processed):']
+    lines += [f'  {name:<34} {value:8.3f}   over {n} frames' for name, value, n in rows]
+    return '\n'.join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='hydranet_demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', help='checkpoint (default: the bundled model)')
-    parser.add_argument('--frames', type=int, default=12)
+    parser.add_argument('--frames', type=int, default=20)
     parser.add_argument('--output', default='demo_output')
-    parser.add_argument('--fps', type=float, default=10.0, help='rate the drive is published at')
+    parser.add_argument('--fps', type=float, default=5.0, help='rate the drive is published at')
     args = parser.parse_args(argv)
     model = Path(args.model) if args.model else bundled_model_path()
     if not model.is_file():
@@ -84,7 +106,9 @@ def main(argv=None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from hydranet_ros.msg import InferenceStats
+    from vision_msgs.msg import Detection2DArray
+
+    from hydranet_ros.msg import InferenceStats, OpticalFlow
     from hydranet_ros.ros.image_codec import image_to_numpy, numpy_to_image
     from hydranet_ros.ros.perception_main import drive
     from hydranet_ros.ros.perception_node import PerceptionNode
@@ -109,6 +133,8 @@ def main(argv=None) -> int:
     for name in ('debug/segmentation', 'debug/depth', 'debug/flow', 'debug/detections', 'depth', 'segmentation'):
         driver.create_subscription(Image, f'/hydranet/{name}', keep(name), qos)
     driver.create_subscription(InferenceStats, '/hydranet/stats', keep('stats'), qos)
+    driver.create_subscription(OpticalFlow, '/hydranet/flow', keep('flow'), qos)
+    driver.create_subscription(Detection2DArray, '/hydranet/detections', keep('detections'), qos)
     image_pub = driver.create_publisher(Image, '/hydranet/image', qos)
     info_pub = driver.create_publisher(CameraInfo, '/hydranet/camera_info', qos)
     executor = MultiThreadedExecutor(num_threads=3)
@@ -124,11 +150,14 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 10
         while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        info = CameraInfo(width=640, height=480, k=[500.0, 0, 320, 0, 500, 240, 0, 0, 1],
-                          p=[500.0, 0, 320, 0, 0, 500, 240, 0, 0, 0, 1, 0])
+        camera, world_frames = drive_frames(args.frames)
+        info = CameraInfo(width=camera.width, height=camera.height, k=camera.k,
+                          p=[camera.fx, 0, camera.cx, 0, 0, camera.fy, camera.cy, 0, 0, 0, 1, 0])
         info.header.frame_id = 'demo_camera'
         stamps, frames = [], []
-        for i, rgb in enumerate(drive_frames(args.frames)):
+        truth = {}
+        for i, wf in enumerate(world_frames):
+            rgb = wf.rgb
             msg = numpy_to_image(rgb, 'rgb8')
             t = 1000.0 + i / args.fps
             msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
@@ -138,6 +167,7 @@ def main(argv=None) -> int:
             image_pub.publish(msg)
             stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
             frames.append(rgb)
+            truth[stamps[-1]] = wf
             time.sleep(1.0 / args.fps)
         # Wait for the last frame's outputs (or give up after a generous limit).
         deadline = time.monotonic() + 120
@@ -172,6 +202,7 @@ def main(argv=None) -> int:
             depth_means = [float(np.nanmean(image_to_numpy(m))) for m in got.get('depth', {}).values()]
             if depth_means:
                 print(f'depth: mean over frames {statistics.mean(depth_means):.2f} m')
+        print(score(got, truth, node._predictor.metadata))
         print(f'wrote {written} mosaics (input | segmentation | depth / flow | detections) to {out_dir}/')
         if written == 0:
             code = 1
