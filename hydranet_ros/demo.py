@@ -55,6 +55,8 @@ def score(got: dict, truth: dict, metadata) -> str:
     seg_m, depth_m = SegmentationMetric(cfg.num_classes), DepthMetric(cfg.depth_min, cfg.depth_max)
     flow_m, det_m = FlowMetric(), DetectionMetric(cfg.num_detection_classes)
     counts = {k: 0 for k in ('segmentation', 'depth', 'flow', 'detections')}
+    order = list(truth)
+    previous_of = dict(zip(order[1:], order[:-1]))
     for stamp, wf in truth.items():
         if stamp in got.get('segmentation', {}):
             seg_m.update(image_to_numpy(got['segmentation'][stamp]), wf.segmentation)
@@ -62,8 +64,12 @@ def score(got: dict, truth: dict, metadata) -> str:
         if stamp in got.get('depth', {}):
             depth_m.update(image_to_numpy(got['depth'][stamp]), wf.depth)
             counts['depth'] += 1
-        if stamp in got.get('flow', {}):
-            flow_m.update(image_to_numpy(got['flow'][stamp].flow), wf.flow)
+        flow_msg = got.get('flow', {}).get(stamp)
+        if flow_msg is not None and (flow_msg.previous_stamp.sec, flow_msg.previous_stamp.nanosec) == \
+                previous_of.get(stamp):
+            # Scored only where the node's previous frame is the world's previous frame (the
+            # ground truth is one world step of motion; a dropped frame makes the node's flow span two).
+            flow_m.update(image_to_numpy(flow_msg.flow), wf.flow)
             counts['flow'] += 1
         if stamp in got.get('detections', {}):
             dets = got['detections'][stamp].detections
@@ -115,6 +121,8 @@ def main(argv=None) -> int:
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob('frame_*.png'):   # mosaics of an earlier run
+        stale.unlink()
     rclpy.init()
     node = PerceptionNode(namespace='hydranet', parameter_overrides=[
         Parameter('model_path', value=str(model)), Parameter('debug_images', value=True),
