@@ -41,13 +41,6 @@ from hydranet_ros.ros.image_codec import numpy_to_image
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def rss_mb() -> float:
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024
-    return float('nan')
-
-
 def frame(i, h=480, w=640, frame_id='cam'):
     rgb = np.random.default_rng(i % 4).integers(0, 256, (h, w, 3), dtype=np.uint8)
     msg = numpy_to_image(rgb, 'rgb8')

@@ -79,7 +79,7 @@ def score(got: dict, truth: dict, metadata) -> str:
             det_m.update(boxes, [d.results[0].hypothesis.score for d in dets],
                          [int(d.results[0].hypothesis.class_id) for d in dets],
                          [[b.x1, b.y1, b.x2, b.y2] for b in wf.boxes], [b.class_id for b in wf.boxes],
-                         [b.occlusion > 0.7 or min(b.x2 - b.x1, b.y2 - b.y1) < 8 for b in wf.boxes])
+                         [not b.detectable() for b in wf.boxes])
             counts['detections'] += 1
     rows = [('segmentation mIoU', seg_m.compute()['miou'], counts['segmentation']),
             ('depth AbsRel', depth_m.compute()['abs_rel'], counts['depth']),
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
     from hydranet_ros.msg import InferenceStats, OpticalFlow
     from hydranet_ros.ros.image_codec import image_to_numpy, numpy_to_image
-    from hydranet_ros.ros.perception_main import drive
+    from hydranet_ros.ros.perception_main import drive, take_down
     from hydranet_ros.ros.perception_node import PerceptionNode
 
     out_dir = Path(args.output)
@@ -215,13 +215,7 @@ def main(argv=None) -> int:
         if written == 0:
             code = 1
     finally:
-        if node.state_label == 'active':
-            drive(node, ['deactivate', 'cleanup'])
-        executor.shutdown()
-        spinner.join(timeout=10)
-        node.destroy_node()
-        driver.destroy_node()
-        rclpy.try_shutdown()
+        take_down(node, executor, spinner, others=(driver,))
     return code
 
 

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 import yaml
 from sensor_msgs.msg import Image
 

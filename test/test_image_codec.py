@@ -93,3 +93,12 @@ def test_compressed_jpeg_png_and_garbage():
         compressed_to_rgb(CompressedImage(format='jpeg', data=b'\xff\xd8garbage'))
     with pytest.raises(ImageConversionError, match='unsupported compressed format'):
         compressed_to_rgb(CompressedImage(format='tiff', data=b'1234'))
+
+
+def test_depth_message_limits_leave_the_callers_array_intact():
+    from hydranet_ros.ros.messages import depth_image
+    depth = np.array([[0.5, 3.0, 90.0]], np.float32)
+    limited = image_to_numpy(depth_image(None, depth, min_m=1.0, max_m=80.0))
+    assert np.isneginf(limited[0, 0]) and limited[0, 1] == 3.0 and np.isposinf(limited[0, 2])
+    np.testing.assert_array_equal(depth, [[0.5, 3.0, 90.0]])
+    np.testing.assert_array_equal(image_to_numpy(depth_image(None, depth)), depth)

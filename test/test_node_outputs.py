@@ -1,10 +1,7 @@
 """What the active perception node publishes per input frame, over real DDS."""
-import math
-
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -134,13 +131,12 @@ def test_model_resolution_outputs_scale_camera_info(tiny_checkpoint):
         h.subscribe(Image, f'{NS}/depth')
         h.subscribe(CameraInfo, f'{NS}/camera_info')
         img_pub = h.publisher(Image, f'{NS}/image')
-        info_pub = h.publisher(CameraInfo, f'{NS}/camera_info_in')
         info_pub = h.publisher(CameraInfo, f'{NS}/camera_info')
         assert h.wait_matched(img_pub)
         info = CameraInfo(width=1242, height=375, k=[721.5, 0, 609.6, 0, 721.5, 172.9, 0, 0, 1],
                           p=[721.5, 0, 609.6, 44.9, 0, 721.5, 172.9, 0.2, 0, 0, 1, 0.003])
-        # the node's own camera_info output shares the topic name under its namespace only for
-        # outputs; inputs are remapped in real use. Publish the input where the node listens:
+        # Input and output camera_info share a name here (real launches remap the input);
+        # the scaled output is told apart by its width.
         assert h.wait_for(lambda: (info_pub.publish(info), img_pub.publish(rgb_image(375, 1242)))
                           and any(m.width != 1242 for m in h.received[f'{NS}/camera_info']), timeout=20)
         out = next(m for m in h.received[f'{NS}/camera_info'] if m.width != 1242)

@@ -1,11 +1,12 @@
 """Predictor: numpy images of any size in, per-image typed results in image pixels out."""
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from hydranet_ros.inference import Letterbox, Predictor, resolve_device
 from hydranet_ros.model import HydraNet, HydraNetConfig
-from hydranet_ros.model.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
+from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 
 CFG = HydraNetConfig(width_mult=0.35, decoder_channels=16, num_classes=4, num_detection_classes=2)
 
@@ -142,3 +143,15 @@ def test_warmup_leaves_no_flow_state(checkpoint):
     p = Predictor(checkpoint, device='cpu')
     p.warmup(2)
     assert len(p.cache) == 0
+
+
+def test_letterbox_pads_with_the_given_value_and_keeps_the_content():
+    img = np.random.default_rng(1).integers(0, 256, (50, 100, 3), dtype=np.uint8)
+    lb = Letterbox.fit(img.shape[:2], (64, 96))            # scale 0.96 -> content 48x96
+    out = np.full((64, 96, 3), 7, np.uint8)                  # stale data must be overwritten
+    lb.apply(img, np.array([1, 2, 3], np.uint8), out=out)
+    assert lb.content_size == (48, 96)
+    assert (out[48:] == [1, 2, 3]).all()
+    np.testing.assert_array_equal(out[:48, :96], cv2.resize(img, (96, 48), interpolation=cv2.INTER_AREA))
+    exact = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(Letterbox.fit((64, 96), (64, 96)).apply(exact, 0), exact)

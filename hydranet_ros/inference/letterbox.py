@@ -28,13 +28,18 @@ class Letterbox:
         cw = min(big_w, max(1, int(round(w * scale))))
         return cls((h, w), (big_h, big_w), scale, (ch, cw))
 
-    def apply(self, image: np.ndarray, pad_value) -> np.ndarray:
+    def apply(self, image: np.ndarray, pad_value, out: np.ndarray | None = None) -> np.ndarray:
+        """The letterboxed image, written into out ([H, W, C] of the input size) when given."""
         ch, cw = self.content_size
-        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (cw, ch), interpolation=interp) if (ch, cw) != self.image_size else image
-        out = np.empty((*self.input_size, image.shape[2]), dtype=image.dtype)
-        out[...] = pad_value
-        out[:ch, :cw] = resized
+        if out is None:
+            out = np.empty((*self.input_size, image.shape[2]), dtype=image.dtype)
+        if (ch, cw) != self.image_size:
+            interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+            out[:ch, :cw] = cv2.resize(image, (cw, ch), interpolation=interp)
+        else:
+            out[:ch, :cw] = image
+        out[ch:] = pad_value
+        out[:ch, cw:] = pad_value
         return out
 
     def box_to_image(self, boxes: np.ndarray) -> np.ndarray:

@@ -165,7 +165,9 @@ class Predictor:
 
         t0 = time.perf_counter()
         boxes = [Letterbox.fit(im.shape[:2], self.input_size) for im in images]
-        batch = np.stack([lb.apply(im, self._pad_value) for lb, im in zip(boxes, images)])
+        batch = np.empty((n, *self.input_size, 3), np.uint8)
+        for i, (lb, im) in enumerate(zip(boxes, images)):
+            lb.apply(im, self._pad_value, out=batch[i])
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
         x = (x - self._mean) / self._std
         if self.channels_last:

@@ -30,7 +30,9 @@ def segmentation_image(header, seg: np.ndarray):
 
 def depth_image(header, depth: np.ndarray, min_m: float = 0.0, max_m: float = 0.0):
     """REP 118: 32FC1 metres; -Inf closer than min_m, +Inf farther than max_m, NaN invalid."""
-    depth = np.array(depth, dtype=np.float32, copy=True)
+    depth = np.asarray(depth, dtype=np.float32)
+    if min_m > 0 or max_m > 0:
+        depth = depth.copy()     # the limits rewrite values; the caller's array stays intact
     if min_m > 0:
         depth[depth < min_m] = -np.inf
     if max_m > 0:

@@ -38,6 +38,23 @@ def drive(node, transitions) -> bool:
     return True
 
 
+def take_down(node, executor, spinner=None, others=()):
+    """Mirror of start-up, from whatever state the node is in: deactivate, cleanup, shutdown,
+    then stop the executor and destroy the nodes (the context stays valid until the end)."""
+    if node.state_label == 'active':
+        drive(node, ['deactivate'])
+    if node.state_label == 'inactive':
+        drive(node, ['cleanup'])
+    if node.state_label == 'unconfigured':
+        node.trigger_shutdown()
+    executor.shutdown()
+    if spinner is not None:
+        spinner.join(timeout=10)
+    for n in (node, *others):
+        n.destroy_node()
+    rclpy.try_shutdown()
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, rest = parse_args(argv)
@@ -68,16 +85,7 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        state = node.state_label
-        if state == 'active':
-            drive(node, ['deactivate'])
-        if node.state_label == 'inactive':
-            drive(node, ['cleanup'])
-        if node.state_label == 'unconfigured':
-            node.trigger_shutdown()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        take_down(node, executor, spinner)
     return code
 
 

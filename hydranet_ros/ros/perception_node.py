@@ -129,12 +129,12 @@ class PerceptionNode(LifecycleNode):
             predictor.warmup(params['warmup_iterations'])
         except Exception as exc:  # any problem: report, undo, stay unconfigured
             self.get_logger().error(f'configure failed: {exc}')
-            self._last_error = str(exc)
             self._reset_runtime()
-            self._last_error = str(exc)
+            self._last_error = str(exc)   # kept for callers (tests, the demo) after the reset
             return TransitionCallbackReturn.FAILURE
         self._params = params
         self._predictor = predictor
+        self._colors = [c['color'] for c in predictor.metadata.segmentation_classes]
         self._cameras = params['cameras'] or ['']
         self._create_publishers()
         self.get_logger().info(
@@ -356,13 +356,12 @@ class PerceptionNode(LifecycleNode):
             header = type(header)(stamp=header.stamp, frame_id=params['frame_id'])
         pub = lambda name: self._pubs[(cam, name)]  # noqa: E731
         debug = params['debug_images']
-        colors = [c['color'] for c in self._predictor.metadata.segmentation_classes]
         dense_size = None
         if result.segmentation is not None:
             dense_size = result.segmentation.shape
             pub('segmentation').publish(messages.segmentation_image(header, result.segmentation))
             if debug and pub('debug/segmentation').get_subscription_count():
-                overlay = visualize.segmentation_overlay(result.segmentation, colors, rgb)
+                overlay = visualize.segmentation_overlay(result.segmentation, self._colors, rgb)
                 pub('debug/segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
         if result.depth is not None:
             dense_size = result.depth.shape

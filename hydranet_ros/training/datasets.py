@@ -79,8 +79,7 @@ class SyntheticDataset(Dataset):
             prev = None
             for frame in world.frames(frames_per_seed + 1, start=start_frame):
                 if prev is not None:
-                    keep = [b for b in frame.boxes if b.occlusion <= max_occlusion
-                            and min(b.x2 - b.x1, b.y2 - b.y1) >= min_box]
+                    keep = [b for b in frame.boxes if b.detectable(max_occlusion, min_box)]
                     self.samples.append(Sample(
                         image=frame.rgb, prev_image=prev.rgb, segmentation=frame.segmentation,
                         depth=frame.depth.astype(np.float16), flow=frame.flow.astype(np.float16),

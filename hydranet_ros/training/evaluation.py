@@ -42,8 +42,7 @@ def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None
                 dec = decode_detections(out['detection'][j:j + 1], cfg.num_detection_classes, top_k=100)
                 gts = raw['all_boxes']
                 gt_boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in gts], np.float64).reshape(-1, 4)
-                ignore = np.array([b.occlusion > max_occlusion or min(b.x2 - b.x1, b.y2 - b.y1) < min_box
-                                   for b in gts], bool)
+                ignore = np.array([not b.detectable(max_occlusion, min_box) for b in gts], bool)
                 det_m.update(dec.boxes[0].cpu().numpy(), dec.scores[0].cpu().numpy(), dec.classes[0].cpu().numpy(),
                              gt_boxes, [b.class_id for b in gts], ignore)
     model.train(was_training)

@@ -1,7 +1,6 @@
 """The multi-task training loop: config in, checkpoint out (CPU, CUDA with AMP, DDP)."""
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -146,7 +145,6 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         bar = tqdm(total=total_steps, initial=step, desc='train', dynamic_ncols=True)
     started = time.time()
     running = {t: [] for t in tasks}
-    best = None
     model.train()
     while step < total_steps:
         lr_scale = 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1)))

@@ -34,6 +34,11 @@ class BoxLabel:
     occlusion: float       # 0 fully visible .. 1 hidden (visible / unoccluded pixels)
     truncation: float      # 0 inside the image .. 1 outside
 
+    def detectable(self, max_occlusion: float = 0.7, min_side: float = 4.0) -> bool:
+        """Reasonably detectable: not mostly hidden and not tiny. Training targets keep only
+        these; evaluation treats the others as 'ignore' boxes."""
+        return self.occlusion <= max_occlusion and min(self.x2 - self.x1, self.y2 - self.y1) >= min_side
+
 
 @dataclass
 class Frame:
@@ -151,7 +156,7 @@ class Renderer:
         cls[centre_line | edge_line] = SEG_ID['lane_marking']
         return cls
 
-    def shade(self, depth, which, points, normals, seg, rng):
+    def shade(self, t, depth, which, points, normals, seg, rng):
         sc = self.scene
         p = depth.size
         rgb = np.zeros((p, 3))
@@ -169,7 +174,7 @@ class Renderer:
         idx = which[on_box]
         colors = np.stack([b.color for b in sc.boxes])
         accents = np.stack([b.accent if b.accent is not None else b.color * 0.6 for b in sc.boxes])
-        lo, hi = sc.box_arrays(0.0)
+        lo, hi = sc.box_arrays(t)
         pts = points[on_box]
         col = colors[idx].copy()
         cls = seg[on_box]
@@ -212,7 +217,7 @@ class Renderer:
         ground = which == -1
         seg[ground] = self.ground_classes(points, ground)
         rng = np.random.default_rng([self.scene.seed, index])
-        rgb = self.shade(depth, which, points, normals, seg, rng)
+        rgb = self.shade(t, depth, which, points, normals, seg, rng)
         flow = self.flow(t, dt, depth, which, points, previous_depth)
         depth_img = depth.reshape(h, w).astype(np.float32)
         inst_img = inst.reshape(h, w)
