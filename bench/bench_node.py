@@ -36,7 +36,7 @@ from hydranet_ros.inference import Predictor
 from hydranet_ros.model import HydraNet, HydraNetConfig
 from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from hydranet_ros.msg import InferenceStats
-from hydranet_ros.ros.image_codec import numpy_to_image
+from hydranet_ros.image_codec import numpy_to_image
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -50,7 +50,7 @@ def untrained_checkpoint(path: Path) -> Path:
 def score(got: dict, truth: dict, metadata) -> str:
     """The node's published outputs against the world's ground truth, as a small table."""
     from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
-    from hydranet_ros.ros.image_codec import image_to_numpy
+    from hydranet_ros.image_codec import image_to_numpy
     cfg = metadata.config
     seg_m, depth_m = SegmentationMetric(cfg.num_classes), DepthMetric(cfg.depth_min, cfg.depth_max)
     flow_m, det_m = FlowMetric(), DetectionMetric(cfg.num_detection_classes)
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     from vision_msgs.msg import Detection2DArray
 
     from hydranet_ros.msg import InferenceStats, OpticalFlow
-    from hydranet_ros.ros.image_codec import image_to_numpy, numpy_to_image
+    from hydranet_ros.image_codec import image_to_numpy, numpy_to_image
     from hydranet_ros.ros.perception_main import drive, take_down
     from hydranet_ros.ros.perception_node import PerceptionNode
 

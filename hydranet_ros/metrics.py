@@ -24,6 +24,10 @@ class SegmentationMetric:
             raise ValueError(f'class id out of range for {self.n} classes')
         self.confusion += np.bincount(t * self.n + p, minlength=self.n * self.n).reshape(self.n, self.n)
 
+    def merge(self, other: 'SegmentationMetric'):
+        """Add another accumulator's counts (e.g. from another process)."""
+        self.confusion += other.confusion
+
     def compute(self) -> dict:
         tp = np.diag(self.confusion).astype(np.float64)
         union = self.confusion.sum(0) + self.confusion.sum(1) - tp
@@ -51,6 +55,12 @@ class DepthMetric:
         self.delta += float(np.sum(np.maximum(p / t, t / p) < 1.25))
         self.count += int(t.size)
 
+    def merge(self, other: 'DepthMetric'):
+        self.abs_rel += other.abs_rel
+        self.sq += other.sq
+        self.delta += other.delta
+        self.count += other.count
+
     def compute(self) -> dict:
         c = max(self.count, 1)
         return {'abs_rel': self.abs_rel / c, 'rmse': float(np.sqrt(self.sq / c)), 'delta1': self.delta / c,
@@ -72,6 +82,11 @@ class FlowMetric:
         self.epe += float(err.sum())
         self.outliers += int(np.sum((err > 3.0) & (err > 0.05 * mag)))
         self.count += int(err.size)
+
+    def merge(self, other: 'FlowMetric'):
+        self.epe += other.epe
+        self.outliers += other.outliers
+        self.count += other.count
 
     def compute(self) -> dict:
         c = max(self.count, 1)
@@ -131,6 +146,22 @@ class DetectionMetric:
                         self.records[c][t].append((ps[i], 1))
                     else:
                         self.records[c][t].append((ps[i], 0))
+
+    def merge(self, other: 'DetectionMetric'):
+        for c in range(self.n):
+            for t in self.THRESHOLDS:
+                self.records[c][t].extend(other.records[c][t])
+        self.num_gt += other.num_gt
+
+    def precision_recall(self, class_id: int, threshold: float = 0.5):
+        """(recall, precision) arrays along the score-sorted detections of one class."""
+        t = self.THRESHOLDS[int(np.argmin(np.abs(self.THRESHOLDS - threshold)))]
+        recs = sorted(self.records[class_id][t], key=lambda r: -r[0])
+        if not recs or self.num_gt[class_id] == 0:
+            return np.zeros(0), np.zeros(0)
+        tp = np.cumsum([r[1] for r in recs])
+        fp = np.cumsum([1 - r[1] for r in recs])
+        return tp / self.num_gt[class_id], tp / np.maximum(tp + fp, 1e-9)
 
     def _ap(self, recs, num_gt):
         if num_gt == 0:

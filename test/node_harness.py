@@ -86,7 +86,7 @@ class NodeHarness:
 
 
 def rgb_image(h, w, seed=0, stamp=(1, 0), frame_id='camera_optical', encoding='rgb8'):
-    from hydranet_ros.ros.image_codec import numpy_to_image
+    from hydranet_ros.image_codec import numpy_to_image
     rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     if encoding == 'bgr8':
         rgb = rgb[..., ::-1]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from hydranet_ros.ros.image_codec import (ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb,
+from hydranet_ros.image_codec import (ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb,
                                           numpy_to_image, rgb_to_compressed)
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)

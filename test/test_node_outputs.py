@@ -7,7 +7,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from hydranet_ros.msg import InferenceStats, OpticalFlow
-from hydranet_ros.ros.image_codec import image_to_numpy, rgb_to_compressed
+from hydranet_ros.image_codec import image_to_numpy, rgb_to_compressed
 from node_harness import LATCHED, TINY, NodeHarness, rgb_image
 
 NS = '/hydranet'

@@ -11,7 +11,7 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHyp
                              VisionClass)
 
 from hydranet_ros.msg import InferenceStats, OpticalFlow
-from hydranet_ros.ros.image_codec import numpy_to_image
+from hydranet_ros.image_codec import numpy_to_image
 
 
 def stamp_from_seconds(seconds: float) -> Time:

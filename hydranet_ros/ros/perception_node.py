@@ -29,7 +29,7 @@ from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.paths import bundled_model_path
 from hydranet_ros.pipeline.latest_frames import LatestFrames
 from hydranet_ros.ros import messages
-from hydranet_ros.ros.image_codec import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from hydranet_ros.image_codec import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
 from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, descriptor, validate_all
 from hydranet_ros import visualize
 

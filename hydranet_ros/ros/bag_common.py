@@ -1,0 +1,32 @@
+"""What record and play share: message classes by type name, QoS between rclpy and bag metadata."""
+from __future__ import annotations
+
+import importlib
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of 'pkg/msg/Name'; LookupError when the package is not installed."""
+    try:
+        package, kind, name = msgtype.split('/')
+        return getattr(importlib.import_module(f'{package}.{kind}'), name)
+    except (ValueError, ImportError, AttributeError):
+        raise LookupError(f"message type '{msgtype}' is not installed here") from None
+
+
+def to_rclpy_qos(bag_qos, reliable=None, depth: int = 100) -> QoSProfile:
+    """rclpy QoS from a bag's offered profile (rosbags Qos), reliability overridable."""
+    from rosbags.interfaces import QosDurability, QosReliability
+    rel = ReliabilityPolicy.RELIABLE
+    durable = DurabilityPolicy.VOLATILE
+    if bag_qos is not None:
+        if bag_qos.reliability == QosReliability.BEST_EFFORT:
+            rel = ReliabilityPolicy.BEST_EFFORT
+        if bag_qos.durability == QosDurability.TRANSIENT_LOCAL:
+            durable = DurabilityPolicy.TRANSIENT_LOCAL
+    if reliable is not None:
+        rel = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+    if durable == DurabilityPolicy.TRANSIENT_LOCAL:
+        depth = max(1, bag_qos.depth if bag_qos is not None and bag_qos.depth else 1)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel, durability=durable)
