@@ -20,7 +20,7 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 OUTPUTS = ['segmentation', 'segmentation/label_info', 'depth', 'flow', 'detections',
-           'detections/label_info', 'camera_info', 'stats']
+           'detections/label_info', 'depth/camera_info', 'stats']
 
 
 def generate_launch_description():

@@ -29,7 +29,7 @@ def active(tiny_checkpoint):
 def test_every_output_per_frame_with_the_input_header(active):
     h = active
     subs = {'segmentation': Image, 'depth': Image, 'flow': OpticalFlow, 'detections': Detection2DArray,
-            'camera_info': CameraInfo, 'stats': InferenceStats}
+            'depth/camera_info': CameraInfo, 'stats': InferenceStats}
     for name, typ in subs.items():
         h.subscribe(typ, f'{NS}/{name}')
     info_pub = h.publisher(CameraInfo, f'{NS}/camera_info')
@@ -71,7 +71,7 @@ def test_every_output_per_frame_with_the_input_header(active):
         assert det.results[0].hypothesis.class_id in ('0', '1')
         assert 0 <= det.results[0].hypothesis.score <= 1
         assert 0 <= det.bbox.center.position.x <= 200 and 0 <= det.bbox.center.position.y <= 120
-    cam = next(m for m in h.received[f'{NS}/camera_info'] if m.header.stamp == last_stamp)
+    cam = next(m for m in h.received[f'{NS}/depth/camera_info'] if m.header.stamp == last_stamp)
     assert (cam.width, cam.height, list(cam.k)) == (200, 120, list(info.k))
     stats = h.received[f'{NS}/stats'][-1]
     assert set(stats.tasks_run) == {'segmentation', 'depth', 'flow', 'detection'}
@@ -129,17 +129,15 @@ def test_model_resolution_outputs_scale_camera_info(tiny_checkpoint):
     h = _start(tiny_checkpoint, output_resolution='model')
     try:
         h.subscribe(Image, f'{NS}/depth')
-        h.subscribe(CameraInfo, f'{NS}/camera_info')
+        h.subscribe(CameraInfo, f'{NS}/depth/camera_info')
         img_pub = h.publisher(Image, f'{NS}/image')
         info_pub = h.publisher(CameraInfo, f'{NS}/camera_info')
         assert h.wait_matched(img_pub)
         info = CameraInfo(width=1242, height=375, k=[721.5, 0, 609.6, 0, 721.5, 172.9, 0, 0, 1],
                           p=[721.5, 0, 609.6, 44.9, 0, 721.5, 172.9, 0.2, 0, 0, 1, 0.003])
-        # Input and output camera_info share a name here (real launches remap the input);
-        # the scaled output is told apart by its width.
         assert h.wait_for(lambda: (info_pub.publish(info), img_pub.publish(rgb_image(375, 1242)))
-                          and any(m.width != 1242 for m in h.received[f'{NS}/camera_info']), timeout=20)
-        out = next(m for m in h.received[f'{NS}/camera_info'] if m.width != 1242)
+                          and h.received[f'{NS}/depth/camera_info'], timeout=20)
+        out = h.received[f'{NS}/depth/camera_info'][-1]
         depth = h.received[f'{NS}/depth'][-1]
         # 1242x375 letterboxed into 160x96: scale 160/1242, content 160x48
         assert (depth.width, depth.height) == (160, 48) == (out.width, out.height)

@@ -149,7 +149,7 @@ class PerceptionNode(LifecycleNode):
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         types = {'segmentation': Image, 'depth': Image, 'flow': OpticalFlow, 'detections': Detection2DArray,
-                 'camera_info': CameraInfo, 'stats': InferenceStats,
+                 'depth/camera_info': CameraInfo, 'stats': InferenceStats,
                  'debug/segmentation': Image, 'debug/depth': Image, 'debug/flow': Image,
                  'debug/detections': Image}
         for cam in self._cameras:
@@ -382,7 +382,7 @@ class PerceptionNode(LifecycleNode):
                 pub('debug/detections').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
         info = self._camera_info.get(cam)
         if info is not None and dense_size is not None:
-            pub('camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
+            pub('depth/camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
         end = time.monotonic()
         timings = dict(result.timings_ms)
         timings['queue_ms'] = (start - frame.received) * 1e3
