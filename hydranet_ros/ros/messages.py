@@ -40,10 +40,11 @@ def depth_image(header, depth: np.ndarray, min_m: float = 0.0, max_m: float = 0.
     return numpy_to_image(depth, '32FC1', header)
 
 
-def optical_flow(header, previous_stamp_s: float, flow: np.ndarray, image_size) -> OpticalFlow:
+def optical_flow(header, previous_stamp, flow: np.ndarray, image_size) -> OpticalFlow:
+    """previous_stamp: the earlier image's header stamp (Time), or its time in seconds."""
     msg = OpticalFlow()
     msg.header = header
-    msg.previous_stamp = stamp_from_seconds(previous_stamp_s)
+    msg.previous_stamp = previous_stamp if isinstance(previous_stamp, Time) else stamp_from_seconds(previous_stamp)
     msg.flow = numpy_to_image(flow.astype(np.float32, copy=False), '32FC2', header)
     msg.scale_x = float(flow.shape[1] / image_size[1])
     msg.scale_y = float(flow.shape[0] / image_size[0])

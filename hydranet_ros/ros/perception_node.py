@@ -67,6 +67,7 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub = None
         self._subs = []
         self._camera_info = {}
+        self._exact_stamps = {}    # camera -> (seconds as given to the predictor, header stamp)
         self._frames = None
         self._worker = None
         self._timer = None
@@ -346,8 +347,11 @@ class PerceptionNode(LifecycleNode):
             self._counters['processed'] += len(results)
             self._window_processed += len(results)
             self._last_tasks = tasks
-        for (frame, rgb), result in zip(decoded, results):
+        for (frame, rgb), result, s in zip(decoded, results, stamps):
             self._publish(frame, rgb, result, tasks, params, start)
+            # The exact header stamp behind the float the predictor keeps, so flow's previous_stamp
+            # is the earlier image's stamp to the nanosecond (float seconds lose ~100 ns at epoch times).
+            self._exact_stamps[frame.camera] = (s, frame.message.header.stamp)
 
     def _publish(self, frame, rgb, result, tasks, params, start):
         cam = frame.camera
@@ -370,8 +374,11 @@ class PerceptionNode(LifecycleNode):
             if debug and pub('debug/depth').get_subscription_count():
                 pub('debug/depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
         if result.flow is not None:
-            pub('flow').publish(messages.optical_flow(header, result.flow_previous_stamp, result.flow,
-                                                      result.image_size))
+            previous = result.flow_previous_stamp
+            known = self._exact_stamps.get(cam)
+            if known is not None and abs(known[0] - previous) < 1e-6:
+                previous = known[1]
+            pub('flow').publish(messages.optical_flow(header, previous, result.flow, result.image_size))
             if debug and pub('debug/flow').get_subscription_count():
                 pub('debug/flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
         if result.detections is not None:
