@@ -312,10 +312,15 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
         topic = conn.topic
         if topic in labels:
             names = _label_names(msg)
-            if labels[topic] == 'seg' and not scores.seg_classes:
-                scores.seg_classes = names
-            elif labels[topic] == 'det' and not scores.det_classes:
-                scores.det_classes = names
+            kind = labels[topic]
+            known = scores.seg_classes if kind == 'seg' else scores.det_classes
+            if not known:
+                known[:] = names
+            elif known != names:
+                what = 'segmentation' if kind == 'seg' else 'detection'
+                raise BagError(f'{what} classes differ between the ground truth and the outputs '
+                               f'({len(names)} vs {len(known)}: {names[:4]}... vs {known[:4]}...); '
+                               'the metrics need the same class ids')
             continue
         stamp = convert.stamp_ns(msg.header.stamp)
         if topic == stats_topic:
@@ -346,7 +351,10 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
                 _predict_offline(predictor, msg, stamp, tasks, matcher)
             continue
         kind = by_topic[topic]
-        matcher.add(stamp, kind, _decode(kind.split(':')[1], msg))
+        try:
+            matcher.add(stamp, kind, _decode(kind.split(':')[1], msg))
+        except ValueError as exc:     # e.g. class ids beyond the label set
+            raise BagError(f'{topic} at stamp {stamp}: {exc}') from None
     if bar is not None:
         bar.close()
     if matcher is None:
@@ -362,6 +370,13 @@ def _predict_offline(predictor, msg, stamp, tasks, matcher):
     except ImageConversionError as exc:
         raise BagError(f'a camera image in the bag is malformed: {exc}') from None
     result = predictor.predict(rgb, tasks=tasks, stamps=[stamp / 1e9])[0]
+    try:
+        _add_result(matcher, stamp, result)
+    except ValueError as exc:
+        raise BagError(f'the model\'s outputs do not fit the ground truth: {exc}') from None
+
+
+def _add_result(matcher, stamp, result):
     if result.segmentation is not None:
         matcher.add(stamp, 'pred:segmentation', result.segmentation)
     if result.depth is not None:
