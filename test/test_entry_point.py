@@ -54,3 +54,12 @@ def test_autostart_with_a_bad_model_exits_non_zero_with_the_reason(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert 'checkpoint not found: /no/such/model.pt' in proc.stdout + proc.stderr
+
+
+def test_bag_tools_are_installed_where_ros2_run_finds_them():
+    lib = _executable().parent
+    for tool in ('record', 'play', 'make-bag', 'evaluate'):
+        exe = lib / tool
+        assert os.access(exe, os.X_OK), f'{exe} missing'
+        out = subprocess.run([str(exe), '--help'], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and 'usage:' in out.stdout, out.stderr
