@@ -4,7 +4,8 @@
 
 Starts the hydranet lifecycle node and, with autostart, drives it through configure and
 activate from outside (the node never activates itself). record:=true also records the
-node's outputs to an MCAP bag with `ros2 bag record`.
+node's outputs (with the camera image and any /ground_truth/* topics) to an MCAP bag with
+`ros2 bag record`; `ros2 run hydranet_ros evaluate hydranet_outputs` scores it.
 """
 import os
 
@@ -60,10 +61,13 @@ def generate_launch_description():
                                                   transition_id=Transition.TRANSITION_ACTIVATE))]),
         condition=IfCondition(autostart))
 
+    # The node's outputs, plus the camera and any ground truth being played (make-bag's
+    # /ground_truth/* topics), so `ros2 run hydranet_ros evaluate hydranet_outputs` can score them.
     record = ExecuteProcess(
         cmd=['ros2', 'bag', 'record', '--storage', 'mcap', '--output',
              PathJoinSubstitution(['hydranet_outputs']),
-             *[['/', namespace, '/', topic] for topic in OUTPUTS]],
+             *[['/', namespace, '/', topic] for topic in OUTPUTS],
+             LaunchConfiguration('image'), '--regex', '^/ground_truth/'],
         output='screen', condition=IfCondition(LaunchConfiguration('record')))
 
     return LaunchDescription([*args, node, activate_when_configured, configure, record])
