@@ -89,11 +89,11 @@ def test_play_publishes_every_message_with_its_stamps_remapped_and_timed(ros_nod
     arrivals = []
     assert spin_until(ros_node, lambda: (arrivals.append((len(got), time.monotonic())), len(got) == 5)[1],
                       timeout_s=60), f"received {len(got)} of 5 images"
+    assert spin_until(ros_node, lambda: len(infos) == 5, timeout_s=30), f'received {len(infos)} of 5 camera_infos'
     out, err = player.communicate(timeout=30)
     assert player.returncode == 0, err
     expected = [convert.stamp_ns(m.header.stamp) for t, _, m in _read(small_bag) if t == '/camera/image_raw']
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got] == expected
-    assert len(infos) == 5
     # 5 frames 0.2 s apart at rate 2: 0.4 s from first to last (not all at once, not at rate 1).
     first = next(t for n, t in arrivals if n >= 1)
     last = next(t for n, t in arrivals if n >= 5)
