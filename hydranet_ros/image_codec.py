@@ -95,6 +95,62 @@ def compressed_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def check_image_message(msg, max_side: int = _MAX_SIDE) -> None:
+    """Cheap structural checks of a camera Image before it is queued (no pixel is touched);
+    ImageConversionError names the first problem."""
+    enc = msg.encoding
+    if enc not in INPUT_ENCODINGS:
+        raise ImageConversionError(f"unsupported input encoding '{enc}'; supported: {', '.join(INPUT_ENCODINGS)}")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise ImageConversionError(f'empty image {w}x{h}')
+    if h > max_side or w > max_side:
+        raise ImageConversionError(f'image {w}x{h} exceeds the {max_side} pixel limit per side (max_input_side)')
+    dtype, channels = ENCODINGS[enc]
+    row_bytes = w * channels * np.dtype(dtype).itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f'step {step} is smaller than width {w} x {channels} channels = {row_bytes} bytes')
+    if len(msg.data) != step * h:
+        raise ImageConversionError(f'data has {len(msg.data)} bytes, expected step {step} x height {h} = {step * h}')
+    if channels == 2 and w % 2:
+        raise ImageConversionError(f'{enc} needs an even width, got {w}')
+
+
+def check_compressed_message(msg) -> None:
+    """Format, signature and end marker of a jpeg/png CompressedImage (truncation shows as a
+    missing end marker); the full decode happens later."""
+    fmt = (msg.format or '').lower()
+    data = bytes(msg.data[:8]), bytes(msg.data[-12:]) if len(msg.data) else b''
+    if not any(k in fmt for k in ('jpeg', 'jpg', 'png')):
+        raise ImageConversionError(f"unsupported compressed format '{msg.format}'; jpeg and png are supported")
+    if len(msg.data) == 0:
+        raise ImageConversionError('compressed image has no data')
+    head, tail = data
+    if head.startswith(b'\xff\xd8'):
+        if b'\xff\xd9' not in tail:
+            raise ImageConversionError(f'jpeg data of {len(msg.data)} bytes has no end marker (truncated)')
+    elif head.startswith(b'\x89PNG\r\n\x1a\n'):
+        if b'IEND' not in tail:
+            raise ImageConversionError(f'png data of {len(msg.data)} bytes has no IEND chunk (truncated)')
+    else:
+        raise ImageConversionError(f"data is neither jpeg nor png (starts with {head[:4].hex()}) for format '{msg.format}'")
+
+
+def check_camera_info(info, image_size=None) -> None:
+    """A usable pinhole CameraInfo: positive finite focal lengths, finite centre, and (when the
+    image size is given) the same width and height as the image."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(-1)
+    if k.size != 9 or not np.isfinite(k).all():
+        raise ImageConversionError('camera_info K is not 9 finite numbers')
+    if k[0] <= 0 or k[4] <= 0:
+        raise ImageConversionError(f'camera_info K has focal lengths fx={k[0]:g}, fy={k[4]:g} (need > 0)')
+    if int(info.width) <= 0 or int(info.height) <= 0:
+        raise ImageConversionError(f'camera_info size {info.width}x{info.height} is empty')
+    if image_size is not None and (int(info.height), int(info.width)) != tuple(image_size):
+        raise ImageConversionError(f'camera_info is {info.width}x{info.height} but the image is '
+                                   f'{image_size[1]}x{image_size[0]}')
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, header=None):
     """An array to a sensor_msgs/Image of the given encoding (one copy, into the message)."""
     from sensor_msgs.msg import Image

@@ -114,6 +114,8 @@ def inference_stats(header, model_id, device, tasks, timings: dict, counters: di
     msg.frames_processed = int(counters.get('processed', 0))
     msg.frames_dropped = int(counters.get('dropped', 0))
     msg.frames_rejected = int(counters.get('rejected', 0))
+    msg.camera_info_rejected = int(counters.get('camera_info_rejected', 0))
+    msg.flow_resets = int(counters.get('flow_resets', 0))
     return msg
 
 

@@ -95,6 +95,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('cameras', 'string_array', [],
               'Input namespaces, one per camera, batched into one forward pass (e.g. [front, left]); '
               'empty: one camera, topics directly under the node namespace.'),
+    ParamSpec('max_input_side', 'int', 8192,
+              'Images wider or taller than this many pixels are rejected (protects memory).', min=32, max=16384),
     ParamSpec('input_reliability', 'string', 'best_effort',
               'Reliability of the input subscriptions; best_effort accepts reliable and best-effort publishers.',
               choices=('best_effort', 'reliable')),

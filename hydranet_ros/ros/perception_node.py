@@ -29,7 +29,8 @@ from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.paths import bundled_model_path
 from hydranet_ros.pipeline.latest_frames import LatestFrames
 from hydranet_ros.ros import messages
-from hydranet_ros.image_codec import ImageConversionError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from hydranet_ros.image_codec import (ImageConversionError, check_camera_info, check_compressed_message,
+                                      check_image_message, compressed_to_rgb, image_to_rgb, numpy_to_image)
 from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, descriptor, validate_all
 from hydranet_ros import visualize
 
@@ -71,7 +72,8 @@ class PerceptionNode(LifecycleNode):
         self._frames = None
         self._worker = None
         self._timer = None
-        self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0}
+        self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,
+                          'flow_resets': 0}
         self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
         self._window_processed = 0
         self._window_start = time.monotonic()
@@ -172,13 +174,12 @@ class PerceptionNode(LifecycleNode):
             if p['input_transport'] == 'compressed':
                 self._subs.append(self.create_subscription(
                     CompressedImage, _topic(cam, 'image/compressed'),
-                    lambda msg, cam=cam: self._frames.put(cam, msg), in_qos))
+                    lambda msg, cam=cam: self._on_image(cam, msg), in_qos))
             else:
                 self._subs.append(self.create_subscription(
-                    Image, _topic(cam, 'image'), lambda msg, cam=cam: self._frames.put(cam, msg), in_qos))
+                    Image, _topic(cam, 'image'), lambda msg, cam=cam: self._on_image(cam, msg), in_qos))
             self._subs.append(self.create_subscription(
-                CameraInfo, _topic(cam, 'camera_info'),
-                lambda msg, cam=cam: self._camera_info.__setitem__(cam, msg), in_qos))
+                CameraInfo, _topic(cam, 'camera_info'), lambda msg, cam=cam: self._on_camera_info(cam, msg), in_qos))
         self._publish_label_infos()
         self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
         self._worker.start()
@@ -187,6 +188,37 @@ class PerceptionNode(LifecycleNode):
         self.get_logger().info('active: processing ' + ', '.join(
             _topic(c, 'image/compressed' if p['input_transport'] == 'compressed' else 'image') for c in self._cameras))
         return TransitionCallbackReturn.SUCCESS
+
+    def _reject(self, counter: str, topic: str, problem) -> None:
+        """Count a refused input and warn (throttled); the message is dropped, nothing else changes."""
+        with self._lock:
+            self._counters[counter] += 1
+            self._last_error = f'rejected input on {topic}: {problem}'
+        self.get_logger().warning(f'rejected input on {topic}: {problem}', throttle_duration_sec=5.0)
+
+    def _on_image(self, cam, msg):
+        """Structural checks at receipt, so every malformed message is counted exactly once
+        (a queued frame may be replaced by a newer one before the worker sees it)."""
+        frames = self._frames
+        if frames is None:
+            return     # deactivating
+        try:
+            if isinstance(msg, CompressedImage):
+                check_compressed_message(msg)
+            else:
+                check_image_message(msg, self._params['max_input_side'])
+        except ImageConversionError as exc:
+            self._reject('rejected', _topic(cam, 'image'), exc)
+            return
+        frames.put(cam, msg)
+
+    def _on_camera_info(self, cam, msg):
+        try:
+            check_camera_info(msg)
+        except ImageConversionError as exc:
+            self._reject('camera_info_rejected', _topic(cam, 'camera_info'), exc)
+            return
+        self._camera_info[cam] = msg
 
     def _stop_processing(self):
         if self._timer is not None:
@@ -316,6 +348,10 @@ class PerceptionNode(LifecycleNode):
         try:
             rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
             Predictor.check_image(rgb)
+            limit = self._params['max_input_side']
+            if max(rgb.shape[:2]) > limit:
+                raise ImageConversionError(f'image {rgb.shape[1]}x{rgb.shape[0]} exceeds the {limit} pixel '
+                                           'limit per side (max_input_side)')
         except (ImageConversionError, ValueError, TypeError) as exc:
             with self._lock:
                 self._counters['rejected'] += 1
@@ -348,6 +384,11 @@ class PerceptionNode(LifecycleNode):
             self._window_processed += len(results)
             self._last_tasks = tasks
         for (frame, rgb), result, s in zip(decoded, results, stamps):
+            if result.flow_status.startswith('time went backwards'):
+                with self._lock:
+                    self._counters['flow_resets'] += 1
+                self.get_logger().info(f'{_topic(frame.camera, "image")}: flow restarts, {result.flow_status}',
+                                       throttle_duration_sec=5.0)
             self._publish(frame, rgb, result, tasks, params, start)
             # The exact header stamp behind the float the predictor keeps, so flow's previous_stamp
             # is the earlier image's stamp to the nanosecond (float seconds lose ~100 ns at epoch times).
@@ -389,7 +430,13 @@ class PerceptionNode(LifecycleNode):
                 pub('debug/detections').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
         info = self._camera_info.get(cam)
         if info is not None and dense_size is not None:
-            pub('depth/camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
+            try:
+                check_camera_info(info, rgb.shape[:2])
+            except ImageConversionError as exc:
+                self._camera_info.pop(cam, None)    # counted once; a matching camera_info replaces it
+                self._reject('camera_info_rejected', _topic(cam, 'camera_info'), exc)
+            else:
+                pub('depth/camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
         end = time.monotonic()
         timings = dict(result.timings_ms)
         timings['queue_ms'] = (start - frame.received) * 1e3
@@ -422,13 +469,14 @@ class PerceptionNode(LifecycleNode):
                   'latency_p95_ms': f'{np.percentile(lat, 95):.1f}' if lat is not None else 'n/a',
                   'frames_processed': counts['processed'], 'frames_dropped': counts['dropped'],
                   'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
+                  'camera_info_rejected': counts['camera_info_rejected'], 'flow_resets': counts['flow_resets'],
                   'device': self._predictor.device, 'precision': self._predictor.precision,
                   'model': self._predictor.model_id, 'tasks_last_run': ','.join(self._last_tasks),
                   'last_error': last_error}
         level, message = DiagnosticStatus.OK, 'running'
         if counts['errors']:
             level, message = DiagnosticStatus.ERROR, f'processing errors: {last_error}'
-        elif counts['rejected']:
+        elif counts['rejected'] or counts['camera_info_rejected']:
             level, message = DiagnosticStatus.WARN, f'rejected inputs: {last_error}'
         self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
                                                     level[0] if isinstance(level, bytes) else level,
