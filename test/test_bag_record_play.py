@@ -130,3 +130,26 @@ def test_play_and_record_refuse_bad_input_in_one_line(small_bag, tmp_path):
     _assert_clean_error(_start('hydranet_ros.ros.bag_record', small_bag, '/x'), ['already exists'])
     _assert_clean_error(_start('hydranet_ros.ros.bag_record', tmp_path / 'n', '/x', '--storage', 'rocksdb'),
                         ['unknown storage id'])
+
+
+def test_recorder_killed_without_warning_leaves_a_bag_reindex_makes_readable(ros_node, tmp_path):
+    n = 120
+    pub = ros_node.create_publisher(String, '/chatter', RELIABLE)
+    rec = _start('hydranet_ros.ros.bag_record', tmp_path / 'bag', '/chatter')
+    try:
+        assert spin_until(ros_node, lambda: pub.get_subscription_count() > 0, timeout_s=30)
+        time.sleep(0.3)
+        for i in range(n):
+            pub.publish(String(data=f'm{i}'))
+        assert pub.wait_for_all_acked()
+        time.sleep(2.5)      # the recorder flushes once a second
+    finally:
+        rec.kill()           # SIGKILL: no chance to close the bag
+        rec.communicate(timeout=30)
+    assert not (tmp_path / 'bag' / 'metadata.yaml').exists()
+    _assert_clean_error(_start('hydranet_ros.bag.evaluate', tmp_path / 'bag'), ['record --reindex'])
+    fix = _start('hydranet_ros.ros.bag_record', tmp_path / 'bag', '--reindex')
+    out, err = fix.communicate(timeout=60)
+    assert fix.returncode == 0, err
+    assert [m.data for t, _, m in _read(tmp_path / 'bag') if t == '/chatter'] == [f'm{i}' for i in range(n)]
+    assert (tmp_path / 'bag.broken').is_dir()

@@ -74,6 +74,20 @@ class BagWriter:
         self._writer.write(conn, int(stamp_ns), typestore().serialize_cdr(msg, msg.__msgtype__))
         self.counts[topic] += 1
 
+    def flush(self):
+        """Put what was written so far on disk (MCAP: close the open chunk; sqlite3: commit), so a
+        recorder killed without warning loses at most what came after; `reindex` recovers the rest."""
+        storage = getattr(self._writer, 'storage', None)
+        if storage is None:
+            return
+        chunk = getattr(storage, 'chunk', None)
+        if chunk is not None and chunk.bio.tell():
+            storage.close_chunk()
+        if hasattr(storage, 'bio'):
+            storage.bio.flush()
+        if hasattr(storage, 'conn'):
+            storage.conn.commit()
+
     def close(self):
         if not self.closed:
             self.closed = True
@@ -106,6 +120,85 @@ def open_reader(path) -> Reader:
     except Exception as exc:   # corrupt storage files: sqlite3.DatabaseError, struct/zstd errors, ...
         raise BagError(f'cannot read bag {path}: {type(exc).__name__}: {_one_line(exc)}') from None
     return reader
+
+
+def reindex(path) -> dict:
+    """Rebuild a bag whose recorder was killed (MCAP without summary or metadata.yaml): every
+    complete chunk is read back and written into a proper bag that replaces the broken one.
+    Returns message counts per topic. The broken files are kept beside it as <name>.broken."""
+    import shutil
+    import struct
+    path = Path(path)
+    files = sorted(path.glob('*.mcap')) if path.is_dir() else []
+    if not files:
+        raise BagError(f'{path}: no .mcap file to reindex (sqlite3 bags stay readable without it)')
+    schemas, channels, messages = {}, {}, []
+
+    def records(buf, start=0):
+        pos = start
+        while pos + 9 <= len(buf):
+            op, length = buf[pos], struct.unpack_from('<Q', buf, pos + 1)[0]
+            if pos + 9 + length > len(buf):
+                return               # truncated record: the file ends inside it
+            yield op, buf[pos + 9:pos + 9 + length]
+            pos += 9 + length
+
+    def string(b, o):
+        n = struct.unpack_from('<I', b, o)[0]
+        return bytes(b[o + 4:o + 4 + n]).decode(), o + 4 + n
+
+    def handle(op, rec):
+        if op == 0x03:
+            sid = struct.unpack_from('<H', rec, 0)[0]
+            name, o = string(rec, 2)
+            schemas[sid] = name
+        elif op == 0x04:
+            cid, sid = struct.unpack_from('<HH', rec, 0)
+            topic, o = string(rec, 4)
+            channels[cid] = (topic, schemas.get(sid))
+        elif op == 0x05:
+            cid = struct.unpack_from('<H', rec, 0)[0]
+            log_time = struct.unpack_from('<Q', rec, 6)[0]
+            messages.append((cid, log_time, bytes(rec[22:])))
+        elif op == 0x06:
+            o = 28
+            compression, o = string(rec, o)
+            size = struct.unpack_from('<Q', rec, o)[0]
+            data = bytes(rec[o + 8:o + 8 + size])
+            if compression == 'zstd':
+                from backports import zstd
+                data = zstd.decompress(data)
+            elif compression:
+                raise BagError(f'{path}: chunk compression {compression} is not supported by reindex')
+            for inner in records(data):
+                handle(*inner)
+
+    for f in files:
+        buf = memoryview(f.read_bytes())
+        if bytes(buf[:8]) != b'\x89MCAP0\r\n':
+            raise BagError(f'{f} is not an MCAP file')
+        for op, rec in records(buf, 8):
+            handle(op, rec)
+    broken = path.with_name(path.name + '.broken')
+    if broken.exists():
+        raise BagError(f'{broken} exists; move it away first')
+    path.rename(broken)
+    counts = {}
+    try:
+        with BagWriter(path, 'mcap') as out:
+            for cid, (topic, msgtype) in channels.items():
+                if msgtype:
+                    out.add_topic(topic, msgtype)
+            for cid, log_time, data in sorted(messages, key=lambda m: m[1]):
+                topic = channels.get(cid, (None,))[0]
+                if topic in out.counts:
+                    out.write_raw(topic, log_time, data)
+            counts = dict(out.counts)
+    except BagError:
+        shutil.rmtree(path, ignore_errors=True)
+        broken.rename(path)
+        raise
+    return counts
 
 
 def _one_line(exc) -> str:

@@ -18,7 +18,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, qos_profile
+from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, qos_profile, reindex
 from hydranet_ros.bag.types import UnknownTypeError
 from hydranet_ros.ros.bag_common import message_class
 
@@ -40,6 +40,9 @@ class Recorder:
         self.received = {}
         self.discover()
         self.timer = node.create_timer(0.25, self.discover)
+        # Once a second what arrived goes to disk: a recorder killed without warning (SIGKILL,
+        # power loss) loses at most about a second, and `record --reindex` makes the bag readable.
+        self.flush_timer = node.create_timer(1.0, writer.flush)
 
     def wanted(self, topic: str) -> bool:
         if topic in self.topics:
@@ -93,7 +96,11 @@ def parse_args(argv):
                              'sends) or sensor (best effort)')
     parser.add_argument('--depth', type=int, default=1000, help='subscription queue depth (default 1000)')
     parser.add_argument('-d', '--duration', type=float, default=0.0, help='stop after this many seconds (0: until Ctrl-C)')
+    parser.add_argument('--reindex', action='store_true',
+                        help='instead of recording, rebuild OUTPUT, a bag whose recorder was killed (no metadata.yaml)')
     own, rest = parser.parse_known_args(argv)
+    if own.reindex:
+        return own, rest
     if not (own.topics or own.regex or own.all):
         parser.error('give topics, --regex or --all')
     if own.regex:
@@ -108,6 +115,17 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     own, ros_args = parse_args(sys.argv[1:] if argv is None else argv)
+    if own.reindex:
+        try:
+            counts = reindex(own.output)
+        except BagError as exc:
+            print(f'record: error: {exc}', file=sys.stderr)
+            return 2
+        print(f'record: rebuilt {own.output} ({sum(counts.values())} messages; the original files are in '
+              f'{own.output.rstrip("/")}.broken)')
+        for topic, n in sorted(counts.items()):
+            print(f'  {topic}  {n}')
+        return 0
     try:
         writer = BagWriter(own.output, own.storage)
     except BagError as exc:

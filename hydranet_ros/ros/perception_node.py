@@ -16,7 +16,8 @@ import traceback
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
@@ -43,6 +44,14 @@ _RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': Reliabili
 _LATENCY_WINDOW = 200
 
 
+def _is_out_of_memory(exc: Exception) -> bool:
+    """CUDA out-of-memory (torch.cuda.OutOfMemoryError) or the CPU allocator failing."""
+    text = str(exc).lower()
+    return type(exc).__name__ == 'OutOfMemoryError' or (
+        isinstance(exc, (RuntimeError, MemoryError)) and ('out of memory' in text or "can't allocate memory" in text
+                                                          or isinstance(exc, MemoryError)))
+
+
 def _topic(camera: str, name: str) -> str:
     return f'{camera}/{name}' if camera else name
 
@@ -50,12 +59,20 @@ def _topic(camera: str, name: str) -> str:
 class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
+        # A start-up value (parameters file, -p) outside its range or of the wrong type must not
+        # crash the process: the parameter keeps its default, the problem is remembered, and
+        # configure fails with it until a valid value is set.
+        self._startup_problems = {}
         for spec in PARAMETERS:
-            if isinstance(spec.default, list) and not spec.default:
-                # An empty list has no inferable type; declare the type, treat unset as [].
-                self.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor(spec))
-            else:
-                self.declare_parameter(spec.name, spec.default, descriptor(spec))
+            # An empty list has no inferable type; declare the type, treat unset as [].
+            value = Parameter.Type.STRING_ARRAY if isinstance(spec.default, list) and not spec.default else spec.default
+            try:
+                self.declare_parameter(spec.name, value, descriptor(spec))
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                self.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
+                reason = ' '.join(str(exc).split())
+                self._startup_problems[spec.name] = f'{spec.name}: start-up value refused ({reason})'
+                self.get_logger().error(self._startup_problems[spec.name])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.RLock()
         self._reset_runtime()
@@ -73,7 +90,7 @@ class PerceptionNode(LifecycleNode):
         self._worker = None
         self._timer = None
         self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,
-                          'flow_resets': 0}
+                          'flow_resets': 0, 'oom': 0}
         self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
         self._window_processed = 0
         self._window_start = time.monotonic()
@@ -110,7 +127,7 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             params = self._read_params()
-            problems = validate_all(params)
+            problems = list(self._startup_problems.values()) + validate_all(params)
             if problems:
                 raise ValueError('invalid parameters: ' + '; '.join(problems))
             model_path = params['model_path'] or str(bundled_model_path())
@@ -301,6 +318,8 @@ class PerceptionNode(LifecycleNode):
                 self._predictor.score_threshold = merged['detection.score_threshold']
                 self._predictor.max_detections = merged['detection.max_detections']
                 self._predictor.cache.max_gap_s = merged['flow.max_gap_s']
+        for name in updates:
+            self._startup_problems.pop(name, None)   # a valid value replaces a refused start-up value
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ worker
@@ -376,9 +395,23 @@ class PerceptionNode(LifecycleNode):
         for f, _ in decoded:
             s = messages.stamp_to_seconds(f.message.header.stamp)
             stamps.append(s if s > 0 else time.time())
-        results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
-                                          streams=[f.camera for f, _ in decoded], stamps=stamps,
-                                          dense_output=params['output_resolution'])
+        try:
+            results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
+                                              streams=[f.camera for f, _ in decoded], stamps=stamps,
+                                              dense_output=params['output_resolution'])
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            # Drop these frames, free what the allocator holds, keep running.
+            self._predictor.reset()
+            if self._predictor.device.type == 'cuda':
+                import torch
+                torch.cuda.empty_cache()
+            with self._lock:
+                self._counters['oom'] += 1
+                self._last_error = f'out of memory during inference, {len(decoded)} frame(s) dropped: {exc}'
+            self.get_logger().error(self._last_error, throttle_duration_sec=5.0)
+            return
         with self._lock:
             self._counters['processed'] += len(results)
             self._window_processed += len(results)
@@ -470,11 +503,12 @@ class PerceptionNode(LifecycleNode):
                   'frames_processed': counts['processed'], 'frames_dropped': counts['dropped'],
                   'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
                   'camera_info_rejected': counts['camera_info_rejected'], 'flow_resets': counts['flow_resets'],
+                  'out_of_memory': counts['oom'],
                   'device': self._predictor.device, 'precision': self._predictor.precision,
                   'model': self._predictor.model_id, 'tasks_last_run': ','.join(self._last_tasks),
                   'last_error': last_error}
         level, message = DiagnosticStatus.OK, 'running'
-        if counts['errors']:
+        if counts['errors'] or counts['oom']:
             level, message = DiagnosticStatus.ERROR, f'processing errors: {last_error}'
         elif counts['rejected'] or counts['camera_info_rejected']:
             level, message = DiagnosticStatus.WARN, f'rejected inputs: {last_error}'
