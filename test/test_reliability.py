@@ -276,11 +276,13 @@ def test_out_of_order_duplicate_and_backwards_stamps_reset_flow(tiny_checkpoint)
             pub.publish(msg)
             assert h.wait_for(lambda: len(stats) > n, timeout=20)
         assert h.node.state_label == 'active' and h.node.counters['errors'] == 0
+        # flow after: 10.1, 10.2 | reset at 10.0 | 10.1 | reset at 10.1 dup | 10.3 | reset at 10.2 | 10.4
+        assert h.wait_for(lambda: len(flows) >= 5, timeout=10), len(flows)
+        time.sleep(0.3)
         for f in flows:
             gap = (f.header.stamp.sec + f.header.stamp.nanosec * 1e-9) - (
                 f.previous_stamp.sec + f.previous_stamp.nanosec * 1e-9)
             assert gap > 0, f'flow over a non-positive gap {gap}'
-        # flow after: 10.1, 10.2 | reset at 10.0 | 10.1 | reset at 10.1 dup | 10.3 | reset at 10.2 | 10.4
         assert len(flows) == 5
         assert h.node.counters['flow_resets'] == 3 and stats[-1].flow_resets == 3
     finally:
