@@ -1,17 +1,12 @@
 """Small helpers for tests that talk real DDS (no mocks of ROS anywhere)."""
-import importlib
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from hydranet_ros.ros.bag_common import message_class  # noqa: F401  ('pkg/msg/Type' -> class, for tests)
+
 TEST_DIR = Path(__file__).resolve().parent
-
-
-def message_class(type_name):
-    """'pkg/msg/Type' -> the generated Python class."""
-    pkg, kind, name = type_name.split('/')
-    return getattr(importlib.import_module(f'{pkg}.{kind}'), name)
 
 
 def spin_until(node, predicate, timeout_s, step_s=0.05):

@@ -208,3 +208,13 @@ def test_bag_without_ground_truth_or_outputs_is_refused(tmp_path):
     _assert_clean_error(_cli('hydranet_ros.bag.evaluate', tmp_path / 'gt_only'), ['no outputs of the node'])
     with pytest.raises(BagError, match='no ground truth'):
         evaluate_bag(tmp_path / 'camera_only', Options())
+
+
+def test_ground_truth_from_a_second_bag(drive_bag, tmp_path):
+    """Outputs recorded alone, ground truth in the bag that was played: --ground-truth joins them."""
+    with BagWriter(tmp_path / 'outputs') as out:
+        for topic, _, ns, msg in _messages(drive_bag):
+            if topic.startswith('/ground_truth') and 'label_info' not in topic:
+                out.write(topic.replace('/ground_truth', '/hydranet'), ns, msg)
+    s = evaluate_bags([tmp_path / 'outputs'], Options(), ground_truth_bag=drive_bag).summary()
+    assert s['segmentation']['miou'] == pytest.approx(1.0) and s['scored_frames']['flow'] == 3

@@ -303,6 +303,11 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     if opts.progress:
         from tqdm import tqdm
         bar = tqdm(total=total, desc=Path(scores.bags[0]).name, unit='frame', leave=False)
+    # Class names first (latched label_info may share its log time with the first outputs).
+    for r in readers:
+        for conn, _, raw in read_messages(r, set(labels) & {c.topic for c in r.connections}):
+            _take_labels(scores, labels[conn.topic], _label_names(deserialize(raw, conn.msgtype)))
+    wanted -= set(labels)
     streams = [read_messages(r, wanted & {c.topic for c in r.connections}) for r in readers]
     import heapq
     merged = heapq.merge(*streams, key=lambda item: item[1]) if len(streams) > 1 else streams[0]
@@ -310,18 +315,6 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     for conn, _, raw in merged:
         msg = deserialize(raw, conn.msgtype)
         topic = conn.topic
-        if topic in labels:
-            names = _label_names(msg)
-            kind = labels[topic]
-            known = scores.seg_classes if kind == 'seg' else scores.det_classes
-            if not known:
-                known[:] = names
-            elif known != names:
-                what = 'segmentation' if kind == 'seg' else 'detection'
-                raise BagError(f'{what} classes differ between the ground truth and the outputs '
-                               f'({len(names)} vs {len(known)}: {names[:4]}... vs {known[:4]}...); '
-                               'the metrics need the same class ids')
-            continue
         stamp = convert.stamp_ns(msg.header.stamp)
         if topic == stats_topic:
             first_stamp = stamp if first_stamp is None else first_stamp
@@ -361,6 +354,17 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
         raise BagError(f'{scores.bags[0]} holds no messages on the topics evaluated')
     matcher.finish()
     return scores
+
+
+def _take_labels(scores, kind: str, names: list):
+    known = scores.seg_classes if kind == 'seg' else scores.det_classes
+    if not known:
+        known[:] = names
+    elif known != names:
+        what = 'segmentation' if kind == 'seg' else 'detection'
+        raise BagError(f'{what} classes differ between the ground truth and the outputs '
+                       f'({len(names)} vs {len(known)}: {names[:4]}... vs {known[:4]}...); '
+                       'the metrics need the same class ids')
 
 
 def _predict_offline(predictor, msg, stamp, tasks, matcher):

@@ -208,6 +208,8 @@ def _one_line(exc) -> str:
 def read_messages(reader: Reader, topics=None):
     """(connection, timestamp_ns, raw bytes) in log-time order; BagError on corrupt data."""
     conns = [c for c in reader.connections if topics is None or c.topic in topics]
+    if not conns:
+        return     # (rosbags reads every connection when given none)
     try:
         yield from reader.messages(connections=conns)
     except BagError:
