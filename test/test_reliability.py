@@ -186,6 +186,7 @@ class Fuzzer:
         return info
 
 
+@pytest.mark.timeout(1800 if FULL else 300)
 def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_checkpoint):
     h = _active(tiny_checkpoint)
     try:
@@ -402,6 +403,7 @@ def _rss_mb():
         return next(int(line.split()[1]) for line in f if line.startswith('VmRSS')) / 1024
 
 
+@pytest.mark.timeout(1800 if FULL else 300)
 def test_lifecycle_churn_leaks_nothing(tiny_checkpoint):
     h = NodeHarness(tiny_checkpoint, always_run=True)
     stop = threading.Event()
