@@ -14,7 +14,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, RegisterEventHandler
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -63,11 +63,16 @@ def generate_launch_description():
 
     # The node's outputs, plus the camera and any ground truth being played (make-bag's
     # /ground_truth/* topics), so `ros2 run hydranet_ros evaluate hydranet_outputs` can score them.
+    # The input image as the recorder (in the root namespace) must name it: a relative remap
+    # target resolves inside the node's namespace.
+    image = LaunchConfiguration('image')
+    image_topic = PythonExpression(["'", image, "' if '", image, "'.startswith('/') else '/",
+                                    namespace, "/", image, "'"])
     record = ExecuteProcess(
         cmd=['ros2', 'bag', 'record', '--storage', 'mcap', '--output',
              PathJoinSubstitution(['hydranet_outputs']),
              *[['/', namespace, '/', topic] for topic in OUTPUTS],
-             LaunchConfiguration('image'), '--regex', '^/ground_truth/'],
+             image_topic, '--regex', '^/ground_truth/'],
         output='screen', condition=IfCondition(LaunchConfiguration('record')))
 
     return LaunchDescription([*args, node, activate_when_configured, configure, record])

@@ -26,8 +26,11 @@ NS = '/hydranet'
 OK, FAIL = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-def _active(checkpoint, **params):
-    h = NodeHarness(checkpoint, always_run=True, input_reliability='reliable', qos_depth=1000, **params)
+def _active(checkpoint, namespace='hydranet', **params):
+    # Each test's node has its own namespace: a module-scoped node alive in the background must
+    # not hear another test's frames (nor publish into its topics).
+    h = NodeHarness(checkpoint, namespace=namespace, always_run=True, input_reliability='reliable', qos_depth=1000,
+                    **params)
     h.configure_activate()
     return h
 
@@ -188,11 +191,12 @@ class Fuzzer:
 
 @pytest.mark.timeout(1800 if FULL else 300)
 def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_checkpoint):
-    h = _active(tiny_checkpoint)
+    ns = '/fuzz'
+    h = _active(tiny_checkpoint, namespace='fuzz')
     try:
-        stats = h.subscribe(InferenceStats, f'{NS}/stats') and h.received[f'{NS}/stats']
-        img_pub = h.publisher(Image, f'{NS}/image', RELIABLE)
-        info_pub = h.publisher(CameraInfo, f'{NS}/camera_info', RELIABLE)
+        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
+        img_pub = h.publisher(Image, f'{ns}/image', RELIABLE)
+        info_pub = h.publisher(CameraInfo, f'{ns}/camera_info', RELIABLE)
         assert h.wait_matched(img_pub) and h.wait_matched(info_pub)
         fuzz = Fuzzer(seed=20261122)
         sent_bad_images = sent_bad_infos = 0
@@ -230,10 +234,11 @@ def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_check
 
 
 def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
-    h = _active(tiny_checkpoint, input_transport='compressed')
+    ns = '/fuzz_compressed'
+    h = _active(tiny_checkpoint, namespace='fuzz_compressed', input_transport='compressed')
     try:
-        stats = h.subscribe(InferenceStats, f'{NS}/stats') and h.received[f'{NS}/stats']
-        pub = h.publisher(CompressedImage, f'{NS}/image/compressed', RELIABLE)
+        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
+        pub = h.publisher(CompressedImage, f'{ns}/image/compressed', RELIABLE)
         assert h.wait_matched(pub)
         rng = np.random.default_rng(7)
         bad = 0
@@ -263,11 +268,12 @@ def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
 
 # --- 4. time -------------------------------------------------------------------------------------
 def test_out_of_order_duplicate_and_backwards_stamps_reset_flow(tiny_checkpoint):
-    h = _active(tiny_checkpoint)
+    ns = '/timing'
+    h = _active(tiny_checkpoint, namespace='timing')
     try:
-        flows = h.subscribe(OpticalFlow, f'{NS}/flow') and h.received[f'{NS}/flow']
-        stats = h.subscribe(InferenceStats, f'{NS}/stats') and h.received[f'{NS}/stats']
-        pub = h.publisher(Image, f'{NS}/image', RELIABLE)
+        flows = h.subscribe(OpticalFlow, f'{ns}/flow') and h.received[f'{ns}/flow']
+        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
+        pub = h.publisher(Image, f'{ns}/image', RELIABLE)
         assert h.wait_matched(pub)
         # A loop (back to 10.0), a duplicate (10.1 twice), out of order (10.3 before 10.2).
         times = [10.0, 10.1, 10.2, 10.0, 10.1, 10.1, 10.3, 10.2, 10.4]
@@ -367,10 +373,11 @@ def test_cuda_without_gpu_fails_configure_clearly_and_auto_falls_back(tiny_check
 
 def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoint):
     import torch
-    h = _active(tiny_checkpoint)
+    ns = '/oom'
+    h = _active(tiny_checkpoint, namespace='oom')
     try:
-        stats = h.subscribe(InferenceStats, f'{NS}/stats') and h.received[f'{NS}/stats']
-        pub = h.publisher(Image, f'{NS}/image', RELIABLE)
+        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
+        pub = h.publisher(Image, f'{ns}/image', RELIABLE)
         assert h.wait_matched(pub)
         predictor = h.node._predictor
         real = predictor.predict
@@ -405,9 +412,10 @@ def _rss_mb():
 
 @pytest.mark.timeout(1800 if FULL else 300)
 def test_lifecycle_churn_leaks_nothing(tiny_checkpoint):
-    h = NodeHarness(tiny_checkpoint, always_run=True)
+    ns = '/churn'
+    h = NodeHarness(tiny_checkpoint, namespace='churn', always_run=True)
     stop = threading.Event()
-    pub = h.publisher(Image, f'{NS}/image', RELIABLE)
+    pub = h.publisher(Image, f'{ns}/image', RELIABLE)
 
     def feed():     # frames keep flowing through every state
         i = 0
@@ -426,7 +434,7 @@ def test_lifecycle_churn_leaks_nothing(tiny_checkpoint):
             assert h.node.trigger_deactivate() == OK, cycle
             assert h.node.trigger_cleanup() == OK, cycle
             samples.append((_rss_mb(), threading.active_count(), len(list(h.node.subscriptions)),
-                            len(list(h.node.publishers)), h.node.count_subscribers(f'{NS}/depth')))
+                            len(list(h.node.publishers)), h.node.count_subscribers(f'{ns}/depth')))
     finally:
         stop.set()
         feeder.join(timeout=5)

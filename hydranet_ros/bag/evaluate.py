@@ -256,8 +256,8 @@ def evaluate_bag(path, opts: Options, ground_truth_bag=None) -> Scores:
                 topics.setdefault(c.topic, c.msgtype)
         gt = {t: f'{opts.gt_prefix}/{name}' for t, name in TASK_TOPICS.items() if f'{opts.gt_prefix}/{name}' in topics}
         if not gt:
-            raise BagError(f"{path} has no ground truth (no topics {', '.join(opts.gt_prefix + '/' + n for n in TASK_TOPICS.values())}; "
-                           f'make-bag writes them)')
+            expected = ', '.join(f'{opts.gt_prefix}/{n}' for n in TASK_TOPICS.values())
+            raise BagError(f'{path} has no ground truth (no topics {expected}; make-bag writes them)')
         image_topic = f'{opts.camera_prefix}/image_raw'
         scores = Scores(bags=[str(path)])
         if opts.offline_model:
