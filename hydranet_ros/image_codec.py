@@ -29,41 +29,60 @@ INPUT_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'yuv422', 'uyvy', 
 _MAX_SIDE = 16384
 
 
-def image_to_numpy(msg) -> np.ndarray:
-    """The image's pixels as an array [H, W] or [H, W, C] of the encoding's dtype, viewing the
-    message buffer (no copy) unless the byte order must be swapped."""
+def _layout(msg, max_side: int = _MAX_SIDE, limit_name: str = '') -> tuple:
+    """(dtype, channels, height, width, step) of an Image message after checking its encoding,
+    size, step and data length; ImageConversionError names the first problem."""
     enc = msg.encoding
     if enc not in ENCODINGS:
         raise ImageConversionError(f"unsupported encoding '{enc}'; supported: {sorted(ENCODINGS)}")
     dtype, channels = ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if not (0 < h <= _MAX_SIDE and 0 < w <= _MAX_SIDE):
-        raise ImageConversionError(f'bad image size {w}x{h}')
+    if h <= 0 or w <= 0:
+        raise ImageConversionError(f'empty image {w}x{h}')
+    if h > max_side or w > max_side:
+        limit = f' ({limit_name})' if limit_name else ''
+        raise ImageConversionError(f'image {w}x{h} exceeds the {max_side} pixel limit per side{limit}')
     itemsize = np.dtype(dtype).itemsize
     row_bytes = w * channels * itemsize
     if step < row_bytes:
         raise ImageConversionError(f'step {step} is smaller than width {w} x {channels} channels x '
                                    f'{itemsize} bytes = {row_bytes}')
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size < step * h:
-        raise ImageConversionError(f'data has {buf.size} bytes, expected step {step} x height {h} = {step * h}')
-    rows = buf[:step * h].reshape(h, step)[:, :row_bytes]
+    if len(msg.data) != step * h:
+        raise ImageConversionError(f'data has {len(msg.data)} bytes, expected step {step} x height {h} = {step * h}')
+    if channels == 2 and dtype == np.uint8 and w % 2:
+        raise ImageConversionError(f'{enc} needs an even width, got {w}')
+    return dtype, channels, h, w, step
+
+
+def _view(msg, dtype, channels, h, w, step) -> np.ndarray:
+    itemsize = np.dtype(dtype).itemsize
+    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(h, step)[:, :w * channels * itemsize]
     if itemsize > 1 and step % itemsize:
         rows = np.ascontiguousarray(rows)   # rows not aligned to the element size: copy once
-    array = rows.view(dtype)
-    shape = (h, w) if channels == 1 else (h, w, channels)
-    array = array.reshape(shape)
+    array = rows.view(dtype).reshape((h, w) if channels == 1 else (h, w, channels))
     if itemsize > 1 and bool(msg.is_bigendian) != (sys.byteorder == 'big'):
         array = array.byteswap()
     return array
 
 
-def image_to_rgb(msg) -> np.ndarray:
-    """A camera image (any INPUT_ENCODINGS) as HxWx3 uint8 RGB; a view when already rgb8."""
+def image_to_numpy(msg) -> np.ndarray:
+    """The image's pixels as an array [H, W] or [H, W, C] of the encoding's dtype, viewing the
+    message buffer (no copy) unless the byte order must be swapped."""
+    return _view(msg, *_layout(msg))
+
+
+def check_image_message(msg, max_side: int = _MAX_SIDE) -> tuple:
+    """The checks a camera Image must pass (input encoding, size up to max_side, step, exact data
+    length, even width for 4:2:2), touching no pixel; returns (dtype, channels, h, w, step)."""
     if msg.encoding not in INPUT_ENCODINGS:
         raise ImageConversionError(f"unsupported input encoding '{msg.encoding}'; supported: "
                                    f"{', '.join(INPUT_ENCODINGS)}")
-    array = image_to_numpy(msg)
+    return _layout(msg, max_side, 'max_input_side')
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """A camera image (any INPUT_ENCODINGS) as HxWx3 uint8 RGB; a view when already rgb8."""
+    array = _view(msg, *check_image_message(msg))
     enc = msg.encoding
     if enc == 'rgb8':
         return array
@@ -75,8 +94,6 @@ def image_to_rgb(msg) -> np.ndarray:
         return array[..., 2::-1]
     if enc == 'mono8':
         return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
-    if int(msg.width) % 2:
-        raise ImageConversionError(f'{enc} needs an even width, got {msg.width}')
     code = cv2.COLOR_YUV2RGB_UYVY if enc in ('yuv422', 'uyvy') else cv2.COLOR_YUV2RGB_YUY2
     return cv2.cvtColor(np.ascontiguousarray(array), code)
 
@@ -95,37 +112,15 @@ def compressed_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def check_image_message(msg, max_side: int = _MAX_SIDE) -> None:
-    """Cheap structural checks of a camera Image before it is queued (no pixel is touched);
-    ImageConversionError names the first problem."""
-    enc = msg.encoding
-    if enc not in INPUT_ENCODINGS:
-        raise ImageConversionError(f"unsupported input encoding '{enc}'; supported: {', '.join(INPUT_ENCODINGS)}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise ImageConversionError(f'empty image {w}x{h}')
-    if h > max_side or w > max_side:
-        raise ImageConversionError(f'image {w}x{h} exceeds the {max_side} pixel limit per side (max_input_side)')
-    dtype, channels = ENCODINGS[enc]
-    row_bytes = w * channels * np.dtype(dtype).itemsize
-    if step < row_bytes:
-        raise ImageConversionError(f'step {step} is smaller than width {w} x {channels} channels = {row_bytes} bytes')
-    if len(msg.data) != step * h:
-        raise ImageConversionError(f'data has {len(msg.data)} bytes, expected step {step} x height {h} = {step * h}')
-    if channels == 2 and w % 2:
-        raise ImageConversionError(f'{enc} needs an even width, got {w}')
-
-
 def check_compressed_message(msg) -> None:
     """Format, signature and end marker of a jpeg/png CompressedImage (truncation shows as a
     missing end marker); the full decode happens later."""
     fmt = (msg.format or '').lower()
-    data = bytes(msg.data[:8]), bytes(msg.data[-12:]) if len(msg.data) else b''
     if not any(k in fmt for k in ('jpeg', 'jpg', 'png')):
         raise ImageConversionError(f"unsupported compressed format '{msg.format}'; jpeg and png are supported")
     if len(msg.data) == 0:
         raise ImageConversionError('compressed image has no data')
-    head, tail = data
+    head, tail = bytes(msg.data[:8]), bytes(msg.data[-12:])
     if head.startswith(b'\xff\xd8'):
         if b'\xff\xd9' not in tail:
             raise ImageConversionError(f'jpeg data of {len(msg.data)} bytes has no end marker (truncated)')

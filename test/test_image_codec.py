@@ -69,7 +69,11 @@ def test_float_outputs_round_trip_and_big_endian():
     (lambda m: setattr(m, 'encoding', 'bayer_rggb8'), 'unsupported'),
     (lambda m: setattr(m, 'data', bytes(5)), 'expected step'),
     (lambda m: setattr(m, 'step', 3), 'smaller than width'),
-    (lambda m: setattr(m, 'width', 0), 'bad image size'),
+    (lambda m: setattr(m, 'width', 0), 'empty image'),
+    (lambda m: setattr(m, 'height', 20000), 'pixel limit'),
+    (lambda m: setattr(m, 'data', bytes(m.data) + b'xx'), 'expected step'),
+    (lambda m: (setattr(m, 'encoding', 'yuv422'), setattr(m, 'width', 5), setattr(m, 'step', 10),
+                setattr(m, 'data', bytes(10 * m.height))), 'even width'),
 ])
 def test_malformed_messages_raise_clear_errors(mutate, match):
     msg = numpy_to_image(RGB, 'rgb8')

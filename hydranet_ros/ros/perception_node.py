@@ -45,11 +45,11 @@ _LATENCY_WINDOW = 200
 
 
 def _is_out_of_memory(exc: Exception) -> bool:
-    """CUDA out-of-memory (torch.cuda.OutOfMemoryError) or the CPU allocator failing."""
+    """CUDA out-of-memory (torch.cuda.OutOfMemoryError), or the CPU allocator failing."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError':
+        return True
     text = str(exc).lower()
-    return type(exc).__name__ == 'OutOfMemoryError' or (
-        isinstance(exc, (RuntimeError, MemoryError)) and ('out of memory' in text or "can't allocate memory" in text
-                                                          or isinstance(exc, MemoryError)))
+    return isinstance(exc, RuntimeError) and ('out of memory' in text or "can't allocate memory" in text)
 
 
 def _topic(camera: str, name: str) -> str:
@@ -365,12 +365,15 @@ class PerceptionNode(LifecycleNode):
     def _decode(self, frame):
         msg = frame.message
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg)
+                limit = self._params['max_input_side']   # raw images were held to it at receipt
+                if max(rgb.shape[:2]) > limit:
+                    raise ImageConversionError(f'image {rgb.shape[1]}x{rgb.shape[0]} exceeds the {limit} pixel '
+                                               'limit per side (max_input_side)')
+            else:
+                rgb = image_to_rgb(msg)
             Predictor.check_image(rgb)
-            limit = self._params['max_input_side']
-            if max(rgb.shape[:2]) > limit:
-                raise ImageConversionError(f'image {rgb.shape[1]}x{rgb.shape[0]} exceeds the {limit} pixel '
-                                           'limit per side (max_input_side)')
         except (ImageConversionError, ValueError, TypeError) as exc:
             with self._lock:
                 self._counters['rejected'] += 1
