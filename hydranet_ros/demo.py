@@ -127,8 +127,7 @@ def main(argv=None) -> int:
     if args.frames < 2 or args.rate <= 0:
         print('hydranet_demo: --frames must be >= 2 and --rate > 0', file=sys.stderr)
         return 2
-    from hydranet_ros.bag.evaluate import Options, evaluate_bag, format_table
-    from hydranet_ros.bag.report import write_report
+    from hydranet_ros.bag.evaluate import Options, evaluate_bag, format_table, write_results
     from hydranet_ros.bag.storage import BagError
     from hydranet_ros.ros.replay import ReplayError, replay
     started = time.monotonic()
@@ -144,12 +143,7 @@ def main(argv=None) -> int:
     except (BagError, ReplayError) as exc:
         print(f'hydranet_demo: error: {exc}', file=sys.stderr)
         return 1
-    import json
-    summary = scores.summary()
-    evaluation = out / 'evaluation'
-    evaluation.mkdir(exist_ok=True)
-    (evaluation / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
-    report = write_report(scores, summary, evaluation)
+    summary, report = write_results(scores, out / 'evaluation')
     picture = montage(recorded, out / 'montage.png')
     outputs = {t: counts.get(f'/hydranet/{t}', 0) for t in ('segmentation', 'depth', 'flow', 'detections', 'stats')}
     print()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import heapq
 import json
 import math
 import sys
@@ -65,12 +66,6 @@ class Scores:
     missing: dict = field(default_factory=dict)    # task -> input frames without that output
     duplicates: dict = field(default_factory=dict)  # task -> extra outputs for one stamp
     flow_gap_mismatch: int = 0                     # flow outputs spanning other frames than the ground truth
-
-    def ensure(self, n_seg: int, n_det: int):
-        if self.seg is None and n_seg:
-            self.seg = SegmentationMetric(n_seg)
-        if self.det is None and n_det:
-            self.det = DetectionMetric(n_det)
 
     def merge(self, other: 'Scores'):
         offset = len(self.bags)
@@ -295,9 +290,6 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     labels = {f'{opts.gt_prefix}/segmentation/label_info': 'seg', f'{opts.gt_prefix}/detections/label_info': 'det',
               f'{opts.pred_prefix}/segmentation/label_info': 'seg', f'{opts.pred_prefix}/detections/label_info': 'det'}
     stats_topic = f'{opts.pred_prefix}/stats'
-    wanted = set(by_topic) | {image_topic, stats_topic} | set(labels)
-    n_seg = n_det = 0
-    matcher = None
     total = sum(c.msgcount for r in readers for c in r.connections if c.topic == image_topic) or None
     bar = None
     if opts.progress:
@@ -307,12 +299,25 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     for r in readers:
         for conn, _, raw in read_messages(r, set(labels) & {c.topic for c in r.connections}):
             _take_labels(scores, labels[conn.topic], _label_names(deserialize(raw, conn.msgtype)))
-    wanted -= set(labels)
+    if 'segmentation' in tasks:
+        if not scores.seg_classes:
+            raise BagError('the number of segmentation classes is unknown: the bag has no label_info')
+        scores.seg = SegmentationMetric(len(scores.seg_classes))
+    if 'detection' in tasks:
+        if not scores.det_classes:
+            raise BagError('the number of detection classes is unknown: the bag has no label_info')
+        scores.det = DetectionMetric(len(scores.det_classes))
+    if 'depth' in tasks:
+        scores.depth = DepthMetric(*opts.depth_range)
+    if 'flow' in tasks:
+        scores.flow = FlowMetric()
+    matcher = _Matcher(scores, tasks, opts)
+    wanted = set(by_topic) | {image_topic, stats_topic}
     streams = [read_messages(r, wanted & {c.topic for c in r.connections}) for r in readers]
-    import heapq
     merged = heapq.merge(*streams, key=lambda item: item[1]) if len(streams) > 1 else streams[0]
     first_stamp = None
-    for conn, _, raw in merged:
+    count = 0
+    for count, (conn, _, raw) in enumerate(merged, 1):
         msg = deserialize(raw, conn.msgtype)
         topic = conn.topic
         stamp = convert.stamp_ns(msg.header.stamp)
@@ -320,21 +325,6 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
             first_stamp = stamp if first_stamp is None else first_stamp
             scores.latency.append((0, (stamp - first_stamp) / 1e9, msg.total_ms, msg.inference_ms, msg.queue_ms))
             continue
-        if matcher is None:
-            if 'segmentation' in tasks and not n_seg:
-                n_seg = len(scores.seg_classes) or (predictor.config.num_classes if predictor else 0)
-                if not n_seg:
-                    raise BagError('the number of segmentation classes is unknown: the bag has no label_info')
-            if 'detection' in tasks:
-                n_det = len(scores.det_classes) or (predictor.config.num_detection_classes if predictor else 0)
-                if not n_det:
-                    raise BagError('the number of detection classes is unknown: the bag has no label_info')
-            scores.ensure(n_seg, n_det)
-            if 'depth' in tasks:
-                scores.depth = DepthMetric(*opts.depth_range)
-            if 'flow' in tasks:
-                scores.flow = FlowMetric()
-            matcher = _Matcher(scores, tasks, opts)
         if topic == image_topic:
             scores.frames += 1
             matcher.inputs.add(stamp)
@@ -350,7 +340,7 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
             raise BagError(f'{topic} at stamp {stamp}: {exc}') from None
     if bar is not None:
         bar.close()
-    if matcher is None:
+    if count == 0:
         raise BagError(f'{scores.bags[0]} holds no messages on the topics evaluated')
     matcher.finish()
     return scores
@@ -469,6 +459,18 @@ def format_table(summary: dict) -> str:
     return '\n'.join(lines)
 
 
+def write_results(scores: Scores, out: Path, report: bool = True):
+    """metrics.json and (unless report is False) report.html with its plots into out;
+    returns (summary, report path or None)."""
+    summary = scores.summary()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
+    if not report:
+        return summary, None
+    from hydranet_ros.bag.report import write_report
+    return summary, write_report(scores, summary, out)
+
+
 def parse_thresholds(text: str) -> dict:
     out = {}
     for item in filter(None, text.split(',')):
@@ -535,15 +537,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print('evaluate: interrupted', file=sys.stderr)
         return 130
-    summary = scores.summary()
     out = Path(args.output) if args.output else Path(f'{str(bags[0]).rstrip("/")}_evaluation')
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
+    summary, report = write_results(scores, out, report=not args.no_report)
     print(format_table(summary))
     print(f'metrics: {out / "metrics.json"}')
-    if not args.no_report:
-        from hydranet_ros.bag.report import write_report
-        print(f'report: {write_report(scores, summary, out)}')
+    if report is not None:
+        print(f'report: {report}')
     failures = check_thresholds(summary, args.fail_under)
     if failures:
         print('evaluate: below thresholds: ' + '; '.join(failures), file=sys.stderr)

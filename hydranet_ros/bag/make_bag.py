@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from hydranet_ros.bag import convert
-from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, qos_profile
+from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile
 
 CAMERA = '/camera'
 GROUND_TRUTH = '/ground_truth'
@@ -101,10 +101,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f'make-bag: interrupted; {args.output} holds the frames written so far', file=sys.stderr)
         return 130
-    width = max(len(t) for t in counts)
     print(f'wrote {args.output} ({args.storage}):')
-    for topic, n in counts.items():
-        print(f'  {topic:<{width}}  {n}')
+    print(format_counts(counts))
     return 0
 
 

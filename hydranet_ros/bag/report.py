@@ -9,11 +9,11 @@ import numpy as np
 from hydranet_ros.bag.evaluate import DISTANCE_BINS, REL_ERROR_BINS, format_table
 
 
-def _figure(width=7.0, height=4.0):
+def _figure(width=7.0, height=4.0, ncols=1):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    fig, ax = plt.subplots(1, ncols, figsize=(width, height), dpi=100)
     return plt, fig, ax
 
 
@@ -50,9 +50,7 @@ def write_report(scores, summary: dict, out: Path) -> Path:
         fig.colorbar(im, ax=ax)
         pages.append(('Segmentation: confusion matrix', _save(plt, fig, out / 'segmentation_confusion.png')))
     if summary.get('depth'):
-        plt, fig, axes = _figure(10, 4)
-        fig.clf()
-        ax1, ax2 = fig.subplots(1, 2)
+        plt, fig, (ax1, ax2) = _figure(10, 4, ncols=2)
         centers = (REL_ERROR_BINS[:-1] + REL_ERROR_BINS[1:]) / 2
         ax1.bar(centers, scores.depth_rel_hist, width=REL_ERROR_BINS[1] - REL_ERROR_BINS[0], color='tab:orange')
         ax1.set_xlabel('(predicted - true) / true  (clipped to [-1, 1])')

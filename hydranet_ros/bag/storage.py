@@ -201,6 +201,12 @@ def reindex(path) -> dict:
     return counts
 
 
+def format_counts(counts: dict, empty: str = '(none)') -> str:
+    """Messages per topic, one indented line each, topics aligned (what the tools print)."""
+    width = max([len(t) for t in counts] + [5])
+    return '\n'.join([f'  {t:<{width}}  {n}' for t, n in counts.items()] or [f'  {empty}'])
+
+
 def _one_line(exc) -> str:
     return ' '.join(str(exc).split()) or type(exc).__name__
 

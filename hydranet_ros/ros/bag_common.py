@@ -1,7 +1,8 @@
-"""What record and play share: message classes by type name, QoS between rclpy and bag metadata."""
+"""What record and play share: start-up, message classes by type name, QoS between rclpy and bag metadata."""
 from __future__ import annotations
 
 import importlib
+import signal
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -30,3 +31,19 @@ def to_rclpy_qos(bag_qos, reliable=None, depth: int = 100) -> QoSProfile:
     if durable == DurabilityPolicy.TRANSIENT_LOCAL:
         depth = max(1, bag_qos.depth if bag_qos is not None and bag_qos.depth else 1)
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel, durability=durable)
+
+
+def start_node(program: str, node_name: str, ros_args):
+    """rclpy initialised with the tool's own SIGINT/SIGTERM handling, and its node.
+
+    Returns (node, stop): stop is a list that becomes non-empty on the first signal, so the
+    tool can finish its work (close the bag, wait for acknowledgements) before shutting down.
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    args = [a for a in ros_args if a != '--ros-args']
+    rclpy.init(args=[program, '--ros-args', *args], signal_handler_options=SignalHandlerOptions.NO)
+    return rclpy.create_node(node_name), stop

@@ -7,16 +7,14 @@ recorded with (latched topics stay latched); --qos-reliability overrides reliabi
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 
 import rclpy
 from rclpy.duration import Duration
-from rclpy.signals import SignalHandlerOptions
 
 from hydranet_ros.bag.storage import BagError, open_reader, read_messages
-from hydranet_ros.ros.bag_common import message_class, to_rclpy_qos
+from hydranet_ros.ros.bag_common import message_class, start_node, to_rclpy_qos
 
 
 def parse_args(argv):
@@ -46,7 +44,7 @@ def parse_args(argv):
             parser.error(f"--remap takes /FROM:=/TO with absolute topic names, got '{item}'")
         remaps[src] = dst
     own.remap = remaps
-    return own, [a for a in rest if a != '--ros-args']
+    return own, rest
 
 
 class Player:
@@ -132,11 +130,7 @@ def main(argv=None) -> int:
     except BagError as exc:
         print(f'play: error: {exc}', file=sys.stderr)
         return 2
-    stop = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True))
-    rclpy.init(args=['play', '--ros-args', *ros_args], signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node('hydranet_player')
+    node, stop = start_node('play', 'hydranet_player', ros_args)
     code = 0
     player = None
     try:

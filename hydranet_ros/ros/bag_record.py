@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
-from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, qos_profile, reindex
+from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile, reindex
 from hydranet_ros.bag.types import UnknownTypeError
-from hydranet_ros.ros.bag_common import message_class
+from hydranet_ros.ros.bag_common import message_class, start_node
 
 _HIDDEN = ('/rosout', '/parameter_events')
 
@@ -110,7 +108,7 @@ def parse_args(argv):
             parser.error(f'--regex: {exc}')
     if own.depth < 1:
         parser.error('--depth must be >= 1')
-    return own, [a for a in rest if a != '--ros-args']
+    return own, rest
 
 
 def main(argv=None) -> int:
@@ -123,19 +121,14 @@ def main(argv=None) -> int:
             return 2
         print(f'record: rebuilt {own.output} ({sum(counts.values())} messages; the original files are in '
               f'{own.output.rstrip("/")}.broken)')
-        for topic, n in sorted(counts.items()):
-            print(f'  {topic}  {n}')
+        print(format_counts(dict(sorted(counts.items()))))
         return 0
     try:
         writer = BagWriter(own.output, own.storage)
     except BagError as exc:
         print(f'record: error: {exc}', file=sys.stderr)
         return 2
-    stop = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True))
-    rclpy.init(args=['record', '--ros-args', *ros_args], signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node('hydranet_recorder')
+    node, stop = start_node('record', 'hydranet_recorder', ros_args)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
@@ -160,11 +153,7 @@ def main(argv=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     print(f'record: wrote {own.output}')
-    width = max([len(t) for t in writer.counts] + [5])
-    for topic, n in sorted(writer.counts.items()):
-        print(f'  {topic:<{width}}  {n}')
-    if not writer.counts:
-        print('  (no matching topics were seen)')
+    print(format_counts(dict(sorted(writer.counts.items())), '(no matching topics were seen)'))
     return code
 
 
