@@ -4,9 +4,13 @@ import sys
 import time
 from pathlib import Path
 
-from hydranet_ros.ros.bag_common import message_class  # noqa: F401  ('pkg/msg/Type' -> class, for tests)
-
 TEST_DIR = Path(__file__).resolve().parent
+
+
+def message_class(type_name):
+    """'pkg/msg/Type' -> the generated class (imported on use, so ROS-free tests can use this module)."""
+    from hydranet_ros.ros.bag_common import message_class as lookup
+    return lookup(type_name)
 
 
 def spin_until(node, predicate, timeout_s, step_s=0.05):
@@ -36,3 +40,12 @@ def stop_process(proc, timeout_s=5.0):
             proc.kill()
             proc.wait()
     return proc.stdout.read() if proc.stdout else ''
+
+
+def assert_one_line_error(returncode: int, stderr: str, words):
+    """A tool refused bad input the way users should see it: non-zero exit, no traceback, one
+    line on stderr holding all the words."""
+    assert returncode != 0
+    assert 'Traceback' not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), stderr

@@ -12,6 +12,7 @@ from hydranet_ros.bag.evaluate import Options, evaluate_bag, evaluate_bags
 from hydranet_ros.bag.make_bag import write_drive
 from hydranet_ros.bag.storage import BagError, BagWriter, deserialize, open_reader, read_messages
 from hydranet_ros.paths import SOURCE_ROOT
+from rostest_util import assert_one_line_error
 
 UPSTREAM_HASHES = SOURCE_ROOT.parent / 'shared' / 'data' / 'vision_msgs_4.1.1_type_hashes.json'
 
@@ -170,11 +171,7 @@ def _cli(module, *args):
 
 
 def _assert_clean_error(proc, words):
-    assert proc.returncode != 0
-    assert 'Traceback' not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert all(w in lines[0] for w in words), lines[0]
+    assert_one_line_error(proc.returncode, proc.stderr, words)
 
 
 def test_bad_bags_get_one_line_errors(drive_bag, tmp_path):

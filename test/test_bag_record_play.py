@@ -13,7 +13,7 @@ from hydranet_ros.bag import convert
 from hydranet_ros.bag.make_bag import write_drive
 from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
 from node_harness import RELIABLE
-from rostest_util import spin_until
+from rostest_util import assert_one_line_error, spin_until
 
 
 def _start(module, *args):
@@ -116,11 +116,8 @@ def test_play_loop_repeats_until_interrupted(ros_node, small_bag):
 
 
 def _assert_clean_error(proc, words):
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0
-    assert 'Traceback' not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and all(w in lines[0] for w in words), err
+    _, err = proc.communicate(timeout=60)
+    assert_one_line_error(proc.returncode, err, words)
 
 
 def test_play_and_record_refuse_bad_input_in_one_line(small_bag, tmp_path):

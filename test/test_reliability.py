@@ -22,17 +22,36 @@ from node_harness import RELIABLE, NodeHarness, rgb_image
 FULL = os.environ.get('HYDRANET_FULL_RELIABILITY') == '1'
 FUZZ_MESSAGES = 10_000 if FULL else 1_000
 CHURN_CYCLES = 200 if FULL else 15
-NS = '/hydranet'
 OK, FAIL = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 def _active(checkpoint, namespace='hydranet', **params):
-    # Each test's node has its own namespace: a module-scoped node alive in the background must
-    # not hear another test's frames (nor publish into its topics).
+    """An active node with a peer that publishes its inputs (h.image_pub, h.info_pub) and keeps
+    its stats (h.stats). Each test's node has its own namespace: a module-scoped node alive in the
+    background must not hear another test's frames (nor publish into its topics)."""
     h = NodeHarness(checkpoint, namespace=namespace, always_run=True, input_reliability='reliable', qos_depth=1000,
                     **params)
     h.configure_activate()
+    h.ns = f'/{namespace}'
+    h.subscribe(InferenceStats, f'{h.ns}/stats')
+    h.stats = h.received[f'{h.ns}/stats']
+    compressed = params.get('input_transport') == 'compressed'
+    h.image_pub = h.publisher(CompressedImage if compressed else Image,
+                              f'{h.ns}/image/compressed' if compressed else f'{h.ns}/image', RELIABLE)
+    h.info_pub = h.publisher(CameraInfo, f'{h.ns}/camera_info', RELIABLE)
+    assert h.wait_matched(h.image_pub) and h.wait_matched(h.info_pub)
     return h
+
+
+def _processed(h, stamp, timeout=30.0) -> bool:
+    """Whether the node's stats for the frame with this stamp arrive in time."""
+    return h.wait_for(lambda: any(s.header.stamp == stamp for s in reversed(h.stats)), timeout=timeout)
+
+
+def _send_valid(h, t) -> bool:
+    msg = _stamp(rgb_image(32, 48), t)
+    h.image_pub.publish(msg)
+    return _processed(h, msg.header.stamp)
 
 
 def _stamp(msg, t: float):
@@ -77,20 +96,8 @@ MALFORMED = _malformed()
 @pytest.fixture(scope='module')
 def active(tiny_checkpoint):
     h = _active(tiny_checkpoint)
-    h.subscribe(InferenceStats, f'{NS}/stats')
-    h.image_pub = h.publisher(Image, f'{NS}/image', RELIABLE)
-    h.info_pub = h.publisher(CameraInfo, f'{NS}/camera_info', RELIABLE)
-    assert h.wait_matched(h.image_pub) and h.wait_matched(h.info_pub)
     yield h
     h.close()
-
-
-def _send_valid_and_wait(h, t, frame_id='valid'):
-    pub, got = h.image_pub, h.received[f'{NS}/stats']
-    msg = _stamp(rgb_image(32, 48, frame_id=frame_id), t)
-    pub.publish(msg)
-    stamp = msg.header.stamp
-    return h.wait_for(lambda: any(s.header.stamp == stamp for s in got), timeout=20)
 
 
 @pytest.mark.parametrize('case', list(MALFORMED))
@@ -102,8 +109,8 @@ def test_malformed_image_is_rejected_counted_and_the_next_frame_processed(active
     assert h.wait_for(lambda: h.node.counters['rejected'] == before + 1, timeout=10), case
     assert words in h.node._last_error and 'rejected input on image' in h.node._last_error
     assert h.node.state_label == 'active'
-    assert _send_valid_and_wait(h, 100.0 + len(h.received[f'{NS}/stats']))
-    assert h.received[f'{NS}/stats'][-1].frames_rejected == before + 1
+    assert _send_valid(h, 100.0 + len(h.stats))
+    assert h.stats[-1].frames_rejected == before + 1
 
 
 @pytest.mark.parametrize('mutation,words', [
@@ -123,11 +130,11 @@ def test_bad_camera_info_is_rejected_and_counted(active, mutation, words):
     h.info_pub.publish(info)
     if mutation == 'size mismatch':     # only known once an image of another size arrives
         assert h.wait_for(lambda: h.node._camera_info.get('') is not None, timeout=10)
-        assert _send_valid_and_wait(h, 200.0 + len(h.received[f'{NS}/stats']))
+        assert _send_valid(h, 200.0 + len(h.stats))
     assert h.wait_for(lambda: h.node.counters['camera_info_rejected'] == before + 1, timeout=10)
     assert words in h.node._last_error
-    assert _send_valid_and_wait(h, 300.0 + len(h.received[f'{NS}/stats']))
-    assert h.received[f'{NS}/stats'][-1].camera_info_rejected == before + 1
+    assert _send_valid(h, 300.0 + len(h.stats))
+    assert h.stats[-1].camera_info_rejected == before + 1
 
 
 # --- 2. fuzzing over DDS -----------------------------------------------------------------------
@@ -191,13 +198,9 @@ class Fuzzer:
 
 @pytest.mark.timeout(1800 if FULL else 300)
 def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_checkpoint):
-    ns = '/fuzz'
     h = _active(tiny_checkpoint, namespace='fuzz')
+    img_pub, info_pub = h.image_pub, h.info_pub
     try:
-        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
-        img_pub = h.publisher(Image, f'{ns}/image', RELIABLE)
-        info_pub = h.publisher(CameraInfo, f'{ns}/camera_info', RELIABLE)
-        assert h.wait_matched(img_pub) and h.wait_matched(info_pub)
         fuzz = Fuzzer(seed=20261122)
         sent_bad_images = sent_bad_infos = 0
         valid_stamps = []
@@ -209,9 +212,7 @@ def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_check
                 msg = _stamp(fuzz.image(valid=True), t)
                 img_pub.publish(msg)
                 valid_stamps.append(msg.header.stamp)
-                stamp = msg.header.stamp
-                assert h.wait_for(lambda: any(s.header.stamp == stamp for s in stats[-5:]), timeout=30), \
-                    f'valid frame {len(valid_stamps)} (message {i}) got no outputs'
+                assert _processed(h, msg.header.stamp), f'valid frame {len(valid_stamps)} (message {i}) got no outputs'
             elif roll < 0.85:
                 img_pub.publish(_stamp(fuzz.mutate(fuzz.image()), t))
                 sent_bad_images += 1
@@ -226,7 +227,7 @@ def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_check
         assert h.wait_for(lambda: h.node.counters['rejected'] == sent_bad_images
                           and h.node.counters['camera_info_rejected'] == sent_bad_infos, timeout=30)
         assert h.node.state_label == 'active' and h.node.counters['errors'] == 0
-        got = {(s.header.stamp.sec, s.header.stamp.nanosec) for s in stats}
+        got = {(s.header.stamp.sec, s.header.stamp.nanosec) for s in h.stats}
         assert all((s.sec, s.nanosec) in got for s in valid_stamps)
         assert sent_bad_images > 0.6 * FUZZ_MESSAGES
     finally:
@@ -234,12 +235,9 @@ def test_fuzz_stream_keeps_the_node_active_and_counts_every_rejection(tiny_check
 
 
 def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
-    ns = '/fuzz_compressed'
     h = _active(tiny_checkpoint, namespace='fuzz_compressed', input_transport='compressed')
+    pub = h.image_pub
     try:
-        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
-        pub = h.publisher(CompressedImage, f'{ns}/image/compressed', RELIABLE)
-        assert h.wait_matched(pub)
         rng = np.random.default_rng(7)
         bad = 0
         for i in range(max(FUZZ_MESSAGES // 5, 100)):
@@ -258,8 +256,7 @@ def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
             if kind:
                 bad += 1
             else:
-                stamp = msg.header.stamp
-                assert h.wait_for(lambda: any(s.header.stamp == stamp for s in stats[-5:]), timeout=30)
+                assert _processed(h, msg.header.stamp)
         assert h.wait_for(lambda: h.node.counters['rejected'] == bad, timeout=30), (h.node.counters, bad)
         assert h.node.counters['errors'] == 0 and h.node.state_label == 'active'
     finally:
@@ -268,13 +265,10 @@ def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
 
 # --- 4. time -------------------------------------------------------------------------------------
 def test_out_of_order_duplicate_and_backwards_stamps_reset_flow(tiny_checkpoint):
-    ns = '/timing'
     h = _active(tiny_checkpoint, namespace='timing')
+    pub, stats = h.image_pub, h.stats
     try:
-        flows = h.subscribe(OpticalFlow, f'{ns}/flow') and h.received[f'{ns}/flow']
-        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
-        pub = h.publisher(Image, f'{ns}/image', RELIABLE)
-        assert h.wait_matched(pub)
+        flows = h.subscribe(OpticalFlow, '/timing/flow') and h.received['/timing/flow']
         # A loop (back to 10.0), a duplicate (10.1 twice), out of order (10.3 before 10.2).
         times = [10.0, 10.1, 10.2, 10.0, 10.1, 10.1, 10.3, 10.2, 10.4]
         for t in times:
@@ -326,7 +320,7 @@ def test_bad_start_up_value_fails_configure_with_the_reason(tiny_checkpoint, nam
 
 @pytest.fixture(scope='module')
 def configured_and_unconfigured(tiny_checkpoint):
-    a = _active(tiny_checkpoint)
+    a = _active(tiny_checkpoint, namespace='params')
     b = NodeHarness(tiny_checkpoint, namespace='other')
     yield a, b
     a.close()
@@ -373,12 +367,8 @@ def test_cuda_without_gpu_fails_configure_clearly_and_auto_falls_back(tiny_check
 
 def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoint):
     import torch
-    ns = '/oom'
     h = _active(tiny_checkpoint, namespace='oom')
     try:
-        stats = h.subscribe(InferenceStats, f'{ns}/stats') and h.received[f'{ns}/stats']
-        pub = h.publisher(Image, f'{ns}/image', RELIABLE)
-        assert h.wait_matched(pub)
         predictor = h.node._predictor
         real = predictor.predict
         calls = {'n': 0}
@@ -389,19 +379,13 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoin
                 raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
             return real(*args, **kwargs)
         predictor.predict = out_of_memory_once
-        pub.publish(_stamp(rgb_image(32, 48), 5.0))
+        h.image_pub.publish(_stamp(rgb_image(32, 48), 5.0))
         assert h.wait_for(lambda: h.node.counters['oom'] == 1, timeout=20)
         assert 'out of memory' in h.node._last_error
-        assert _send_stats(h, pub, stats, 5.1)
+        assert _send_valid(h, 5.1)
         assert h.node.state_label == 'active' and h.node.counters['processed'] == 1
     finally:
         h.close()
-
-
-def _send_stats(h, pub, stats, t):
-    msg = _stamp(rgb_image(32, 48), t)
-    pub.publish(msg)
-    return h.wait_for(lambda: any(s.header.stamp == msg.header.stamp for s in stats), timeout=20)
 
 
 # --- 3. lifecycle churn --------------------------------------------------------------------------
