@@ -76,13 +76,13 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
             if key == 'rgb':
                 value = image_to_rgb(msg)
             elif key == 'flow':
-                value = np.array(image_to_numpy(msg.flow))
+                value = image_to_numpy(msg.flow)
             elif key == 'det':
                 boxes, scores, classes = convert.detection_boxes(msg)
                 value = [Detection(*b, int(c), names.get(int(c), str(c)), float(s))
                          for b, s, c in zip(boxes, scores, classes)]
             else:
-                value = np.array(image_to_numpy(msg))
+                value = image_to_numpy(msg)
             frames.setdefault(stamp, {})[key] = value
     finally:
         reader.close()

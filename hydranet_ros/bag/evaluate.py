@@ -154,9 +154,9 @@ def _decode(kind: str, msg):
     from hydranet_ros.image_codec import ImageConversionError, image_to_numpy
     try:
         if kind in ('segmentation', 'depth'):
-            return np.array(image_to_numpy(msg))
+            return image_to_numpy(msg)   # a view on the message buffer; metrics only read it
         if kind == 'flow':
-            return np.array(image_to_numpy(msg.flow)), convert.stamp_ns(msg.previous_stamp)
+            return image_to_numpy(msg.flow), convert.stamp_ns(msg.previous_stamp)
         if kind == 'detection':
             return convert.detection_boxes(msg)
     except ImageConversionError as exc:

@@ -77,6 +77,8 @@ class BagWriter:
     def flush(self):
         """Put what was written so far on disk (MCAP: close the open chunk; sqlite3: commit), so a
         recorder killed without warning loses at most what came after; `reindex` recovers the rest."""
+        # rosbags has no public flush: this uses its storage writer's chunk and file (rosbags is
+        # pinned in requirements.txt; the kill-and-reindex test fails if that layout changes).
         storage = getattr(self._writer, 'storage', None)
         if storage is None:
             return
