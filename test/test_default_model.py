@@ -39,3 +39,17 @@ def test_default_model_is_small_and_named():
     assert MODEL.stat().st_size < 8 * 2 ** 20
     assert ckpt.metadata.name == 'hydranet_default'
     assert set(ckpt.metadata.tasks) == set(TASKS)
+
+
+def test_model_card_cli_reports_each_seed_group(tmp_path, capsys):
+    from hydranet_ros.training.evaluation import main
+    out = tmp_path / 'card.json'
+    assert main(['--checkpoint', str(MODEL), '--seeds', '2000', '--seeds', '2001', '--frames', '2',
+                 '--json', str(out)]) == 0
+    import json
+    results = json.loads(out.read_text())['results']
+    assert [r['seeds'] for r in results] == [[2000], [2001]] and all(r['frames'] == 2 for r in results)
+    assert all(0 <= r['miou'] <= 1 and r['epe'] >= 0 for r in results)
+    assert 'seeds 2000-2000 (2 frames)' in capsys.readouterr().out
+    assert main(['--checkpoint', str(tmp_path / 'nope.pt'), '--seeds', '2000']) == 2
+    assert main(['--checkpoint', str(MODEL), '--seeds', '20x0']) == 2

@@ -4,6 +4,8 @@ import torch
 
 from hydranet_ros.model import decode_detections, local_correlation, resize_flow
 from hydranet_ros.model.detection_head import STRIDE
+from hydranet_ros.model.flow_head import pack_flow_features, unpack_flow_features
+from hydranet_ros.model.flow_ops import warp_previous
 from hydranet_ros.model.temporal_cache import FlowFeatureCache
 
 
@@ -32,6 +34,36 @@ def test_local_correlation_peaks_at_the_true_shift():
     dy, dx = best // (2 * radius + 1) - radius, best % (2 * radius + 1) - radius
     # current(p) matches prev(p + (dy, dx)) with (dy, dx) = -d = (+1, -2)
     assert (dy, dx) == (1, -2)
+
+
+def test_warp_previous_brings_back_each_pixels_origin():
+    torch.manual_seed(0)
+    prev = torch.randn(1, 4, 12, 14)
+    # content moves +2 in x and -1 in y: current(p) = prev(p - (u, v)) with flow (u, v) = (2, -1)
+    cur = torch.roll(prev, shifts=(-1, 2), dims=(2, 3))
+    flow = torch.zeros(1, 2, 12, 14)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0
+    warped = warp_previous(prev, flow)
+    inner = (slice(None), slice(None), slice(0, 11), slice(2, None))   # origins inside prev
+    assert torch.allclose(warped[inner], cur[inner], atol=1e-5)
+    assert not torch.allclose(prev[inner], cur[inner], atol=1e-2)
+    # origins outside the previous frame read zeros
+    assert warped[..., :2].abs().max() < 1e-5 and warped[:, :, 11].abs().max() < 1e-5
+    # half a pixel: the mean of the two neighbours (bilinear)
+    half = torch.zeros(1, 2, 12, 14)
+    half[:, 0] = 0.5
+    assert torch.allclose(warp_previous(prev, half)[..., 1:], 0.5 * (prev[..., :-1] + prev[..., 1:]), atol=1e-5)
+    with pytest.raises(ValueError, match='flow grid'):
+        warp_previous(prev, torch.zeros(1, 2, 6, 7))
+
+
+def test_packed_flow_features_unpack_exactly():
+    torch.manual_seed(0)
+    fine, coarse = torch.randn(2, 16, 8, 12), torch.randn(2, 48, 4, 6)
+    packed = pack_flow_features(fine, coarse)
+    assert packed.shape == (2, 64, 8, 12)
+    back_fine, back_coarse = unpack_flow_features(packed, 16)
+    assert torch.equal(back_fine, fine) and torch.allclose(back_coarse, coarse, atol=0, rtol=0)
 
 
 def _maps(num_classes, h, w):

@@ -6,17 +6,30 @@ from hydranet_ros import TASKS
 from hydranet_ros.model import FLOW_FEATURES, HydraNet, HydraNetConfig, check_tasks
 
 
-@pytest.fixture(scope='module')
-def model():
-    torch.manual_seed(0)
-    net = HydraNet(HydraNetConfig(width_mult=0.5, decoder_channels=32, num_classes=5,
-                                  num_detection_classes=2, depth_min=1.0, depth_max=50.0))
-    # Non-trivial BatchNorm statistics, so eval mode is really exercised.
+SMALL = dict(width_mult=0.5, decoder_channels=32, num_classes=5, num_detection_classes=2,
+             depth_min=1.0, depth_max=50.0)
+#: The flow head with warped updates at stride 16 and the stride-8 level (packed flow features).
+WARPED_FLOW = dict(flow_iterations=1, flow_fine_radius=2)
+
+
+def _randomise(net):
+    """Non-trivial BatchNorm statistics and non-zero update layers, so eval mode and every
+    flow level are really exercised."""
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
+    for block in [*net.heads['flow'].updates, getattr(net.heads['flow'], 'fine_update', None)]:
+        if block is not None:
+            torch.nn.init.normal_(block[-1].weight, std=0.05)
     return net.eval()
+
+
+@pytest.fixture(scope='module', params=['one_cost_volume', 'warped_levels'])
+def model(request):
+    torch.manual_seed(0)
+    extra = WARPED_FLOW if request.param == 'warped_levels' else {}
+    return _randomise(HydraNet(HydraNetConfig(**SMALL, **extra)))
 
 
 def _run(model, x, tasks, prev=None):
@@ -116,11 +129,30 @@ def test_bad_inputs_are_refused_clearly(model):
         check_tasks(['depth', 'normals'])
 
 
+def test_new_flow_levels_start_as_the_trained_flow():
+    """init_from relies on this: updates start at zero, so a trained one-cost-volume model with
+    the new levels added gives the same flow until they are trained."""
+    torch.manual_seed(1)
+    base = _randomise(HydraNet(HydraNetConfig(**SMALL)))
+    grown = HydraNet(HydraNetConfig(**SMALL, **WARPED_FLOW)).eval()
+    missing, unexpected = grown.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith('heads.flow.') for k in missing)
+    x0, x1 = torch.randn(1, 3, 64, 96), torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        flow_base = base(x1, ['flow'], previous_features=base.encode_flow_features(x0))['flow']
+        flow_grown = grown(x1, ['flow'], previous_features=grown.encode_flow_features(x0))['flow']
+    assert torch.allclose(flow_base, flow_grown, atol=1e-5)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match='depth_min < depth_max'):
         HydraNetConfig(depth_min=10, depth_max=5)
     with pytest.raises(ValueError, match='flow_stride'):
         HydraNetConfig(flow_stride=4)
+    with pytest.raises(ValueError, match='flow_fine_radius needs flow_stride 16'):
+        HydraNetConfig(flow_stride=8, flow_fine_radius=2)
+    with pytest.raises(ValueError, match='flow_iterations'):
+        HydraNetConfig(flow_iterations=-1)
     cfg = HydraNetConfig(num_classes=7)
     assert HydraNetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match='unknown HydraNetConfig keys'):

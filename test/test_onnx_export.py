@@ -8,14 +8,19 @@ from hydranet_ros.model import FLOW_FEATURES, HydraNet, HydraNetConfig
 from hydranet_ros.model.onnx_export import SINGLE_FRAME_TASKS, export_onnx
 
 
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory):
+@pytest.fixture(scope='module', params=['one_cost_volume', 'warped_levels'])
+def exported(tmp_path_factory, request):
     torch.manual_seed(0)
-    model = HydraNet(HydraNetConfig(width_mult=0.5, decoder_channels=32)).eval()
+    extra = dict(flow_iterations=1, flow_fine_radius=2) if request.param == 'warped_levels' else {}
+    model = HydraNet(HydraNetConfig(width_mult=0.5, decoder_channels=32, **extra)).eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
+    flow = model.heads['flow']
+    for block in [*flow.updates, getattr(flow, 'fine_update', None)]:
+        if block is not None:   # updates start at zero; make them count
+            torch.nn.init.normal_(block[-1].weight, std=0.05)
     paths = export_onnx(model, tmp_path_factory.mktemp('onnx'), input_size=(96, 128))
     return model, paths
 

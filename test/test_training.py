@@ -53,6 +53,12 @@ def test_train_cli_bad_config(tmp_path):
     assert out.returncode == 2 and 'unknown sections' in out.stderr
 
 
+def test_train_cli_init_from_a_missing_file(tmp_path):
+    cfg = _config(tmp_path, init_from=str(tmp_path / 'nope.pt'))
+    out = _run(['-m', 'hydranet_ros.training.train', '--config', str(cfg), '--no-progress'])
+    assert out.returncode == 2 and 'init_from' in out.stderr and 'Traceback' not in out.stderr
+
+
 def test_two_process_ddp_smoke_run(tmp_path):
     cfg = _config(tmp_path, steps=2, eval_every=2)
     out = _run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
@@ -91,3 +97,26 @@ def test_folder_dataset_with_missing_labels(tmp_path):
     assert not a['has_flow'] and not c['has_detection']
     with pytest.raises(FileNotFoundError):
         FolderDataset(tmp_path / 'nothing', (16, 32))
+
+
+def test_init_from_copies_the_trained_tensors_and_keeps_new_levels(tmp_path):
+    from hydranet_ros.model import HydraNet, HydraNetConfig
+    from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
+    from hydranet_ros.training.trainer import init_from_checkpoint
+    torch.manual_seed(0)
+    small = dict(width_mult=0.35, decoder_channels=16, num_classes=10, num_detection_classes=2)
+    base = HydraNet(HydraNetConfig(**small))
+    meta = CheckpointMetadata(architecture=base.config.to_dict(), tasks=['segmentation', 'depth', 'flow', 'detection'],
+                              segmentation_classes=[{'name': f'c{i}', 'color': [i, i, i]} for i in range(10)],
+                              detection_classes=['car', 'pedestrian'], input_size=[64, 96], name='base')
+    save_checkpoint(tmp_path / 'base.pt', base, meta)
+    grown = HydraNet(HydraNetConfig(**small, flow_iterations=1, flow_fine_radius=2))
+    report = init_from_checkpoint(grown, tmp_path / 'base.pt')
+    assert 'tensors loaded' in report and ' new' in report
+    for name, tensor in base.encoder.state_dict().items():
+        assert torch.equal(grown.encoder.state_dict()[name], tensor), name
+    assert torch.equal(grown.heads['flow'].estimate[-1].weight, base.heads['flow'].estimate[-1].weight)
+    assert torch.count_nonzero(grown.heads['flow'].fine_update[-1].weight) == 0   # new, still at its start
+    other = HydraNet(HydraNetConfig(width_mult=1.0, decoder_channels=32, num_classes=10, num_detection_classes=2))
+    with pytest.raises(ValueError, match='not a start for this network'):
+        init_from_checkpoint(other, tmp_path / 'base.pt')

@@ -32,6 +32,13 @@ class HydraNetConfig:
     detection_channels: int = 64
     #: Hidden channels of the flow refinement at stride 4.
     flow_refine_channels: int = 32
+    #: Warped-correlation updates of the coarse flow (0: one cost volume, no warping).
+    flow_iterations: int = 0
+    #: Search radius of each update's correlation around the warped position, in cells.
+    flow_update_radius: int = 2
+    #: Radius of a warped-correlation level at stride 8 after the coarse flow (0: none).
+    #: Needs flow_stride 16; the cached flow features then hold both strides.
+    flow_fine_radius: int = 0
 
     def __post_init__(self):
         problems = []
@@ -49,6 +56,14 @@ class HydraNetConfig:
             problems.append(f'flow_stride must be 8 or 16, got {self.flow_stride}')
         if not 1 <= self.flow_radius <= 8:
             problems.append(f'flow_radius must be in [1, 8], got {self.flow_radius}')
+        if not 0 <= self.flow_iterations <= 8:
+            problems.append(f'flow_iterations must be in [0, 8], got {self.flow_iterations}')
+        if not 1 <= self.flow_update_radius <= 4:
+            problems.append(f'flow_update_radius must be in [1, 4], got {self.flow_update_radius}')
+        if not 0 <= self.flow_fine_radius <= 4:
+            problems.append(f'flow_fine_radius must be in [0, 4], got {self.flow_fine_radius}')
+        if self.flow_fine_radius and self.flow_stride != 16:
+            problems.append('flow_fine_radius needs flow_stride 16')
         if problems:
             raise ValueError('invalid HydraNetConfig: ' + '; '.join(problems))
 

@@ -31,3 +31,20 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     resized = F.interpolate(flow, size=(h_new, w_new), mode='bilinear', align_corners=False)
     scale = torch.tensor([w_new / w_old, h_new / h_old], dtype=flow.dtype, device=flow.device)
     return resized * scale.view(1, 2, 1, 1)
+
+
+def warp_previous(previous: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample previous [B, C, H, W] where each pixel p of the current frame came from, p - flow(p)
+    (flow [B, 2, H, W] in pixels of this grid, previous -> current). Bilinear; zeros outside."""
+    if flow.shape[-2:] != previous.shape[-2:]:
+        raise ValueError(f'flow grid {tuple(flow.shape[-2:])} differs from features {tuple(previous.shape[-2:])}')
+    b, _, h, w = flow.shape
+    ys = torch.arange(h, dtype=flow.dtype, device=flow.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
+    x = xs - flow[:, 0]
+    y = ys - flow[:, 1]
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels
+    gx = 2 * x / max(w - 1, 1) - 1
+    gy = 2 * y / max(h - 1, 1) - 1
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(previous, grid, mode='bilinear', padding_mode='zeros', align_corners=True)

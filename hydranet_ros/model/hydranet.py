@@ -10,7 +10,7 @@ from hydranet_ros.model.decoder import LightWeightRefineDecoder
 from hydranet_ros.model.depth_head import DepthHead
 from hydranet_ros.model.detection_head import DetectionHead
 from hydranet_ros.model.encoder import MobileNetV2Encoder
-from hydranet_ros.model.flow_head import FlowHead
+from hydranet_ros.model.flow_head import FlowHead, pack_flow_features
 from hydranet_ros.model.segmentation_head import SegmentationHead
 
 #: Output key of the current frame's flow features (what the temporal cache keeps).
@@ -43,7 +43,8 @@ class HydraNet(nn.Module):
             'segmentation': SegmentationHead(dc, config.num_classes),
             'depth': DepthHead(dc, config.depth_min, config.depth_max),
             'flow': FlowHead(ch[config.flow_stride], dc, config.flow_radius,
-                             config.flow_refine_channels),
+                             config.flow_refine_channels, config.flow_iterations,
+                             config.flow_update_radius, ch[8], config.flow_fine_radius),
             'detection': DetectionHead(dc, config.num_detection_classes, config.detection_channels),
         })
 
@@ -54,7 +55,12 @@ class HydraNet(nn.Module):
     def encode_flow_features(self, images: torch.Tensor) -> torch.Tensor:
         """Only the encoder, only as deep as the flow cost volume needs (for cold starts)."""
         padded, _ = self._pad(images)
-        return self.encoder(padded, max_stride=self.flow_stride)[self.flow_stride]
+        return self._flow_features(self.encoder(padded, max_stride=self.flow_stride))
+
+    def _flow_features(self, feats: dict) -> torch.Tensor:
+        if self.config.flow_fine_radius:
+            return pack_flow_features(feats[8], feats[self.flow_stride])
+        return feats[self.flow_stride]
 
     def forward(self, images: torch.Tensor, tasks=None, previous_features: torch.Tensor | None = None,
                 return_flow_features: bool = False,
@@ -68,7 +74,7 @@ class HydraNet(nn.Module):
         padded, (h, w) = self._pad(images)
         feats = self.encoder(padded)
         out: dict[str, torch.Tensor] = {}
-        current = feats[self.flow_stride]
+        current = self._flow_features(feats)
         if return_flow_features:
             out[FLOW_FEATURES] = current
         if not tasks:

@@ -70,3 +70,53 @@ def headline(metrics: dict) -> dict:
     if 'detection' in metrics:
         out['map50'] = metrics['detection']['map50']
     return out
+
+
+def _seeds(text: str) -> list[int]:
+    """'2000-2003,2010' -> [2000, 2001, 2002, 2003, 2010]."""
+    seeds = []
+    for part in text.split(','):
+        lo, _, hi = part.strip().partition('-')
+        seeds.extend(range(int(lo), int(hi or lo) + 1))
+    return seeds
+
+
+def main(argv=None) -> int:
+    """python -m hydranet_ros.training.evaluation --checkpoint PATH --seeds 2000-2003: the model
+    card's numbers (held-out synthetic drives at the checkpoint's input size), per seed group."""
+    import argparse
+    import json
+    import sys
+
+    from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint
+    from hydranet_ros.training.datasets import SyntheticDataset
+    parser = argparse.ArgumentParser(prog='hydranet_ros.training.evaluation', description=main.__doc__.split('\n')[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--seeds', action='append', required=True,
+                        help='a group of drive seeds, e.g. 2000-2001; repeat for more groups')
+    parser.add_argument('--frames', type=int, default=12, help='frame pairs per drive')
+    parser.add_argument('--camera', default='kitti')
+    parser.add_argument('--json', help='write the results here too')
+    args = parser.parse_args(argv)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        groups = [_seeds(g) for g in args.seeds]
+    except (CheckpointError, OSError, ValueError) as exc:
+        print(f'evaluation: {exc}', file=sys.stderr)
+        return 2
+    meta = ckpt.metadata
+    results = []
+    for seeds in groups:
+        data = SyntheticDataset(seeds, args.frames, meta.input_size, args.camera, meta.config.num_detection_classes)
+        head = headline(evaluate(ckpt.model, data, meta.tasks))
+        results.append({'seeds': seeds, 'frames': len(data), **head})
+        print(f'seeds {seeds[0]}-{seeds[-1]} ({len(data)} frames): '
+              + ', '.join(f'{k} {v:.3f}' for k, v in head.items()), flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'checkpoint': str(args.checkpoint), 'model_id': ckpt.model_id, 'results': results}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

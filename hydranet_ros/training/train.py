@@ -1,12 +1,13 @@
 """`ros2 run hydranet_ros train --config config/train_synthetic.yaml` (or python -m
 hydranet_ros.training.train). Under torchrun it trains with DDP (gloo on CPU, nccl on GPU).
-Overrides: --steps N, --output PATH, --resume PATH, --no-progress."""
+Overrides: --steps N, --output PATH, --resume PATH, --no-progress. `train.init_from` starts
+from a trained checkpoint (matching tensors copied, new modules kept at their start)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hydranet_ros.training.trainer import TrainConfig, train
+from hydranet_ros.training.trainer import InitFromError, TrainConfig, train
 
 
 def main(argv=None) -> int:
@@ -25,7 +26,11 @@ def main(argv=None) -> int:
     for key in ('steps', 'output', 'resume'):
         if getattr(args, key) is not None:
             config.train[key] = getattr(args, key)
-    train(config, progress=not args.no_progress)
+    try:
+        train(config, progress=not args.no_progress)
+    except InitFromError as exc:
+        print(f'train: {exc}', file=sys.stderr)
+        return 2
     return 0
 
 

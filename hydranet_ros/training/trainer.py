@@ -43,7 +43,7 @@ class TrainConfig:
 DEFAULT_TRAIN = dict(steps=1000, batch_size=8, lr=2e-3, weight_decay=1e-4, head_lr={}, balancing='fixed',
                      weights={'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0},
                      consistency=0.0, eval_every=250, eval_samples=64, seed=0, amp=True, tasks=list(TASKS),
-                     output='models/hydranet_trained.pt', resume=None, log_every=10, augment=True,
+                     output='models/hydranet_trained.pt', resume=None, init_from=None, log_every=10, augment=True,
                      threads=0)
 DEFAULT_DATA = dict(type='synthetic', camera='kitti', input_size=[128, 416], train_seeds=list(range(20)),
                     frames_per_seed=40, val_seeds=[1000, 1001], val_frames_per_seed=20, root=None)
@@ -93,6 +93,33 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float)
     return losses, extra
 
 
+class InitFromError(ValueError):
+    """The init_from checkpoint cannot start this network (missing, unreadable or another network)."""
+
+
+def init_from_checkpoint(model: HydraNet, path) -> str:
+    """Start from a trained HydraNet checkpoint: copy every tensor whose name and shape match,
+    keep the new modules' initial weights (e.g. a flow level added to a trained model).
+    Raises InitFromError when the file is not a readable checkpoint or fewer than half of its
+    tensors fit (another network, not a fine-tuning start)."""
+    from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint
+    try:
+        source = load_checkpoint(path).model.state_dict()
+    except (CheckpointError, OSError) as exc:
+        raise InitFromError(f'init_from: {exc}') from exc
+    own = model.state_dict()
+    loaded = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if 2 * len(loaded) < len(source):
+        raise InitFromError(f'init_from {path}: only {len(loaded)} of its {len(source)} tensors fit this '
+                         'architecture; it is not a start for this network')
+    mismatched = sorted(k for k in source if k in own and own[k].shape != source[k].shape)
+    model.load_state_dict(loaded, strict=False)
+    new = sorted(set(own) - set(loaded))
+    return (f'init_from {path}: {len(loaded)} tensors loaded, {len(new)} new'
+            + (f', {len(mismatched)} with other shapes kept new' if mismatched else '')
+            + (f' (first new: {new[0]})' if new else ''))
+
+
 def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     rank, world = _dist()
     tcfg = {**DEFAULT_TRAIN, **config.train}
@@ -114,6 +141,10 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
             f'({data_s:.0f} s to render)')
     model = HydraNet(mcfg).to(device)
+    if tcfg['init_from'] and not (tcfg['resume'] and Path(tcfg['resume']).is_file()):
+        report = init_from_checkpoint(model, tcfg['init_from'])
+        if rank == 0:
+            log(report)
     balancer = LossBalancer(tasks, tcfg['balancing'], tcfg['weights']).to(device)
     head_lr = tcfg['head_lr'] or {}
     groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg['lr']}]
