@@ -65,7 +65,7 @@ def bench_size(size, repeats, device, dtype):
             'seg_depth': lambda: shared(x, ['segmentation', 'depth']),
             'flow_cached': lambda: shared(x, ['flow'], previous_features=prev, return_flow_features=True),
             # Without the cache: encode the previous frame again, then the flow request.
-            'flow_reencode': lambda: shared(x, ['flow'], previous_features=shared.encoder(x_prev)[config.flow_stride],
+            'flow_reencode': lambda: shared(x, ['flow'], previous_features=shared.flow_features(shared.encoder(x_prev)),
                                             return_flow_features=True),
             'flow_reencode_to_stride': lambda: shared(
                 x, ['flow'], previous_features=shared.encode_flow_features(x_prev), return_flow_features=True),

@@ -55,9 +55,11 @@ class HydraNet(nn.Module):
     def encode_flow_features(self, images: torch.Tensor) -> torch.Tensor:
         """Only the encoder, only as deep as the flow cost volume needs (for cold starts)."""
         padded, _ = self._pad(images)
-        return self._flow_features(self.encoder(padded, max_stride=self.flow_stride))
+        return self.flow_features(self.encoder(padded, max_stride=self.flow_stride))
 
-    def _flow_features(self, feats: dict) -> torch.Tensor:
+    def flow_features(self, feats: dict) -> torch.Tensor:
+        """What a frame keeps for the next frame's flow, from its encoder features: the
+        stride-16 features, or with a fine level those and the stride-8 ones packed."""
         if self.config.flow_fine_radius:
             return pack_flow_features(feats[8], feats[self.flow_stride])
         return feats[self.flow_stride]
@@ -74,7 +76,7 @@ class HydraNet(nn.Module):
         padded, (h, w) = self._pad(images)
         feats = self.encoder(padded)
         out: dict[str, torch.Tensor] = {}
-        current = self._flow_features(feats)
+        current = self.flow_features(feats)
         if return_flow_features:
             out[FLOW_FEATURES] = current
         if not tasks:
