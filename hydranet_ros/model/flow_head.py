@@ -5,9 +5,9 @@ gives a coarse flow. Optional updates (PWC-Net / RAFT style, at the same stride)
 previous features by the current estimate, correlate again in a small window and add a
 residual, which recovers sub-cell motion. An optional fine level does the same with the
 stride-8 encoder features (projected for matching), so the previous frame's flow features then
-carry both strides, packed at stride 8 (see pack_flow_features). The flow is upsampled to stride 4 and refined
-with the current frame's shared decoder features, then upsampled to the input size. Every
-resize rescales the vectors.
+carry both strides, packed at stride 8 (see pack_flow_features). The flow is upsampled to
+stride 4 and refined with the current frame's shared decoder features, then upsampled to the
+input size. Every resize rescales the vectors.
 """
 import torch
 import torch.nn.functional as F
