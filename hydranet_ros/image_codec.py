@@ -6,10 +6,12 @@ message raises ImageConversionError saying what is wrong; nothing here crashes o
 """
 from __future__ import annotations
 
+import io
 import sys
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 
 class ImageConversionError(ValueError):
@@ -98,23 +100,20 @@ def image_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(array), code)
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (jpeg or png) as HxWx3 uint8 RGB."""
-    fmt = (msg.format or '').lower()
-    if not any(k in fmt for k in ('jpeg', 'jpg', 'png')):
-        raise ImageConversionError(f"unsupported compressed format '{msg.format}'; jpeg and png are supported")
+def compressed_to_rgb(msg, max_side: int = _MAX_SIDE) -> np.ndarray:
+    """A sensor_msgs/CompressedImage (jpeg or png) as HxWx3 uint8 RGB, after
+    check_compressed_message (so an oversized image is refused before it is decoded)."""
+    check_compressed_message(msg, max_side)
     buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size == 0:
-        raise ImageConversionError('compressed image has no data')
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(f"could not decode {buf.size} bytes as '{msg.format}'")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def check_compressed_message(msg) -> None:
-    """Format, signature and end marker of a jpeg/png CompressedImage (truncation shows as a
-    missing end marker); the full decode happens later."""
+def check_compressed_message(msg, max_side: int = _MAX_SIDE) -> None:
+    """Format, signature, end marker (truncation shows as a missing one) and the size in the
+    header of a jpeg/png CompressedImage, up to max_side pixels per side; no pixel is decoded."""
     fmt = (msg.format or '').lower()
     if not any(k in fmt for k in ('jpeg', 'jpg', 'png')):
         raise ImageConversionError(f"unsupported compressed format '{msg.format}'; jpeg and png are supported")
@@ -129,6 +128,16 @@ def check_compressed_message(msg) -> None:
             raise ImageConversionError(f'png data of {len(msg.data)} bytes has no IEND chunk (truncated)')
     else:
         raise ImageConversionError(f"data is neither jpeg nor png (starts with {head[:4].hex()}) for format '{msg.format}'")
+    try:
+        # Pillow reads only the header here; a decompression bomb is caught before any decode.
+        with PILImage.open(io.BytesIO(msg.data)) as header:
+            w, h = header.size
+    except PILImage.DecompressionBombError as exc:
+        raise ImageConversionError(f'compressed image too large: {exc}') from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageConversionError(f'unreadable {fmt} header: {exc}') from None
+    if h > max_side or w > max_side:
+        raise ImageConversionError(f'image {w}x{h} exceeds the {max_side} pixel limit per side (max_input_side)')
 
 
 def check_camera_info(info, image_size=None) -> None:

@@ -1,7 +1,9 @@
 """Small helpers for tests that talk real DDS (no mocks of ROS anywhere)."""
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 TEST_DIR = Path(__file__).resolve().parent
@@ -49,3 +51,12 @@ def assert_one_line_error(returncode: int, stderr: str, words):
     assert 'Traceback' not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and all(w in lines[0] for w in words), stderr
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny, valid-looking png whose header claims width x height (a decompression bomb)."""
+    ihdr = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind, body):
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b'')

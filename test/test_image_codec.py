@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from hydranet_ros.image_codec import (ImageConversionError, compressed_to_rgb, image_to_numpy, image_to_rgb,
-                                          numpy_to_image, rgb_to_compressed)
+from rostest_util import png_claiming_size
+
+from hydranet_ros.image_codec import (ImageConversionError, check_compressed_message, compressed_to_rgb,
+                                      image_to_numpy, image_to_rgb, numpy_to_image, rgb_to_compressed)
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
 
@@ -93,10 +95,31 @@ def test_compressed_jpeg_png_and_garbage():
     np.testing.assert_array_equal(png, big)                     # lossless
     jpg = compressed_to_rgb(rgb_to_compressed(big, 'jpeg', quality=95))
     assert jpg.shape == big.shape and np.abs(jpg.astype(int) - big).mean() < 20
-    with pytest.raises(ImageConversionError, match='could not decode'):
+    with pytest.raises(ImageConversionError, match='no end marker'):
         compressed_to_rgb(CompressedImage(format='jpeg', data=b'\xff\xd8garbage'))
+    with pytest.raises(ImageConversionError, match='unreadable jpeg header'):
+        compressed_to_rgb(CompressedImage(format='jpeg', data=b'\xff\xd8garbage\xff\xd9'))
     with pytest.raises(ImageConversionError, match='unsupported compressed format'):
         compressed_to_rgb(CompressedImage(format='tiff', data=b'1234'))
+
+
+def test_compressed_size_is_checked_from_the_header_before_decoding():
+    big = cv2.resize(RGB, (80, 60), interpolation=cv2.INTER_NEAREST)
+    for fmt in ('png', 'jpeg'):
+        msg = rgb_to_compressed(big, fmt)
+        check_compressed_message(msg, max_side=80)
+        with pytest.raises(ImageConversionError, match=r'image 80x60 exceeds the 64 pixel limit.*max_input_side'):
+            compressed_to_rgb(msg, max_side=64)
+    # 60000 x 60000 claimed by 100 bytes: refused from the header, nothing is allocated
+    bomb = CompressedImage(format='png', data=png_claiming_size(60000, 60000))
+    with pytest.raises(ImageConversionError, match='too large|exceeds'):
+        check_compressed_message(bomb, max_side=8192)
+    with pytest.raises(ImageConversionError, match='exceeds the 8192 pixel limit'):
+        check_compressed_message(CompressedImage(format='png', data=png_claiming_size(9000, 20)), max_side=8192)
+    broken = bytearray(png_claiming_size(40, 20))
+    broken[20] ^= 0xFF                               # header corrupted (CRC no longer matches)
+    with pytest.raises(ImageConversionError, match='unreadable png header'):
+        check_compressed_message(CompressedImage(format='png', data=bytes(broken)))
 
 
 def test_depth_message_limits_leave_the_callers_array_intact():

@@ -18,6 +18,7 @@ from hydranet_ros.image_codec import rgb_to_compressed
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.ros.parameters import PARAMETERS
 from node_harness import RELIABLE, NodeHarness, rgb_image
+from rostest_util import png_claiming_size
 
 FULL = os.environ.get('HYDRANET_FULL_RELIABILITY') == '1'
 FUZZ_MESSAGES = 10_000 if FULL else 1_000
@@ -243,7 +244,7 @@ def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
         for i in range(max(FUZZ_MESSAGES // 5, 100)):
             rgb = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
             msg = _stamp(rgb_to_compressed(rgb, str(rng.choice(['jpeg', 'png']))), 50.0 + i * 0.05)
-            kind = int(rng.integers(0, 5))
+            kind = int(rng.integers(0, 6))
             if kind == 1:
                 msg.data = bytes(msg.data)[: int(rng.integers(1, len(msg.data) - 12))]   # truncated
             elif kind == 2:
@@ -252,6 +253,8 @@ def test_fuzzed_compressed_images_are_rejected_and_counted(tiny_checkpoint):
                 msg.format = str(rng.choice(['bmp', 'tiff', '']))
             elif kind == 4:
                 msg.data = b''
+            elif kind == 5:
+                msg.format, msg.data = 'png', png_claiming_size(60000, 60000)         # decompression bomb
             pub.publish(msg)
             if kind:
                 bad += 1

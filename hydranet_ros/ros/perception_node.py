@@ -221,7 +221,7 @@ class PerceptionNode(LifecycleNode):
             return     # deactivating
         try:
             if isinstance(msg, CompressedImage):
-                check_compressed_message(msg)
+                check_compressed_message(msg, self._params['max_input_side'])
             else:
                 check_image_message(msg, self._params['max_input_side'])
         except ImageConversionError as exc:
@@ -366,11 +366,7 @@ class PerceptionNode(LifecycleNode):
         msg = frame.message
         try:
             if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg)
-                limit = self._params['max_input_side']   # raw images were held to it at receipt
-                if max(rgb.shape[:2]) > limit:
-                    raise ImageConversionError(f'image {rgb.shape[1]}x{rgb.shape[0]} exceeds the {limit} pixel '
-                                               'limit per side (max_input_side)')
+                rgb = compressed_to_rgb(msg, self._params['max_input_side'])
             else:
                 rgb = image_to_rgb(msg)
             Predictor.check_image(rgb)

@@ -1,11 +1,17 @@
 """Evaluating a HydraNet on a labelled dataset with the shared metrics."""
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+
 import numpy as np
 import torch
 
 from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
+from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint
 from hydranet_ros.model.detection_decode import decode_detections
+from hydranet_ros.training.datasets import SyntheticDataset
 
 
 @torch.no_grad()
@@ -77,19 +83,16 @@ def _seeds(text: str) -> list[int]:
     seeds = []
     for part in text.split(','):
         lo, _, hi = part.strip().partition('-')
-        seeds.extend(range(int(lo), int(hi or lo) + 1))
+        lo, hi = int(lo), int(hi or lo)
+        if hi < lo:
+            raise ValueError(f"seed range '{part.strip()}' is empty")
+        seeds.extend(range(lo, hi + 1))
     return seeds
 
 
 def main(argv=None) -> int:
     """python -m hydranet_ros.training.evaluation --checkpoint PATH --seeds 2000-2003: the model
     card's numbers (held-out synthetic drives at the checkpoint's input size), per seed group."""
-    import argparse
-    import json
-    import sys
-
-    from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint
-    from hydranet_ros.training.datasets import SyntheticDataset
     parser = argparse.ArgumentParser(prog='hydranet_ros.training.evaluation', description=main.__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--seeds', action='append', required=True,
