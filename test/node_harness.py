@@ -44,9 +44,16 @@ class NodeHarness:
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
         self.received = {}
+
+    def _spin(self):
+        # Not executor.spin(): close() stops this loop before shutting the executor down, so no
+        # callback is ever submitted to an executor that is already shut down.
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def subscribe(self, msg_type, topic, qos=RELIABLE):
         self.received.setdefault(topic, [])
@@ -78,8 +85,9 @@ class NodeHarness:
             if self.node.state_label == 'inactive':
                 self.node.trigger_cleanup()
         finally:
-            self.executor.shutdown()
+            self._stop.set()
             self.thread.join(timeout=10)
+            self.executor.shutdown()
             self.node.destroy_node()
             self.peer.destroy_node()
             rclpy.shutdown(context=self.context)
