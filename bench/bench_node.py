@@ -118,7 +118,7 @@ def bench_latency(checkpoint, n):
     rig = Rig(checkpoint, [('hydranet', {'input_reliability': 'reliable'})])
     got = []
     stats_listener(rig, '/hydranet/stats', got)
-    pub = rig.peer.create_publisher(Image, '/hydranet/image', QOS)
+    pub = rig.peer.create_publisher(Image, '/hydranet/input/image', QOS)
     wait(lambda: pub.get_subscription_count() > 0, 120)
     model_ms, e2e_ms = [], []
     for i in range(n + 2):
@@ -142,7 +142,7 @@ def bench_overload(checkpoint, model_ms, seconds):
     rig = Rig(checkpoint, [('hydranet', {'input_reliability': 'reliable', 'qos_depth': 50})])
     got, last = [], {}
     stats_listener(rig, '/hydranet/stats', got, last)
-    pub = rig.peer.create_publisher(Image, '/hydranet/image', QOS)
+    pub = rig.peer.create_publisher(Image, '/hydranet/input/image', QOS)
     wait(lambda: pub.get_subscription_count() > 0, 120)
     period = model_ms / 2 / 1e3
     sent = {}
@@ -183,7 +183,7 @@ def bench_two_cameras(checkpoint, seconds):
         counts = {t: [] for t in topics}
         for t in topics:
             stats_listener(rig, f'{t}/stats', counts[t])
-        pubs = [rig.peer.create_publisher(Image, f'{t}/image', QOS) for t in topics]
+        pubs = [rig.peer.create_publisher(Image, f'{t}/input/image', QOS) for t in topics]
         wait(lambda: all(p.get_subscription_count() for p in pubs), 120)
         msg, _, _ = frame(0)
         time.sleep(1.0)

@@ -9,7 +9,7 @@
    (input | segmentation overlay | depth colour map | flow colour wheel | detections).
 
 On a real ROS install the same is `ros2 launch hydranet_ros perception.launch.py
-image:=/camera/image_raw camera_info:=/camera/camera_info record:=true` plus
+image:=/camera/image_raw record:=true` plus
 `ros2 bag play <sample bag>`.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hydranet_ros import topics
 from hydranet_ros.paths import SOURCE_ROOT, bundled_model_path
 
 SAMPLE = {'seed': 4242, 'frames': 30, 'size': (188, 624)}
@@ -60,18 +61,21 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
     from hydranet_ros.inference.results import Detection
     from hydranet_ros.world.classes import SEGMENTATION_CLASSES
     colors = [c for _, c in SEGMENTATION_CLASSES]
-    topics = {'/camera/image_raw': 'rgb', '/hydranet/segmentation': 'seg', '/hydranet/depth': 'depth',
-              '/hydranet/flow': 'flow', '/hydranet/detections': 'det'}
+    def output(task):
+        return topics.absolute(topics.NODE_NAMESPACE, topics.TASK_TOPICS[task])
+    wanted = {'/camera/image_raw': 'rgb', output('segmentation'): 'seg', output('depth'): 'depth',
+              output('flow'): 'flow', output('detection'): 'det'}
     names = {}
     frames = {}
     reader = open_reader(recorded)
     try:
-        for conn, _, raw in read_messages(reader, set(topics) | {'/hydranet/detections/label_info'}):
+        label_info = topics.absolute(topics.NODE_NAMESPACE, topics.LABEL_INFO['detection'])
+        for conn, _, raw in read_messages(reader, set(wanted) | {label_info}):
             msg = deserialize(raw, conn.msgtype)
             if conn.topic.endswith('label_info'):
                 names = {c.class_id: c.class_name for c in msg.class_map}
                 continue
-            key = topics[conn.topic]
+            key = wanted[conn.topic]
             stamp = convert.stamp_ns(msg.header.stamp)
             if key == 'rgb':
                 value = image_to_rgb(msg)
@@ -86,7 +90,7 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
             frames.setdefault(stamp, {})[key] = value
     finally:
         reader.close()
-    complete = [s for s in sorted(frames) if len(frames[s]) == len(topics)]
+    complete = [s for s in sorted(frames) if len(frames[s]) == len(wanted)]
     if not complete:
         raise RuntimeError('no frame has all outputs to show')
     chosen = [complete[int(i)] for i in np.linspace(0, len(complete) - 1, min(rows, len(complete)))]
@@ -145,7 +149,8 @@ def main(argv=None) -> int:
         return 1
     summary, report = write_results(scores, out / 'evaluation')
     picture = montage(recorded, out / 'montage.png')
-    outputs = {t: counts.get(f'/hydranet/{t}', 0) for t in ('segmentation', 'depth', 'flow', 'detections', 'stats')}
+    outputs = {t: counts.get(topics.absolute(topics.NODE_NAMESPACE, t), 0)
+               for t in (*topics.TASK_TOPICS.values(), topics.STATS)}
     print()
     print(f'model: {model.name}; node outputs recorded per topic: '
           + ', '.join(f'{k} {v}' for k, v in outputs.items()))

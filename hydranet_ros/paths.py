@@ -20,14 +20,24 @@ def share_dir() -> Path | None:
         return None
 
 
-def bundled_model_path() -> Path:
-    """The default checkpoint: share/hydranet_ros/models/, else the source tree's models/."""
+def _installed_or_source(folder: str, name: str) -> Path:
+    """share/hydranet_ros/<folder>/<name> when installed, else the source tree's <folder>/<name>."""
     candidates = []
     share = share_dir()
     if share is not None:
-        candidates.append(share / 'models' / BUNDLED_MODEL)
-    candidates.append(SOURCE_ROOT / 'models' / BUNDLED_MODEL)
+        candidates.append(share / folder / name)
+    candidates.append(SOURCE_ROOT / folder / name)
     for path in candidates:
         if path.is_file():
             return path
     return candidates[0]
+
+
+def bundled_model_path() -> Path:
+    """The default checkpoint: share/hydranet_ros/models/, else the source tree's models/."""
+    return _installed_or_source('models', BUNDLED_MODEL)
+
+
+def config_path(name: str) -> Path:
+    """A file of the package's config/ folder (installed, else in the source tree)."""
+    return _installed_or_source('config', name)

@@ -34,7 +34,7 @@ def test_autostart_processes_frames_and_stops_cleanly_on_sigint(ros_node, tmp_pa
     try:
         got = []
         ros_node.create_subscription(Image, '/hydranet/depth', got.append, 10)
-        pub = ros_node.create_publisher(Image, '/hydranet/image', 10)
+        pub = ros_node.create_publisher(Image, '/hydranet/input/image', 10)
         deadline = time.monotonic() + 60
         while not got and time.monotonic() < deadline and proc.poll() is None:
             pub.publish(rgb_image(72, 100, frame_id='from_test'))

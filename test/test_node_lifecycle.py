@@ -91,7 +91,7 @@ def test_junk_checkpoint_fails_configure(tmp_path, tiny_checkpoint):
 
 def test_inactive_node_does_not_process(harness):
     assert harness.node.trigger_configure() == OK
-    pub = harness.publisher(Image, '/hydranet/image')
+    pub = harness.publisher(Image, '/hydranet/input/image')
     harness.subscribe(Image, '/hydranet/depth')
     for i in range(5):
         pub.publish(rgb_image(64, 64, stamp=(1, i)))

@@ -29,11 +29,11 @@ def active(tiny_checkpoint):
 def test_every_output_per_frame_with_the_input_header(active):
     h = active
     subs = {'segmentation': Image, 'depth': Image, 'flow': OpticalFlow, 'detections': Detection2DArray,
-            'depth/camera_info': CameraInfo, 'stats': InferenceStats}
+            'camera_info': CameraInfo, 'stats': InferenceStats}
     for name, typ in subs.items():
         h.subscribe(typ, f'{NS}/{name}')
-    info_pub = h.publisher(CameraInfo, f'{NS}/camera_info')
-    img_pub = h.publisher(Image, f'{NS}/image')
+    info_pub = h.publisher(CameraInfo, f'{NS}/input/camera_info')
+    img_pub = h.publisher(Image, f'{NS}/input/image')
     assert h.wait_matched(img_pub)
     info = CameraInfo(width=200, height=120, k=[100.0, 0, 100, 0, 100, 60, 0, 0, 1])
     info_pub.publish(info)
@@ -71,7 +71,7 @@ def test_every_output_per_frame_with_the_input_header(active):
         assert det.results[0].hypothesis.class_id in ('0', '1')
         assert 0 <= det.results[0].hypothesis.score <= 1
         assert 0 <= det.bbox.center.position.x <= 200 and 0 <= det.bbox.center.position.y <= 120
-    cam = next(m for m in h.received[f'{NS}/depth/camera_info'] if m.header.stamp == last_stamp)
+    cam = next(m for m in h.received[f'{NS}/camera_info'] if m.header.stamp == last_stamp)
     assert (cam.width, cam.height, list(cam.k)) == (200, 120, list(info.k))
     stats = h.received[f'{NS}/stats'][-1]
     assert set(stats.tasks_run) == {'segmentation', 'depth', 'flow', 'detection'}
@@ -81,7 +81,7 @@ def test_every_output_per_frame_with_the_input_header(active):
 
 def test_lazy_heads_run_only_for_subscribed_outputs(active):
     h = active
-    img_pub = h.publisher(Image, f'{NS}/image')
+    img_pub = h.publisher(Image, f'{NS}/input/image')
     h.subscribe(InferenceStats, f'{NS}/stats')
     assert h.wait_matched(img_pub)
     for i in range(10):
@@ -99,7 +99,7 @@ def test_flood_keeps_the_latest_frame_and_counts_drops(tiny_checkpoint):
     # Reliable, deep input queue: DDS delivers every frame, so drops happen in the node only.
     h = _start(tiny_checkpoint, always_run=True, input_reliability='reliable', qos_depth=100)
     try:
-        img_pub = h.publisher(Image, f'{NS}/image')
+        img_pub = h.publisher(Image, f'{NS}/input/image')
         assert h.wait_matched(img_pub)
         frames = [rgb_image(96, 160, seed=i % 3, stamp=(3, i * 1000)) for i in range(60)]
         for f in frames:
@@ -129,15 +129,15 @@ def test_model_resolution_outputs_scale_camera_info(tiny_checkpoint):
     h = _start(tiny_checkpoint, output_resolution='model')
     try:
         h.subscribe(Image, f'{NS}/depth')
-        h.subscribe(CameraInfo, f'{NS}/depth/camera_info')
-        img_pub = h.publisher(Image, f'{NS}/image')
-        info_pub = h.publisher(CameraInfo, f'{NS}/camera_info')
+        h.subscribe(CameraInfo, f'{NS}/camera_info')
+        img_pub = h.publisher(Image, f'{NS}/input/image')
+        info_pub = h.publisher(CameraInfo, f'{NS}/input/camera_info')
         assert h.wait_matched(img_pub)
         info = CameraInfo(width=1242, height=375, k=[721.5, 0, 609.6, 0, 721.5, 172.9, 0, 0, 1],
                           p=[721.5, 0, 609.6, 44.9, 0, 721.5, 172.9, 0.2, 0, 0, 1, 0.003])
         assert h.wait_for(lambda: (info_pub.publish(info), img_pub.publish(rgb_image(375, 1242)))
-                          and h.received[f'{NS}/depth/camera_info'], timeout=20)
-        out = h.received[f'{NS}/depth/camera_info'][-1]
+                          and h.received[f'{NS}/camera_info'], timeout=20)
+        out = h.received[f'{NS}/camera_info'][-1]
         depth = h.received[f'{NS}/depth'][-1]
         # 1242x375 letterboxed into 160x96: scale 160/1242, content 160x48
         assert (depth.width, depth.height) == (160, 48) == (out.width, out.height)
@@ -152,7 +152,7 @@ def test_compressed_input(tiny_checkpoint):
     h = _start(tiny_checkpoint, input_transport='compressed')
     try:
         h.subscribe(Image, f'{NS}/depth')
-        pub = h.publisher(CompressedImage, f'{NS}/image/compressed')
+        pub = h.publisher(CompressedImage, f'{NS}/input/image/compressed')
         assert h.wait_matched(pub)
         rgb = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)
         for fmt in ('jpeg', 'png'):
@@ -171,7 +171,7 @@ def test_two_cameras_batched_each_with_its_own_outputs_and_flow(tiny_checkpoint)
         for cam in ('front', 'left'):
             h.subscribe(OpticalFlow, f'{NS}/{cam}/flow')
             h.subscribe(Image, f'{NS}/{cam}/depth')
-        pubs = {cam: h.publisher(Image, f'{NS}/{cam}/image') for cam in ('front', 'left')}
+        pubs = {cam: h.publisher(Image, f'{NS}/{cam}/input/image') for cam in ('front', 'left')}
         assert all(h.wait_matched(p) for p in pubs.values())
         sizes = {'front': (100, 180), 'left': (80, 120)}
         for step in range(40):
@@ -210,7 +210,7 @@ def test_bad_messages_are_rejected_and_counted_without_stopping(tiny_checkpoint)
     try:
         h.subscribe(Image, f'{NS}/depth')
         h.subscribe(DiagnosticArray, '/diagnostics')
-        pub = h.publisher(Image, f'{NS}/image')
+        pub = h.publisher(Image, f'{NS}/input/image')
         assert h.wait_matched(pub)
         bad = [rgb_image(64, 64), rgb_image(64, 64), rgb_image(64, 64), rgb_image(20, 20)]
         bad[0].encoding = 'bayer_rggb8'
@@ -236,7 +236,7 @@ def test_depth_limits_follow_rep_118(tiny_checkpoint):
     h = _start(tiny_checkpoint, depth__min_m=5.0, depth__max_m=6.0)
     try:
         h.subscribe(Image, f'{NS}/depth')
-        pub = h.publisher(Image, f'{NS}/image')
+        pub = h.publisher(Image, f'{NS}/input/image')
         assert h.wait_matched(pub)
         assert h.wait_for(lambda: (pub.publish(rgb_image(64, 64)) or True) and h.received[f'{NS}/depth'])
         d = image_to_numpy(h.received[f'{NS}/depth'][-1])

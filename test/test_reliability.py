@@ -38,8 +38,8 @@ def _active(checkpoint, namespace='hydranet', **params):
     h.stats = h.received[f'{h.ns}/stats']
     compressed = params.get('input_transport') == 'compressed'
     h.image_pub = h.publisher(CompressedImage if compressed else Image,
-                              f'{h.ns}/image/compressed' if compressed else f'{h.ns}/image', RELIABLE)
-    h.info_pub = h.publisher(CameraInfo, f'{h.ns}/camera_info', RELIABLE)
+                              f'{h.ns}/input/image/compressed' if compressed else f'{h.ns}/input/image', RELIABLE)
+    h.info_pub = h.publisher(CameraInfo, f'{h.ns}/input/camera_info', RELIABLE)
     assert h.wait_matched(h.image_pub) and h.wait_matched(h.info_pub)
     return h
 
@@ -402,7 +402,7 @@ def test_lifecycle_churn_leaks_nothing(tiny_checkpoint):
     ns = '/churn'
     h = NodeHarness(tiny_checkpoint, namespace='churn', always_run=True)
     stop = threading.Event()
-    pub = h.publisher(Image, f'{ns}/image', RELIABLE)
+    pub = h.publisher(Image, f'{ns}/input/image', RELIABLE)
 
     def feed():     # frames keep flowing through every state
         i = 0

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hydranet_ros import topics
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import BagError, deserialize, open_reader, read_messages
 from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
 
-TASK_TOPICS = {'segmentation': 'segmentation', 'depth': 'depth', 'flow': 'flow', 'detection': 'detections'}
+TASK_TOPICS = topics.TASK_TOPICS
 #: Relative depth error histogram bins and distance bins (metres) of the report.
 REL_ERROR_BINS = np.linspace(-1.0, 1.0, 81)
 DISTANCE_BINS = np.array([0.5, 5, 10, 15, 20, 30, 40, 60, 80])
@@ -38,7 +39,7 @@ DISTANCE_BINS = np.array([0.5, 5, 10, 15, 20, 30, 40, 60, 80])
 @dataclass
 class Options:
     gt_prefix: str = '/ground_truth'
-    pred_prefix: str = '/hydranet'
+    pred_prefix: str = f'/{topics.NODE_NAMESPACE}'
     camera_prefix: str = '/camera'
     depth_range: tuple = (0.5, 80.0)
     offline_model: str | None = None
@@ -287,9 +288,10 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
         raise BagError(f'ground truth ({", ".join(gt)}) and outputs ({", ".join(pred)}) share no task')
     by_topic = {topic: f'gt:{t}' for t, topic in gt.items() if t in tasks}
     by_topic.update({topic: f'pred:{t}' for t, topic in pred.items() if topic is not None and t in tasks})
-    labels = {f'{opts.gt_prefix}/segmentation/label_info': 'seg', f'{opts.gt_prefix}/detections/label_info': 'det',
-              f'{opts.pred_prefix}/segmentation/label_info': 'seg', f'{opts.pred_prefix}/detections/label_info': 'det'}
-    stats_topic = f'{opts.pred_prefix}/stats'
+    kinds = {'segmentation': 'seg', 'detection': 'det'}
+    labels = {f'{prefix}/{name}': kinds[task] for prefix in (opts.gt_prefix, opts.pred_prefix)
+              for task, name in topics.LABEL_INFO.items()}
+    stats_topic = f'{opts.pred_prefix}/{topics.STATS}'
     total = sum(c.msgcount for r in readers for c in r.connections if c.topic == image_topic) or None
     bar = None
     if opts.progress:
@@ -503,7 +505,7 @@ def main(argv=None) -> int:
     parser.add_argument('--model', help='checkpoint for --offline (default: the bundled model)')
     parser.add_argument('--device', default='cpu', help='device for --offline (default cpu)')
     parser.add_argument('--ground-truth-prefix', default='/ground_truth')
-    parser.add_argument('--prediction-prefix', default='/hydranet')
+    parser.add_argument('--prediction-prefix', default=Options.pred_prefix)
     parser.add_argument('--camera-prefix', default='/camera')
     parser.add_argument('--depth-range', type=float, nargs=2, default=(0.5, 80.0), metavar=('MIN', 'MAX'),
                         help='ground-truth depths scored, metres (default 0.5 80)')

@@ -90,16 +90,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('max_rate_hz', 'double', 0.0, 'Process at most this many frames per second; 0: as fast as possible.',
               min=0.0, max=1000.0, dynamic=True),
     ParamSpec('input_transport', 'string', 'raw',
-              'Subscribe to `image` (sensor_msgs/Image) or `image/compressed` (jpeg/png CompressedImage).',
+              'Subscribe to `input/image` (sensor_msgs/Image) or `input/image/compressed` (jpeg/png '
+              'CompressedImage).',
               choices=('raw', 'compressed')),
     ParamSpec('cameras', 'string_array', [],
               'Input namespaces, one per camera, batched into one forward pass (e.g. [front, left]); '
               'empty: one camera, topics directly under the node namespace.'),
     ParamSpec('max_input_side', 'int', 8192,
               'Images wider or taller than this many pixels are rejected (protects memory).', min=32, max=16384),
-    ParamSpec('input_reliability', 'string', 'best_effort',
-              'Reliability of the input subscriptions; best_effort accepts reliable and best-effort publishers.',
-              choices=('best_effort', 'reliable')),
+    ParamSpec('input_reliability', 'string', 'auto',
+              'Reliability of the input subscriptions. `auto`: reliable while every publisher of the topic is '
+              'reliable (nothing lost in transport), best effort otherwise (re-checked every second, as '
+              '`ros2 bag record` adapts); `best_effort` or `reliable` force one.',
+              choices=('auto', 'best_effort', 'reliable')),
     ParamSpec('output_reliability', 'string', 'reliable', 'Reliability of the output publishers.',
               choices=('best_effort', 'reliable')),
     ParamSpec('qos_depth', 'int', 5, 'History depth of inputs and outputs.', min=1, max=1000),

@@ -16,44 +16,46 @@ import traceback
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterUninitializedException)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from hydranet_ros import TASKS
+from hydranet_ros import TASKS, topics
 from hydranet_ros.inference.predictor import Predictor
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.paths import bundled_model_path
 from hydranet_ros.pipeline.latest_frames import LatestFrames
+from hydranet_ros.pipeline.upstream_loss import UpstreamLoss
 from hydranet_ros.ros import messages
 from hydranet_ros.image_codec import (ImageConversionError, check_camera_info, check_compressed_message,
                                       check_image_message, compressed_to_rgb, image_to_rgb, numpy_to_image)
 from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, descriptor, validate_all
 from hydranet_ros import visualize
 
-#: Output topics per task (relative to the camera's namespace), for lazy head evaluation.
-TASK_OUTPUTS = {'segmentation': ('segmentation', 'debug/segmentation'),
-                'depth': ('depth', 'debug/depth'),
-                'flow': ('flow', 'debug/flow'),
-                'detection': ('detections', 'debug/detections')}
 _RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 _LATENCY_WINDOW = 200
+_QOS_CHECK_PERIOD_S = 1.0
 
 
-def _is_out_of_memory(exc: Exception) -> bool:
-    """CUDA out-of-memory (torch.cuda.OutOfMemoryError), or the CPU allocator failing."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError':
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ('out of memory' in text or "can't allocate memory" in text)
+def adapted_reliability(setting: str, publishers, current: str = 'best_effort') -> str:
+    """The input subscription's reliability: `reliable` or `best_effort` as set, or with `auto`
+    adapted to the publishers present, as `ros2 bag record` does: reliable when all of them are
+    reliable (a reliable subscription then loses nothing in transport), best effort when any is
+    not (the only one that matches a best-effort publisher). With no publisher there is nothing
+    to adapt to: `current` stays."""
+    if setting != 'auto':
+        return setting
+    if not publishers:
+        return current
+    if all(info.qos_profile.reliability == ReliabilityPolicy.RELIABLE for info in publishers):
+        return 'reliable'
+    return 'best_effort'
 
 
-def _topic(camera: str, name: str) -> str:
-    return f'{camera}/{name}' if camera else name
+_topic = topics.topic
 
 
 class PerceptionNode(LifecycleNode):
@@ -64,15 +66,20 @@ class PerceptionNode(LifecycleNode):
         # configure fails with it until a valid value is set.
         self._startup_problems = {}
         for spec in PARAMETERS:
-            # An empty list has no inferable type; declare the type, treat unset as [].
-            value = Parameter.Type.STRING_ARRAY if isinstance(spec.default, list) and not spec.default else spec.default
+            # An empty list has no inferable type (rclpy would take [] for a byte array): declare
+            # the type, and give it its empty value below, so every parameter has a value.
+            empty_list = isinstance(spec.default, list) and not spec.default
+            value = Parameter.Type.STRING_ARRAY if empty_list else spec.default
             try:
-                self.declare_parameter(spec.name, value, descriptor(spec))
+                declared = self.declare_parameter(spec.name, value, descriptor(spec))
             except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                self.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
+                declared = self.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True)
                 reason = ' '.join(str(exc).split())
                 self._startup_problems[spec.name] = f'{spec.name}: start-up value refused ({reason})'
                 self.get_logger().error(self._startup_problems[spec.name])
+            if declared.type_ == Parameter.Type.NOT_SET:
+                # Unset parameters are invisible to GetParameters (`ros2 param dump` prints {}).
+                self.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, [])])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.RLock()
         self._reset_runtime()
@@ -84,11 +91,15 @@ class PerceptionNode(LifecycleNode):
         self._pubs = {}
         self._diag_pub = None
         self._subs = []
+        self._input_subs = {}      # (camera, topic) -> (subscription, reliability)
+        self._upstream = {}        # camera -> UpstreamLoss
+        self._lost_reported = 0
         self._camera_info = {}
         self._exact_stamps = {}    # camera -> (seconds as given to the predictor, header stamp)
         self._frames = None
         self._worker = None
         self._timer = None
+        self._qos_timer = None
         self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,
                           'flow_resets': 0, 'oom': 0}
         self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
@@ -107,20 +118,14 @@ class PerceptionNode(LifecycleNode):
             counts = dict(self._counters)
         if self._frames is not None:
             counts['dropped'] = self._frames.dropped
+        counts['lost_upstream'] = sum(loss.lost for loss in list(self._upstream.values()))
         return counts
 
     def _read_params(self) -> dict:
         values = {}
         for spec in PARAMETERS:
-            try:
-                value = self.get_parameter(spec.name).value
-            except ParameterUninitializedException:   # a list parameter nobody set: default []
-                value = None
-            if value is None and spec.type == 'string_array':
-                value = []
-            if spec.type == 'string_array':
-                value = list(value)
-            values[spec.name] = value
+            value = self.get_parameter(spec.name).value
+            values[spec.name] = list(value) if spec.type == 'string_array' else value
         return values
 
     # ------------------------------------------------------------------ transitions
@@ -168,43 +173,70 @@ class PerceptionNode(LifecycleNode):
                              reliability=_RELIABILITY[p['output_reliability']])
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        types = {'segmentation': Image, 'depth': Image, 'flow': OpticalFlow, 'detections': Detection2DArray,
-                 'depth/camera_info': CameraInfo, 'stats': InferenceStats,
-                 'debug/segmentation': Image, 'debug/depth': Image, 'debug/flow': Image,
-                 'debug/detections': Image}
+        types = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
+                 topics.TASK_TOPICS['flow']: OpticalFlow, topics.TASK_TOPICS['detection']: Detection2DArray,
+                 topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
+                 **{name: Image for name in topics.DEBUG_TOPICS.values()}}
         for cam in self._cameras:
             for name, msg_type in types.items():
                 self._pubs[(cam, name)] = self.create_lifecycle_publisher(msg_type, _topic(cam, name), out_qos)
-            for name in ('segmentation/label_info', 'detections/label_info'):
+            for name in topics.LABEL_INFO.values():
                 self._pubs[(cam, name)] = self.create_lifecycle_publisher(LabelInfo, _topic(cam, name), latched)
-        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics', out_qos)
+        self._diag_pub = self.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS, out_qos)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)   # enables the lifecycle publishers
         if ret != TransitionCallbackReturn.SUCCESS:
             return ret
         p = self._params
-        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
-                            reliability=_RELIABILITY[p['input_reliability']])
         self._frames = LatestFrames()
         for cam in self._cameras:
-            if p['input_transport'] == 'compressed':
-                self._subs.append(self.create_subscription(
-                    CompressedImage, _topic(cam, 'image/compressed'),
-                    lambda msg, cam=cam: self._on_image(cam, msg), in_qos))
-            else:
-                self._subs.append(self.create_subscription(
-                    Image, _topic(cam, 'image'), lambda msg, cam=cam: self._on_image(cam, msg), in_qos))
-            self._subs.append(self.create_subscription(
-                CameraInfo, _topic(cam, 'camera_info'), lambda msg, cam=cam: self._on_camera_info(cam, msg), in_qos))
+            self._upstream.setdefault(cam, UpstreamLoss())   # counts survive deactivate/activate
+            self._subscribe_input(cam, self._image_topic(cam))
+            self._subscribe_input(cam, _topic(cam, topics.INPUT_CAMERA_INFO))
+        if p['input_reliability'] == 'auto':
+            self._qos_timer = self.create_timer(_QOS_CHECK_PERIOD_S, self._adapt_input_qos)
         self._publish_label_infos()
         self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
         self._worker.start()
         self._window_start, self._window_processed = time.monotonic(), 0
         self._timer = self.create_timer(p['diagnostics_period_s'], self._publish_diagnostics)
         self.get_logger().info('active: processing ' + ', '.join(
-            _topic(c, 'image/compressed' if p['input_transport'] == 'compressed' else 'image') for c in self._cameras))
+            f'{self.resolve_topic_name(self._image_topic(c))} ({self._input_subs[(c, self._image_topic(c))][1]})'
+            for c in self._cameras))
         return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ inputs and their QoS
+    def _image_topic(self, cam: str) -> str:
+        compressed = self._params['input_transport'] == 'compressed'
+        return _topic(cam, topics.INPUT_COMPRESSED if compressed else topics.INPUT_IMAGE)
+
+    def _publishers_of(self, name: str):
+        return self.get_publishers_info_by_topic(self.resolve_topic_name(name))
+
+    def _subscribe_input(self, cam: str, name: str, reliability: str | None = None):
+        """(Re)create one input subscription with the reliability its publishers call for."""
+        reliability = reliability or adapted_reliability(self._params['input_reliability'], self._publishers_of(name))
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._params['qos_depth'],
+                         reliability=_RELIABILITY[reliability])
+        if name.endswith(topics.INPUT_CAMERA_INFO):
+            sub = self.create_subscription(CameraInfo, name, lambda msg: self._on_camera_info(cam, msg), qos)
+        else:
+            msg_type = CompressedImage if name.endswith(topics.INPUT_COMPRESSED) else Image
+            sub = self.create_subscription(msg_type, name, lambda msg, info: self._on_image(cam, msg, info), qos)
+        old = self._input_subs.get((cam, name))
+        self._input_subs[(cam, name)] = (sub, reliability)
+        if old is not None:
+            self.destroy_subscription(old[0])
+
+    def _adapt_input_qos(self):
+        """With input_reliability `auto`: follow the publishers as they come and go."""
+        for (cam, name), (_, current) in list(self._input_subs.items()):
+            wanted = adapted_reliability(self._params['input_reliability'], self._publishers_of(name), current)
+            if wanted != current and self._frames is not None:
+                self.get_logger().info(f'{self.resolve_topic_name(name)}: publishers now call for a {wanted} '
+                                       f'subscription (was {current}); resubscribing')
+                self._subscribe_input(cam, name, wanted)
 
     def _reject(self, counter: str, topic: str, problem) -> None:
         """Count a refused input and warn (throttled); the message is dropped, nothing else changes."""
@@ -213,19 +245,25 @@ class PerceptionNode(LifecycleNode):
             self._last_error = f'rejected input on {topic}: {problem}'
         self.get_logger().warning(f'rejected input on {topic}: {problem}', throttle_duration_sec=5.0)
 
-    def _on_image(self, cam, msg):
+    def _on_image(self, cam, msg, info=None):
         """Structural checks at receipt, so every malformed message is counted exactly once
         (a queued frame may be replaced by a newer one before the worker sees it)."""
         frames = self._frames
         if frames is None:
             return     # deactivating
+        if info is not None:
+            gid = info.get('publisher_gid')
+            stamp = msg.header.stamp
+            self._upstream[cam].observe(stamp.sec * 1_000_000_000 + stamp.nanosec,
+                                        publisher=bytes(gid['data']) if gid else None,
+                                        sequence=info.get('publication_sequence_number'))
         try:
             if isinstance(msg, CompressedImage):
                 check_compressed_message(msg, self._params['max_input_side'])
             else:
                 check_image_message(msg, self._params['max_input_side'])
         except ImageConversionError as exc:
-            self._reject('rejected', _topic(cam, 'image'), exc)
+            self._reject('rejected', self._image_topic(cam), exc)
             return
         frames.put(cam, msg)
 
@@ -233,17 +271,18 @@ class PerceptionNode(LifecycleNode):
         try:
             check_camera_info(msg)
         except ImageConversionError as exc:
-            self._reject('camera_info_rejected', _topic(cam, 'camera_info'), exc)
+            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), exc)
             return
         self._camera_info[cam] = msg
 
     def _stop_processing(self):
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        for sub in self._subs:
+        for timer in (self._timer, self._qos_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._timer = self._qos_timer = None
+        for sub, _ in self._input_subs.values():
             self.destroy_subscription(sub)
-        self._subs = []
+        self._input_subs = {}
         if self._frames is not None:
             self._frames.close()
         if self._worker is not None:
@@ -256,6 +295,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
+        self.get_logger().info(f'deactivated: inputs unsubscribed, {self.counters["processed"]} frames processed')
         return super().on_deactivate(state)
 
     def _release(self):
@@ -276,6 +316,7 @@ class PerceptionNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._release()
+        self.get_logger().info(f'shut down from {state.label}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -331,7 +372,7 @@ class PerceptionNode(LifecycleNode):
             if params['always_run']:
                 tasks.append(task)
                 continue
-            outputs = TASK_OUTPUTS[task] if params['debug_images'] else TASK_OUTPUTS[task][:1]
+            outputs = (topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params['debug_images'] else ()))
             if any(self._pubs[(cam, name)].get_subscription_count() > 0
                    for cam in self._cameras for name in outputs):
                 tasks.append(task)
@@ -373,9 +414,8 @@ class PerceptionNode(LifecycleNode):
         except (ImageConversionError, ValueError, TypeError) as exc:
             with self._lock:
                 self._counters['rejected'] += 1
-                self._last_error = f'rejected input on {_topic(frame.camera, "image")}: {exc}'
-            self.get_logger().warning(f'rejected input on {_topic(frame.camera, "image")}: {exc}',
-                                      throttle_duration_sec=5.0)
+                self._last_error = f'rejected input on {self._image_topic(frame.camera)}: {exc}'
+            self.get_logger().warning(self._last_error, throttle_duration_sec=5.0)
             return None
         return rgb
 
@@ -419,7 +459,7 @@ class PerceptionNode(LifecycleNode):
             if result.flow_status.startswith('time went backwards'):
                 with self._lock:
                     self._counters['flow_resets'] += 1
-                self.get_logger().info(f'{_topic(frame.camera, "image")}: flow restarts, {result.flow_status}',
+                self.get_logger().info(f'{self._image_topic(frame.camera)}: flow restarts, {result.flow_status}',
                                        throttle_duration_sec=5.0)
             self._publish(frame, rgb, result, tasks, params, start)
             # The exact header stamp behind the float the predictor keeps, so flow's previous_stamp
@@ -431,60 +471,62 @@ class PerceptionNode(LifecycleNode):
         header = frame.message.header
         if params['frame_id']:
             header = type(header)(stamp=header.stamp, frame_id=params['frame_id'])
-        pub = lambda name: self._pubs[(cam, name)]  # noqa: E731
+        out = lambda task: self._pubs[(cam, topics.TASK_TOPICS[task])]   # noqa: E731
+        dbg = lambda task: self._pubs[(cam, topics.DEBUG_TOPICS[task])]  # noqa: E731
         debug = params['debug_images']
         dense_size = None
         if result.segmentation is not None:
             dense_size = result.segmentation.shape
-            pub('segmentation').publish(messages.segmentation_image(header, result.segmentation))
-            if debug and pub('debug/segmentation').get_subscription_count():
+            out('segmentation').publish(messages.segmentation_image(header, result.segmentation))
+            if debug and dbg('segmentation').get_subscription_count():
                 overlay = visualize.segmentation_overlay(result.segmentation, self._colors, rgb)
-                pub('debug/segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
+                dbg('segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
         if result.depth is not None:
             dense_size = result.depth.shape
-            pub('depth').publish(messages.depth_image(header, result.depth, params['depth.min_m'],
+            out('depth').publish(messages.depth_image(header, result.depth, params['depth.min_m'],
                                                       params['depth.max_m']))
-            if debug and pub('debug/depth').get_subscription_count():
-                pub('debug/depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
+            if debug and dbg('depth').get_subscription_count():
+                dbg('depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
         if result.flow is not None:
+            dense_size = result.flow.shape[:2]
             previous = result.flow_previous_stamp
             known = self._exact_stamps.get(cam)
             if known is not None and abs(known[0] - previous) < 1e-6:
                 previous = known[1]
-            pub('flow').publish(messages.optical_flow(header, previous, result.flow, result.image_size))
-            if debug and pub('debug/flow').get_subscription_count():
-                pub('debug/flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
+            out('flow').publish(messages.optical_flow(header, previous, result.flow, result.image_size))
+            if debug and dbg('flow').get_subscription_count():
+                dbg('flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
         if result.detections is not None:
             wanted = set(params['detection.classes'])
             dets = [d for d in result.detections if not wanted or d.class_name in wanted]
-            pub('detections').publish(messages.detections(header, dets))
-            if debug and pub('debug/detections').get_subscription_count():
-                pub('debug/detections').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
+            out('detection').publish(messages.detections(header, dets))
+            if debug and dbg('detection').get_subscription_count():
+                dbg('detection').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
         info = self._camera_info.get(cam)
         if info is not None and dense_size is not None:
             try:
                 check_camera_info(info, rgb.shape[:2])
             except ImageConversionError as exc:
                 self._camera_info.pop(cam, None)    # counted once; a matching camera_info replaces it
-                self._reject('camera_info_rejected', _topic(cam, 'camera_info'), exc)
+                self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), exc)
             else:
-                pub('depth/camera_info').publish(messages.scaled_camera_info(info, header, dense_size))
+                self._pubs[(cam, topics.CAMERA_INFO)].publish(messages.scaled_camera_info(info, header, dense_size))
         end = time.monotonic()
         timings = dict(result.timings_ms)
         timings['queue_ms'] = (start - frame.received) * 1e3
         timings['total_ms'] = (end - frame.received) * 1e3
         with self._lock:
             self._latency_ms.append(timings['total_ms'])
-        pub('stats').publish(messages.inference_stats(header, self._predictor.model_id, self._predictor.device,
-                                                      tasks, timings, self.counters))
+        self._pubs[(cam, topics.STATS)].publish(messages.inference_stats(
+            header, self._predictor.model_id, self._predictor.device, tasks, timings, self.counters))
 
     def _publish_label_infos(self):
         header = type(Image().header)()
         header.stamp = self.get_clock().now().to_msg()
         seg_names = [c['name'] for c in self._predictor.metadata.segmentation_classes]
         for cam in self._cameras:
-            self._pubs[(cam, 'segmentation/label_info')].publish(messages.label_info(header, seg_names))
-            self._pubs[(cam, 'detections/label_info')].publish(
+            self._pubs[(cam, topics.LABEL_INFO['segmentation'])].publish(messages.label_info(header, seg_names))
+            self._pubs[(cam, topics.LABEL_INFO['detection'])].publish(
                 messages.label_info(header, self._predictor.class_names, self._params['detection.score_threshold']))
 
     def _publish_diagnostics(self):
@@ -493,16 +535,17 @@ class PerceptionNode(LifecycleNode):
             lat = np.array(self._latency_ms) if self._latency_ms else None
             processed = self._window_processed
             self._window_processed, period, self._window_start = 0, now - self._window_start, now
-            counts = dict(self._counters)
             last_error = self._last_error
-        counts['dropped'] = self._frames.dropped if self._frames is not None else counts['dropped']
+        counts = self.counters
+        new_losses, self._lost_reported = counts['lost_upstream'] - self._lost_reported, counts['lost_upstream']
         values = {'rate_hz': f'{processed / period:.2f}' if period > 0 else '0',
                   'latency_p50_ms': f'{np.percentile(lat, 50):.1f}' if lat is not None else 'n/a',
                   'latency_p95_ms': f'{np.percentile(lat, 95):.1f}' if lat is not None else 'n/a',
                   'frames_processed': counts['processed'], 'frames_dropped': counts['dropped'],
                   'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
                   'camera_info_rejected': counts['camera_info_rejected'], 'flow_resets': counts['flow_resets'],
-                  'out_of_memory': counts['oom'],
+                  'out_of_memory': counts['oom'], 'frames_lost_upstream': counts['lost_upstream'],
+                  'input_reliability': ', '.join(f'{name}: {rel}' for (_, name), (_, rel) in self._input_subs.items()),
                   'device': self._predictor.device, 'precision': self._predictor.precision,
                   'model': self._predictor.model_id, 'tasks_last_run': ','.join(self._last_tasks),
                   'last_error': last_error}
@@ -511,6 +554,10 @@ class PerceptionNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, f'processing errors: {last_error}'
         elif counts['rejected'] or counts['camera_info_rejected']:
             level, message = DiagnosticStatus.WARN, f'rejected inputs: {last_error}'
+        elif new_losses:
+            level, message = DiagnosticStatus.WARN, (
+                f'{new_losses} input frame(s) lost upstream of the node since the last report '
+                f'(sequence or stamp gaps; large images over best-effort DDS, see docs/NODE.md)')
         self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
                                                     level[0] if isinstance(level, bytes) else level,
                                                     message, values))

@@ -18,19 +18,22 @@ from pathlib import Path
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
+from hydranet_ros import topics
 from hydranet_ros.bag.storage import BagError, BagWriter, open_reader
 from hydranet_ros.ros.bag_play import Player
 from hydranet_ros.ros.bag_record import Recorder
 
-NODE_NAMESPACE = 'hydranet'
-RECORDED = r'^/(hydranet|ground_truth|camera)/'
-OUTPUTS = ('segmentation', 'depth', 'flow', 'detections', 'stats')
+RECORDED = rf'^/({topics.NODE_NAMESPACE}|ground_truth|camera)/'
+#: The outputs that must be on the graph before playing (label infos are latched, camera_info
+#: comes only with a camera_info input).
+OUTPUTS = (*topics.TASK_TOPICS.values(), topics.STATS)
 
 
 def node_command(model: str | Path, camera_prefix: str = '/camera', params: dict | None = None) -> list:
     """The perception_node command line: autostart, inputs remapped to the bag's camera."""
     cmd = [sys.executable, '-m', 'hydranet_ros.ros.perception_main', '--autostart', '--ros-args',
-           '-r', f'image:={camera_prefix}/image_raw', '-r', f'camera_info:={camera_prefix}/camera_info']
+           '-r', f'{topics.INPUT_IMAGE}:={camera_prefix}/image_raw',
+           '-r', f'{topics.INPUT_CAMERA_INFO}:={camera_prefix}/camera_info']
     values = {'model_path': str(model), 'always_run': True, 'input_reliability': 'reliable', 'qos_depth': 50,
               'device': 'cpu', **(params or {})}
     for key, value in values.items():
@@ -83,7 +86,7 @@ def replay(bag, output_bag, model, rate: float = 0.25, params: dict | None = Non
                 raise ReplayError(f'the perception node exited with code {process.returncode} during start-up'
                                   + (f' (log: {node_log})' if node_log else ''))
             if image_pub.get_subscription_count() > 0 and all(
-                    f'/{NODE_NAMESPACE}/{o}' in recorder.subscriptions for o in OUTPUTS):
+                    topics.absolute(topics.NODE_NAMESPACE, o) in recorder.subscriptions for o in OUTPUTS):
                 break
             time.sleep(0.1)
         else:
@@ -96,7 +99,7 @@ def replay(bag, output_bag, model, rate: float = 0.25, params: dict | None = Non
         deadline = time.monotonic() + drain_timeout
         last = None
         while time.monotonic() < deadline:
-            n = recorder.received.get(f'/{NODE_NAMESPACE}/stats', 0)
+            n = recorder.received.get(topics.absolute(topics.NODE_NAMESPACE, topics.STATS), 0)
             if n >= frames:
                 break
             if last is not None and n == last[0] and time.monotonic() - last[1] > 5.0:

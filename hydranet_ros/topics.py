@@ -1,0 +1,54 @@
+"""The node's topic names as one table: the node, the launch file, replay, evaluate, the demo
+and the docs test all read it.
+
+Names are relative to the node's namespace (and, with several cameras, to each camera's
+sub-namespace). The inputs live in their own `input/` namespace so that the dense outputs
+pair with their camera_info the image_transport way: a consumer of `/hydranet/depth` looks
+for `/hydranet/camera_info`, which the node publishes with the intrinsics of its outputs.
+ROS-free: plain strings.
+"""
+from __future__ import annotations
+
+#: Default node namespace (the launch file's and the entry point's default).
+NODE_NAMESPACE = 'hydranet'
+
+# --- inputs -------------------------------------------------------------------------------------
+INPUT_IMAGE = 'input/image'
+INPUT_COMPRESSED = 'input/image/compressed'
+INPUT_CAMERA_INFO = 'input/camera_info'
+
+# --- outputs --------------------------------------------------------------------------------
+#: One output per task, keyed by the canonical task key.
+TASK_TOPICS = {'segmentation': 'segmentation', 'depth': 'depth', 'flow': 'flow', 'detection': 'detections'}
+#: Colour images for people, per task (published with `debug_images`).
+DEBUG_TOPICS = {task: f'debug/{name}' for task, name in TASK_TOPICS.items()}
+#: Intrinsics of the dense outputs (segmentation, depth, flow all share one size): the sibling
+#: camera_info of `segmentation` and `depth` in image_transport's sense.
+CAMERA_INFO = 'camera_info'
+LABEL_INFO = {'segmentation': 'segmentation/label_info', 'detection': 'detections/label_info'}
+STATS = 'stats'
+DIAGNOSTICS = '/diagnostics'
+
+#: What `record:=true` and the replay keep of the node's outputs (debug images excluded).
+RECORDED_OUTPUTS = (*TASK_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS)
+
+
+def topic(camera: str, name: str) -> str:
+    """A name under a camera's sub-namespace ('' = the node namespace itself)."""
+    return f'{camera}/{name}' if camera else name
+
+
+def sibling_camera_info(image_topic: str) -> str:
+    """The camera_info topic image_transport pairs with an image topic: `camera_info` in the
+    image topic's namespace (`/a/b/depth` -> `/a/b/camera_info`, `depth` -> `camera_info`)."""
+    head, _, _ = image_topic.rpartition('/')
+    return f'{head}/camera_info' if head or image_topic.startswith('/') else 'camera_info'
+
+
+def absolute(namespace: str, name: str) -> str:
+    """`name` resolved in `namespace` the way rcl does for a relative name: valid whether the
+    namespace is given with or without a leading slash, or empty; absolute names stay."""
+    if name.startswith('/'):
+        return name
+    ns = '/'.join(part for part in namespace.split('/') if part)
+    return f'/{ns}/{name}' if ns else f'/{name}'
