@@ -125,25 +125,41 @@ def test_label_info_is_latched_for_late_subscribers(active):
     assert [(c.class_id, c.class_name) for c in det.class_map] == [(0, 'car'), (1, 'person')]
 
 
-def test_model_resolution_outputs_scale_camera_info(tiny_checkpoint):
-    h = _start(tiny_checkpoint, output_resolution='model')
+def _image_transport_camera_info(image_topic):
+    """image_transport's rule (getCameraInfoTopic): the image topic's namespace + 'camera_info'."""
+    return image_topic[:image_topic.rfind('/') + 1] + 'camera_info'
+
+
+@pytest.mark.parametrize('cameras', [[], ['front']])
+def test_dense_outputs_pair_with_a_camera_info_of_their_own_size(tiny_checkpoint, cameras):
+    """A consumer of /hydranet/depth (depth_image_proc, RViz DepthCloud) reads the sibling
+    /hydranet/camera_info: it must carry the outputs' size and scaled intrinsics, not the input's."""
+    h = _start(tiny_checkpoint, output_resolution='model', **({'cameras': cameras} if cameras else {}))
+    base = f'{NS}/front' if cameras else NS
     try:
-        h.subscribe(Image, f'{NS}/depth')
-        h.subscribe(CameraInfo, f'{NS}/camera_info')
-        img_pub = h.publisher(Image, f'{NS}/input/image')
-        info_pub = h.publisher(CameraInfo, f'{NS}/input/camera_info')
+        dense = [f'{base}/segmentation', f'{base}/depth']
+        for topic in dense:
+            h.subscribe(Image, topic)
+        sibling = {_image_transport_camera_info(t) for t in dense}
+        assert len(sibling) == 1, 'all dense outputs share one camera_info'
+        sibling = sibling.pop()
+        h.subscribe(CameraInfo, sibling)
+        img_pub = h.publisher(Image, f'{base}/input/image')
+        info_pub = h.publisher(CameraInfo, f'{base}/input/camera_info')
         assert h.wait_matched(img_pub)
         info = CameraInfo(width=1242, height=375, k=[721.5, 0, 609.6, 0, 721.5, 172.9, 0, 0, 1],
                           p=[721.5, 0, 609.6, 44.9, 0, 721.5, 172.9, 0.2, 0, 0, 1, 0.003])
         assert h.wait_for(lambda: (info_pub.publish(info), img_pub.publish(rgb_image(375, 1242)))
-                          and h.received[f'{NS}/camera_info'], timeout=20)
-        out = h.received[f'{NS}/camera_info'][-1]
-        depth = h.received[f'{NS}/depth'][-1]
+                          and h.received[sibling] and all(h.received[t] for t in dense), timeout=20)
+        out = h.received[sibling][-1]
         # 1242x375 letterboxed into 160x96: scale 160/1242, content 160x48
-        assert (depth.width, depth.height) == (160, 48) == (out.width, out.height)
+        for topic in dense:
+            image = next(m for m in h.received[topic] if m.header.stamp == out.header.stamp)
+            assert (image.width, image.height) == (out.width, out.height) == (160, 48), topic
         sx, sy = 160 / 1242, 48 / 375
         np.testing.assert_allclose(out.k, [721.5 * sx, 0, 609.6 * sx, 0, 721.5 * sy, 172.9 * sy, 0, 0, 1], rtol=1e-9)
         np.testing.assert_allclose(out.p[3], 44.9 * sx)
+        assert h.peer.count_publishers(f'{base}/input/camera_info') == 1, 'the node publishes on its input'
     finally:
         h.close()
 

@@ -72,3 +72,31 @@ def test_validation_reasons(values, problem):
 
 def test_defaults_are_valid():
     assert validate_all(defaults()) == []
+
+
+def test_every_parameter_is_listed_and_read_through_the_parameter_services(tiny_checkpoint):
+    """What `ros2 param dump` does: ListParameters, then GetParameters of every name in one call.
+    rclpy answers nothing at all if one requested parameter has no value, so an empty list
+    parameter must still be set (to [])."""
+    from rcl_interfaces.msg import ParameterType
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    from node_harness import NodeHarness
+    h = NodeHarness(tiny_checkpoint, namespace='paramdump')
+    try:
+        node = '/paramdump/hydranet'
+        lister = h.peer.create_client(ListParameters, f'{node}/list_parameters')
+        getter = h.peer.create_client(GetParameters, f'{node}/get_parameters')
+        assert lister.wait_for_service(timeout_sec=10) and getter.wait_for_service(timeout_sec=10)
+        names = lister.call(ListParameters.Request(), timeout_sec=10).result.names
+        assert set(BY_NAME) <= set(names)
+        values = getter.call(GetParameters.Request(names=list(names)), timeout_sec=10).values
+        assert len(values) == len(names), 'GetParameters answered nothing: a parameter has no value'
+        types = {'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
+                 'double': ParameterType.PARAMETER_DOUBLE, 'string': ParameterType.PARAMETER_STRING,
+                 'string_array': ParameterType.PARAMETER_STRING_ARRAY}
+        got = dict(zip(names, values))
+        for spec in PARAMETERS:
+            assert got[spec.name].type == types[spec.type], spec.name
+        assert list(got['cameras'].string_array_value) == [] and list(got['detection.classes'].string_array_value) == []
+    finally:
+        h.close()

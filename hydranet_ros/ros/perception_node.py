@@ -17,6 +17,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
@@ -219,15 +220,28 @@ class PerceptionNode(LifecycleNode):
         reliability = reliability or adapted_reliability(self._params['input_reliability'], self._publishers_of(name))
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._params['qos_depth'],
                          reliability=_RELIABILITY[reliability])
+        # A publisher this subscription cannot match: adapt now (auto), or say why nothing arrives.
+        events = SubscriptionEventCallbacks(incompatible_qos=lambda event: self._on_incompatible_qos(name))
         if name.endswith(topics.INPUT_CAMERA_INFO):
-            sub = self.create_subscription(CameraInfo, name, lambda msg: self._on_camera_info(cam, msg), qos)
+            sub = self.create_subscription(CameraInfo, name, lambda msg: self._on_camera_info(cam, msg), qos,
+                                           event_callbacks=events)
         else:
             msg_type = CompressedImage if name.endswith(topics.INPUT_COMPRESSED) else Image
-            sub = self.create_subscription(msg_type, name, lambda msg, info: self._on_image(cam, msg, info), qos)
+            sub = self.create_subscription(msg_type, name, lambda msg, info: self._on_image(cam, msg, info), qos,
+                                           event_callbacks=events)
         old = self._input_subs.get((cam, name))
         self._input_subs[(cam, name)] = (sub, reliability)
         if old is not None:
             self.destroy_subscription(old[0])
+
+    def _on_incompatible_qos(self, name: str):
+        if self._params.get('input_reliability') == 'auto':
+            self._adapt_input_qos()
+        else:
+            self.get_logger().warning(
+                f'{self.resolve_topic_name(name)}: a publisher\'s QoS does not match this subscription '
+                f'(input_reliability {self._params.get("input_reliability")}); its messages cannot arrive. '
+                f'Use input_reliability auto or best_effort', throttle_duration_sec=10.0)
 
     def _adapt_input_qos(self):
         """With input_reliability `auto`: follow the publishers as they come and go."""
@@ -254,9 +268,14 @@ class PerceptionNode(LifecycleNode):
         if info is not None:
             gid = info.get('publisher_gid')
             stamp = msg.header.stamp
-            self._upstream[cam].observe(stamp.sec * 1_000_000_000 + stamp.nanosec,
-                                        publisher=bytes(gid['data']) if gid else None,
-                                        sequence=info.get('publication_sequence_number'))
+            missing = self._upstream[cam].observe(stamp.sec * 1_000_000_000 + stamp.nanosec,
+                                                  publisher=bytes(gid['data']) if gid else None,
+                                                  sequence=info.get('publication_sequence_number'))
+            if missing:
+                self.get_logger().warning(
+                    f'{self.resolve_topic_name(self._image_topic(cam))}: {missing} frame(s) lost before reaching '
+                    f'the node; with a best-effort camera, make its publisher reliable or load '
+                    f'config/fastdds.xml in its process too (docs/NODE.md, "Transport")', throttle_duration_sec=10.0)
         try:
             if isinstance(msg, CompressedImage):
                 check_compressed_message(msg, self._params['max_input_side'])

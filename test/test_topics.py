@@ -1,0 +1,49 @@
+"""The topic table: names resolved like rcl, image_transport's camera_info pairing, and the docs."""
+import re
+from pathlib import Path
+
+import pytest
+
+from hydranet_ros import TASKS, topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize('namespace,name,expected', [
+    ('hydranet', 'depth', '/hydranet/depth'),
+    ('/perception', 'depth', '/perception/depth'),          # launch's namespace:=/perception
+    ('/robot/perception/', 'stats', '/robot/perception/stats'),
+    ('', 'depth', '/depth'),
+    ('/', 'input/image', '/input/image'),
+    ('hydranet', '/camera/image_raw', '/camera/image_raw'),  # absolute names stay
+])
+def test_names_resolve_in_any_namespace_spelling(namespace, name, expected):
+    assert topics.absolute(namespace, name) == expected
+
+
+@pytest.mark.parametrize('image,info', [
+    ('/camera/image_raw', '/camera/camera_info'),
+    ('/hydranet/depth', '/hydranet/camera_info'),
+    ('input/image', 'input/camera_info'),
+    ('image', 'camera_info'),
+    ('/image', '/camera_info'),
+])
+def test_sibling_camera_info_is_image_transports(image, info):
+    assert topics.sibling_camera_info(image) == info
+
+
+def test_dense_outputs_and_their_camera_info_are_siblings_and_inputs_are_apart():
+    for task in ('segmentation', 'depth'):
+        assert topics.sibling_camera_info(topics.TASK_TOPICS[task]) == topics.CAMERA_INFO
+    assert topics.sibling_camera_info(topics.INPUT_IMAGE) == topics.INPUT_CAMERA_INFO != topics.CAMERA_INFO
+    assert set(topics.TASK_TOPICS) == set(TASKS) == set(topics.DEBUG_TOPICS)
+
+
+def test_docs_list_every_topic_of_the_table():
+    docs = (ROOT / 'docs' / 'NODE.md').read_text()
+    listed = set(re.findall(r'^\| `([^`]+)` \|', docs, re.M))
+    names = {topics.INPUT_IMAGE, topics.INPUT_COMPRESSED, topics.INPUT_CAMERA_INFO, topics.CAMERA_INFO,
+             topics.STATS, topics.DIAGNOSTICS, *topics.TASK_TOPICS.values(), *topics.DEBUG_TOPICS.values(),
+             *topics.LABEL_INFO.values()}
+    assert names <= listed, f'docs/NODE.md does not list {sorted(names - listed)}'
+    assert not {'image', 'depth/camera_info'} & listed, 'docs/NODE.md lists a topic the node no longer has'
