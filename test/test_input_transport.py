@@ -146,6 +146,12 @@ def test_the_profile_is_used_unless_the_user_configured_dds(env, loaded, why, tm
         assert path.name == 'fastdds.xml' and path.is_file()
 
 
+def test_the_profile_set_by_the_launch_file_is_recognised(tmp_path):
+    path, why = transport.profile_decision({}, cwd=tmp_path)
+    again, why_again = transport.profile_decision({'FASTDDS_DEFAULT_PROFILES_FILE': str(path)}, cwd=tmp_path)
+    assert again == path and 'set by the launcher' in why_again
+
+
 def test_a_default_profiles_file_in_the_working_directory_is_respected(tmp_path):
     (tmp_path / 'DEFAULT_FASTDDS_PROFILES.xml').write_text('<dds/>')
     assert transport.profile_decision({}, cwd=tmp_path)[0] is None

@@ -60,19 +60,23 @@ def launch_description(user_params):
 
 @pytest.fixture(scope='module')
 def probe():
+    """A node of its own context, spun by its own executor (probe.executor_for_test)."""
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('launch_test_probe', context=context)
+    node.executor_for_test = SingleThreadedExecutor(context=context)
+    node.executor_for_test.add_node(node)
     yield node
+    node.executor_for_test.shutdown()
     node.destroy_node()
     rclpy.shutdown(context=context)
 
 
 def _call(node, client, request, timeout=10.0):
-    import rclpy
     future = client.call_async(request)
-    rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+    node.executor_for_test.spin_until_future_complete(future, timeout_sec=timeout)
     return future.result()
 
 
@@ -98,7 +102,6 @@ def test_node_reaches_active_with_the_users_parameters_file(probe):
 @pytest.mark.launch(fixture=launch_description)
 def test_frames_on_the_remapped_camera_give_depth_with_its_camera_info(probe):
     import numpy as np
-    import rclpy
     from sensor_msgs.msg import CameraInfo, Image
     depth, info = [], []
     probe.create_subscription(Image, f'{NAMESPACE}/depth', depth.append, 10)
@@ -113,6 +116,6 @@ def test_frames_on_the_remapped_camera_give_depth_with_its_camera_info(probe):
     while not (depth and info) and time.monotonic() < deadline:
         info_pub.publish(camera)
         image_pub.publish(frame)
-        rclpy.spin_once(probe, timeout_sec=0.3)
+        probe.executor_for_test.spin_once(timeout_sec=0.3)
     assert depth and depth[0].encoding == '32FC1' and depth[0].header.frame_id == 'launch_test_optical'
     assert info and (info[0].width, info[0].height) == (depth[0].width, depth[0].height)

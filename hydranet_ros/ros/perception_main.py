@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     from hydranet_ros.ros.perception_node import PerceptionNode
     node = PerceptionNode(own.name, namespace=own.namespace)
     log = node.get_logger()
-    log.info(f'DDS transport profile: {profile}' if profile else f'DDS transport profile not loaded ({why})')
+    log.info(f'DDS transport profile: {profile} ({why})' if profile else f'DDS transport profile not loaded ({why})')
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -23,6 +23,9 @@ def profile_decision(environ=None, cwd: Path | None = None) -> tuple[Path | None
     env = os.environ if environ is None else environ
     if env.get(SWITCH_VARIABLE, '').strip().lower() in ('0', 'false', 'off', 'no'):
         return None, f'{SWITCH_VARIABLE}={env[SWITCH_VARIABLE]}'
+    path = config_path(PROFILE_FILE)
+    if env.get(PROFILE_VARIABLE) and Path(env[PROFILE_VARIABLE]) == path:
+        return path, 'package profile, set by the launcher'
     for name in _USER_SETTINGS:
         if env.get(name):
             return None, f'{name} is set by the user'
@@ -31,7 +34,6 @@ def profile_decision(environ=None, cwd: Path | None = None) -> tuple[Path | None
         return None, f'RMW_IMPLEMENTATION={rmw} is not Fast DDS'
     if ((cwd or Path.cwd()) / 'DEFAULT_FASTDDS_PROFILES.xml').is_file():
         return None, 'DEFAULT_FASTDDS_PROFILES.xml in the working directory'
-    path = config_path(PROFILE_FILE)
     if not path.is_file():
         return None, f'{path} is missing'
     return path, 'package profile'
