@@ -108,7 +108,7 @@ def test_malformed_image_is_rejected_counted_and_the_next_frame_processed(active
     before = h.node.counters['rejected']
     h.image_pub.publish(msg)
     assert h.wait_for(lambda: h.node.counters['rejected'] == before + 1, timeout=10), case
-    assert words in h.node._last_error and 'rejected input on image' in h.node._last_error
+    assert words in h.node._last_error and 'rejected input on input/image' in h.node._last_error
     assert h.node.state_label == 'active'
     assert _send_valid(h, 100.0 + len(h.stats))
     assert h.stats[-1].frames_rejected == before + 1

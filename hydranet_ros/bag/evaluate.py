@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hydranet_ros import topics
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import BagError, deserialize, open_reader, read_messages
+from hydranet_ros.topics import LABEL_INFO, NODE_NAMESPACE, STATS, TASK_TOPICS
 from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
 
-TASK_TOPICS = topics.TASK_TOPICS
 #: Relative depth error histogram bins and distance bins (metres) of the report.
 REL_ERROR_BINS = np.linspace(-1.0, 1.0, 81)
 DISTANCE_BINS = np.array([0.5, 5, 10, 15, 20, 30, 40, 60, 80])
@@ -39,7 +38,7 @@ DISTANCE_BINS = np.array([0.5, 5, 10, 15, 20, 30, 40, 60, 80])
 @dataclass
 class Options:
     gt_prefix: str = '/ground_truth'
-    pred_prefix: str = f'/{topics.NODE_NAMESPACE}'
+    pred_prefix: str = f'/{NODE_NAMESPACE}'
     camera_prefix: str = '/camera'
     depth_range: tuple = (0.5, 80.0)
     offline_model: str | None = None
@@ -290,8 +289,8 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     by_topic.update({topic: f'pred:{t}' for t, topic in pred.items() if topic is not None and t in tasks})
     kinds = {'segmentation': 'seg', 'detection': 'det'}
     labels = {f'{prefix}/{name}': kinds[task] for prefix in (opts.gt_prefix, opts.pred_prefix)
-              for task, name in topics.LABEL_INFO.items()}
-    stats_topic = f'{opts.pred_prefix}/{topics.STATS}'
+              for task, name in LABEL_INFO.items()}
+    stats_topic = f'{opts.pred_prefix}/{STATS}'
     total = sum(c.msgcount for r in readers for c in r.connections if c.topic == image_topic) or None
     bar = None
     if opts.progress:

@@ -56,6 +56,14 @@ def adapted_reliability(setting: str, publishers, current: str = 'best_effort') 
     return 'best_effort'
 
 
+def _is_out_of_memory(exc: Exception) -> bool:
+    """CUDA out-of-memory (torch.cuda.OutOfMemoryError), or the CPU allocator failing."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError':
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ('out of memory' in text or "can't allocate memory" in text)
+
+
 _topic = topics.topic
 
 
@@ -91,7 +99,6 @@ class PerceptionNode(LifecycleNode):
         self._predictor = None
         self._pubs = {}
         self._diag_pub = None
-        self._subs = []
         self._input_subs = {}      # (camera, topic) -> (subscription, reliability)
         self._upstream = {}        # camera -> UpstreamLoss
         self._lost_reported = 0
