@@ -186,3 +186,22 @@ def test_a_second_node_of_the_same_name_says_so_in_one_line(tmp_path, tiny_check
     clash = [line for line in out.splitlines() if 'another node named /clash/hydranet is on the graph' in line]
     assert len(clash) == 1, out
     assert first.returncode == 0 and second.returncode == 0, first_out + out
+
+
+def test_ctrl_c_under_launch_twice_in_a_row_still_exits_cleanly(ros_node, tmp_path, tiny_checkpoint):
+    """Under `ros2 launch`, Ctrl-C reaches the node from the terminal and again from launch; the
+    second SIGINT came while the process was exiting and killed it (launch: exit code -2)."""
+    from lifecycle_msgs.srv import GetState
+    proc = subprocess.Popen([str(_executable()), '--autostart', '--namespace', 'sigtwice', '--params-file',
+                             str(_params_file(tmp_path, model_path=str(tiny_checkpoint)))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        client = ros_node.create_client(GetState, '/sigtwice/hydranet/get_state')
+        assert client.wait_for_service(timeout_sec=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert 'shut down from unconfigured' in out

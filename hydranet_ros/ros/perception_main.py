@@ -119,6 +119,11 @@ def take_down(node, executor, spinner=None, others=()):
     for n in (node, *others):
         n.destroy_node()
     rclpy.try_shutdown()
+    # Under `ros2 launch`, Ctrl-C reaches the node twice (from the terminal and from launch). A
+    # second SIGINT during the interpreter's exit (DDS teardown takes a moment) would kill the
+    # process with the default handler (launch: 'process has died', exit code -2): ignore it,
+    # the node is already down. SIGTERM keeps its default, for launch's escalation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv=None) -> int:
