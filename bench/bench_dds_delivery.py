@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +104,7 @@ def run_one(size, rate, reliability, setup, seconds, model) -> dict:
             rclpy.spin_once(listener, timeout_sec=0.1)
         camera_env = dict(env, HYDRANET_DDS_PROFILE='0')
         if camera_profile:
-            camera_env['FASTDDS_DEFAULT_PROFILES_FILE'] = os.environ.get('CAM_PROFILE') or str(ROOT / 'config' / 'fastdds.xml')
+            camera_env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(ROOT / 'config' / 'fastdds.xml')
         count = int(seconds * rate)
         camera = subprocess.Popen([sys.executable, __file__, '--publish', '--topic', '/hydranet/input/image',
                                    '--size', size, '--rate', str(rate), '--count', str(count),
@@ -156,8 +155,10 @@ def main(argv=None) -> int:
             for reliability in RELIABILITY:
                 for setup in SETUPS:
                     runs = [run_one(size, rate, reliability, setup, args.seconds, model) for _ in range(args.repeats)]
-                    ratio = statistics.median(r['received'] / r['sent'] for r in runs)
-                    row = dict(runs[0], ratio=ratio, runs=runs)
+                    # the run with the median delivery stands for the case (all runs kept in the JSON)
+                    median = sorted(runs, key=lambda r: r['received'] / r['sent'])[len(runs) // 2]
+                    ratio = median['received'] / median['sent']
+                    row = dict(median, ratio=ratio, runs=runs)
                     rows.append(row)
                     print(f"| {size} | {rate} Hz | {reliability} | {setup} | "
                           f"{row['received']}/{row['sent']} ({100 * ratio:.1f}%) | "

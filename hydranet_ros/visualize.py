@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 
 
-def palette(colors, n: int) -> np.ndarray:
-    """[n, 3] uint8 RGB lookup table from [[r, g, b], ...]; missing ids get grey."""
+def palette(colors) -> np.ndarray:
+    """[256, 3] uint8 RGB lookup table for class ids 0-255 from [[r, g, b], ...]; ids without a
+    colour get grey (a uint8 class map can index it without bounds checks)."""
     lut = np.full((256, 3), 128, np.uint8)
     for i, c in enumerate(colors[:256]):
         lut[i] = np.clip(np.asarray(c, dtype=np.int64), 0, 255)
@@ -18,7 +19,7 @@ def palette(colors, n: int) -> np.ndarray:
 
 def segmentation_overlay(seg: np.ndarray, colors, image: np.ndarray | None = None, alpha: float = 0.5) -> np.ndarray:
     """Class ids [H, W] -> RGB, blended over the image when given (resized to seg's size)."""
-    colored = palette(colors, len(colors))[seg]
+    colored = palette(colors)[seg]
     if image is None:
         return colored
     if image.shape[:2] != seg.shape:

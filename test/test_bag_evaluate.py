@@ -215,3 +215,23 @@ def test_ground_truth_from_a_second_bag(drive_bag, tmp_path):
                 out.write(topic.replace('/ground_truth', '/hydranet'), ns, msg)
     s = evaluate_bags([tmp_path / 'outputs'], Options(), ground_truth_bag=drive_bag).summary()
     assert s['segmentation']['miou'] == pytest.approx(1.0) and s['scored_frames']['flow'] == 3
+
+
+def test_ground_truth_bag_for_a_folder_of_output_bags_in_parallel(drive_bag, tmp_path):
+    """Regression: a folder of output bags with --ground-truth under the default -j 2 failed (the
+    guard looked at the raw arguments, and the parallel jobs dropped the ground-truth bag)."""
+    folder = tmp_path / 'runs'
+    folder.mkdir()
+    for run in ('a', 'b'):
+        with BagWriter(folder / run) as out:
+            for topic, _, ns, msg in _messages(drive_bag):
+                if topic.startswith('/ground_truth') and 'label_info' not in topic:
+                    out.write(topic.replace('/ground_truth', '/hydranet'), ns, msg)
+    out = tmp_path / 'eval'
+    proc = subprocess.run([sys.executable, '-m', 'hydranet_ros.bag.evaluate', str(folder), '--ground-truth',
+                           str(drive_bag), '-o', str(out), '--no-report'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / 'metrics.json').read_text())
+    sequential = evaluate_bags(sorted(folder.iterdir()), Options(), jobs=1, ground_truth_bag=drive_bag).summary()
+    assert summary['scored_frames'] == sequential['scored_frames']
+    assert summary['scored_frames']['flow'] == 2 * 3 and summary['segmentation']['miou'] == pytest.approx(1.0)

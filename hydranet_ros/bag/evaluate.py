@@ -385,9 +385,9 @@ def _add_result(matcher, stamp, result):
 
 
 def _evaluate_job(args):
-    path, opts = args
+    path, opts, ground_truth_bag = args
     try:
-        return evaluate_bag(path, opts), None
+        return evaluate_bag(path, opts, ground_truth_bag), None
     except BagError as exc:
         return None, str(exc)
 
@@ -401,7 +401,7 @@ def evaluate_bags(paths, opts: Options, jobs: int = 1, ground_truth_bag=None) ->
     else:
         quiet = Options(**{**opts.__dict__, 'progress': False})
         with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=get_context('spawn')) as pool:
-            outcomes = pool.map(_evaluate_job, [(p, quiet) for p in paths])
+            outcomes = pool.map(_evaluate_job, [(p, quiet, ground_truth_bag) for p in paths])
             if opts.progress:
                 from tqdm import tqdm
                 outcomes = tqdm(outcomes, total=len(paths), desc='bags', unit='bag')
@@ -499,7 +499,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='evaluate', description=__doc__.split('\n\n')[0])
     parser.add_argument('bags', nargs='+', help='bag directories, globs, or folders of bags')
     parser.add_argument('-o', '--output', help='folder for metrics.json and the report (default: <bag>_evaluation)')
-    parser.add_argument('--ground-truth', metavar='BAG', help='take ground truth from this bag instead (one bag only)')
+    parser.add_argument('--ground-truth', metavar='BAG',
+                        help='take ground truth from this bag instead; every bag of outputs is scored against it')
     parser.add_argument('--offline', action='store_true', help='run --model on the camera images (no ROS)')
     parser.add_argument('--model', help='checkpoint for --offline (default: the bundled model)')
     parser.add_argument('--device', default='cpu', help='device for --offline (default cpu)')
@@ -513,8 +514,6 @@ def main(argv=None) -> int:
     parser.add_argument('--fail-under', type=parse_thresholds, default={}, metavar='miou=0.6,abs_rel=0.15,...',
                         help='exit 1 when a headline metric misses its threshold')
     args = parser.parse_args(argv)
-    if args.ground_truth and len(args.bags) > 1:
-        parser.error('--ground-truth takes one bag of outputs')
     if args.model and not args.offline:
         parser.error('--model needs --offline')
     if not 0 < args.depth_range[0] < args.depth_range[1]:

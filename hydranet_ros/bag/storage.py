@@ -6,6 +6,9 @@ what this module writes. Message definitions are embedded per connection.
 """
 from __future__ import annotations
 
+import io
+import shutil
+import struct
 from pathlib import Path
 
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -124,77 +127,82 @@ def open_reader(path) -> Reader:
     return reader
 
 
+def _mcap_records(stream):
+    """(opcode, body) of each MCAP record from a binary stream positioned after the magic, one
+    record in memory at a time; stops quietly at a record cut short (a killed writer)."""
+    while True:
+        head = stream.read(9)
+        if len(head) < 9:
+            return
+        op, length = head[0], struct.unpack_from('<Q', head, 1)[0]
+        body = stream.read(length)
+        if len(body) < length:
+            return
+        yield op, memoryview(body)
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    try:
+        from compression import zstd          # the standard library from Python 3.14
+    except ImportError:
+        from backports import zstd            # requirements.txt, for Python < 3.14
+    return zstd.decompress(data)
+
+
 def reindex(path) -> dict:
     """Rebuild a bag whose recorder was killed (MCAP without summary or metadata.yaml): every
-    complete chunk is read back and written into a proper bag that replaces the broken one.
-    Returns message counts per topic. The broken files are kept beside it as <name>.broken."""
-    import shutil
-    import struct
+    complete record is read back and written into a proper bag that replaces the broken one,
+    streamed (one record or chunk in memory at a time). Returns message counts per topic. The
+    broken files are kept beside it as <name>.broken."""
     path = Path(path)
     files = sorted(path.glob('*.mcap')) if path.is_dir() else []
     if not files:
         raise BagError(f'{path}: no .mcap file to reindex (sqlite3 bags stay readable without it)')
-    schemas, channels, messages = {}, {}, []
-
-    def records(buf, start=0):
-        pos = start
-        while pos + 9 <= len(buf):
-            op, length = buf[pos], struct.unpack_from('<Q', buf, pos + 1)[0]
-            if pos + 9 + length > len(buf):
-                return               # truncated record: the file ends inside it
-            yield op, buf[pos + 9:pos + 9 + length]
-            pos += 9 + length
+    for f in files:
+        with open(f, 'rb') as stream:
+            if stream.read(8) != b'\x89MCAP0\r\n':
+                raise BagError(f'{f} is not an MCAP file')
+    broken = path.with_name(path.name + '.broken')
+    if broken.exists():
+        raise BagError(f'{broken} exists; move it away first')
+    schemas, channels = {}, {}
 
     def string(b, o):
         n = struct.unpack_from('<I', b, o)[0]
         return bytes(b[o + 4:o + 4 + n]).decode(), o + 4 + n
 
-    def handle(op, rec):
-        if op == 0x03:
-            sid = struct.unpack_from('<H', rec, 0)[0]
-            name, o = string(rec, 2)
-            schemas[sid] = name
-        elif op == 0x04:
+    def handle(op, rec, out):
+        if op == 0x03:                                   # schema
+            schemas[struct.unpack_from('<H', rec, 0)[0]] = string(rec, 2)[0]
+        elif op == 0x04:                                 # channel: before its first message
             cid, sid = struct.unpack_from('<HH', rec, 0)
-            topic, o = string(rec, 4)
-            channels[cid] = (topic, schemas.get(sid))
-        elif op == 0x05:
-            cid = struct.unpack_from('<H', rec, 0)[0]
-            log_time = struct.unpack_from('<Q', rec, 6)[0]
-            messages.append((cid, log_time, bytes(rec[22:])))
-        elif op == 0x06:
-            o = 28
-            compression, o = string(rec, o)
+            topic = string(rec, 4)[0]
+            channels[cid] = topic
+            if schemas.get(sid) and topic not in out.counts:
+                out.add_topic(topic, schemas[sid])
+        elif op == 0x05:                                 # message
+            topic = channels.get(struct.unpack_from('<H', rec, 0)[0])
+            if topic in out.counts:
+                out.write_raw(topic, struct.unpack_from('<Q', rec, 6)[0], bytes(rec[22:]))
+        elif op == 0x06:                                 # chunk: its records, decompressed
+            compression, o = string(rec, 28)
             size = struct.unpack_from('<Q', rec, o)[0]
             data = bytes(rec[o + 8:o + 8 + size])
             if compression == 'zstd':
-                from backports import zstd
-                data = zstd.decompress(data)
+                data = _zstd_decompress(data)
             elif compression:
                 raise BagError(f'{path}: chunk compression {compression} is not supported by reindex')
-            for inner in records(data):
-                handle(*inner)
+            for inner in _mcap_records(io.BytesIO(data)):
+                handle(*inner, out)
 
-    for f in files:
-        buf = memoryview(f.read_bytes())
-        if bytes(buf[:8]) != b'\x89MCAP0\r\n':
-            raise BagError(f'{f} is not an MCAP file')
-        for op, rec in records(buf, 8):
-            handle(op, rec)
-    broken = path.with_name(path.name + '.broken')
-    if broken.exists():
-        raise BagError(f'{broken} exists; move it away first')
     path.rename(broken)
-    counts = {}
     try:
         with BagWriter(path, 'mcap') as out:
-            for cid, (topic, msgtype) in channels.items():
-                if msgtype:
-                    out.add_topic(topic, msgtype)
-            for cid, log_time, data in sorted(messages, key=lambda m: m[1]):
-                topic = channels.get(cid, (None,))[0]
-                if topic in out.counts:
-                    out.write_raw(topic, log_time, data)
+            for f in files:
+                with open(broken / f.name, 'rb') as stream:
+                    stream.read(8)
+                    for op, rec in _mcap_records(stream):
+                        handle(op, rec, out)
             counts = dict(out.counts)
     except BagError:
         shutil.rmtree(path, ignore_errors=True)

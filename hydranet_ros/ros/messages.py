@@ -51,7 +51,7 @@ def optical_flow(header, previous_stamp, flow: np.ndarray, image_size) -> Optica
     return msg
 
 
-def detections(header, dets, class_ids: dict | None = None) -> Detection2DArray:
+def detections(header, dets) -> Detection2DArray:
     """Detection2DArray; class_id is the detection class id as a string (see the detection
     LabelInfo), box centre and size in input-image pixels."""
     out = Detection2DArray()
@@ -64,7 +64,7 @@ def detections(header, dets, class_ids: dict | None = None) -> Detection2DArray:
         d.bbox.center.position.x, d.bbox.center.position.y = float(cx), float(cy)
         d.bbox.size_x, d.bbox.size_y = float(w), float(h)
         hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = str(det.class_id if class_ids is None else class_ids[det.class_id])
+        hyp.hypothesis.class_id = str(det.class_id)
         hyp.hypothesis.score = float(det.score)
         # The image-plane pose: the box centre (no depth); covariance left zero (unknown).
         hyp.pose.pose.position.x, hyp.pose.pose.position.y = float(cx), float(cy)
