@@ -120,3 +120,65 @@ def test_init_from_copies_the_trained_tensors_and_keeps_new_levels(tmp_path):
     other = HydraNet(HydraNetConfig(width_mult=1.0, decoder_channels=32, num_classes=10, num_detection_classes=2))
     with pytest.raises(ValueError, match='not a start for this network'):
         init_from_checkpoint(other, tmp_path / 'base.pt')
+
+
+# --- training configuration and state (defects found in review) ---------------------------------
+def test_nested_settings_merge_key_by_key_and_unknown_keys_are_refused():
+    from hydranet_ros.training.trainer import TrainConfig
+    train, data = TrainConfig(train={'weights': {'segmentation': 2.0}, 'head_lr': {'flow': 0.01}}).resolved()
+    assert train['weights'] == {'segmentation': 2.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0}
+    assert train['head_lr'] == {'flow': 0.01} and data['type'] == 'synthetic'
+    with pytest.raises(ValueError, match=r"train: unknown keys \['stpes'\]"):
+        TrainConfig(train={'stpes': 10}).resolved()
+    with pytest.raises(ValueError, match='data: unknown keys'):
+        TrainConfig(data={'input_sise': [64, 64]}).resolved()
+
+
+def test_augment_setting_reaches_the_training_set(tmp_path):
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.training.trainer import TrainConfig, make_datasets
+    (tmp_path / 'images').mkdir()
+    cv2.imwrite(str(tmp_path / 'images' / '000.png'), np.zeros((20, 40, 3), np.uint8))
+    _, data = TrainConfig(data={'type': 'folder', 'root': str(tmp_path), 'input_size': [16, 32]}).resolved()
+    for augment in (False, True):
+        train_set, _ = make_datasets(data, HydraNetConfig(), augment=augment)
+        assert train_set.augment is augment
+
+
+def test_dwa_state_survives_a_save_and_load():
+    from hydranet_ros.training.balancing import LossBalancer
+    tasks = ['segmentation', 'depth']
+    balancer = LossBalancer(tasks, 'dwa')
+    balancer.end_epoch({'segmentation': 1.0, 'depth': 1.0})
+    balancer.end_epoch({'segmentation': 0.5, 'depth': 1.0})
+    path_state = {'balancer': balancer.state_dict()}
+    buffer = __import__('io').BytesIO()
+    torch.save(path_state, buffer)
+    buffer.seek(0)
+    restored = LossBalancer(tasks, 'dwa')
+    restored.load_state_dict(torch.load(buffer, weights_only=True)['balancer'])
+    assert restored.history == balancer.history and restored.dwa == balancer.dwa
+    assert restored.dwa['depth'] > 1.0 > restored.dwa['segmentation']    # not the fresh 1.0 / 1.0
+
+
+def test_a_dataset_with_its_own_classes_trains_and_the_checkpoint_names_them(tmp_path):
+    root = tmp_path / 'data'
+    for sub in ('images', 'segmentation'):
+        (root / sub).mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(root / 'images' / f'{i:03d}.png'), np.full((32, 64, 3), 60 * i, np.uint8))
+        cv2.imwrite(str(root / 'segmentation' / f'{i:03d}.png'), np.full((32, 64), i % 3, np.uint8))
+    cfg = {'name': 'mine', 'model': {'width_mult': 0.35, 'decoder_channels': 16},
+           'data': {'type': 'folder', 'root': str(root), 'input_size': [32, 64],
+                    'segmentation_classes': [{'name': 'floor', 'color': [0, 0, 255]}, 'wall', 'door'],
+                    'detection_classes': ['robot']},
+           'train': {'steps': 2, 'batch_size': 2, 'threads': 1, 'tasks': ['segmentation'],
+                     'output': str(tmp_path / 'mine.pt')}}
+    path = tmp_path / 'mine.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    out = _run(['-m', 'hydranet_ros.training.train', '--config', str(path), '--no-progress'])
+    assert out.returncode == 0, out.stderr
+    meta = load_checkpoint(tmp_path / 'mine.pt').metadata
+    assert [c['name'] for c in meta.segmentation_classes] == ['floor', 'wall', 'door']
+    assert meta.segmentation_classes[0]['color'] == [0, 0, 255] and meta.detection_classes == ['robot']
+    assert meta.architecture['num_classes'] == 3 and meta.architecture['num_detection_classes'] == 1

@@ -49,6 +49,14 @@ class LossBalancer(nn.Module):
         norm = sum(exps.values())
         self.dwa = {t: len(exps) * exps[t] / norm for t in exps}
 
+    # The DWA history and weights travel in state_dict(), so a resumed run goes on where it was.
+    def get_extra_state(self) -> dict:
+        return {'history': [dict(h) for h in self.history], 'dwa': dict(self.dwa)}
+
+    def set_extra_state(self, state: dict):
+        self.history = [dict(h) for h in state.get('history', [])]
+        self.dwa = {t: float(state.get('dwa', {}).get(t, 1.0)) for t in self.tasks}
+
     def current_weights(self) -> dict:
         if self.method == 'uncertainty':
             return {t: float(0.5 * torch.exp(-self.log_vars[i])) for i, t in enumerate(self.tasks)}

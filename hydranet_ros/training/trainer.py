@@ -39,6 +39,12 @@ class TrainConfig:
             raise ValueError(f'{path}: unknown sections {unknown}')
         return cls(**raw)
 
+    def resolved(self) -> tuple[dict, dict]:
+        """(train, data) settings: the defaults with this config's values merged in, nested
+        dicts key by key (`weights: {segmentation: 2}` keeps the other tasks' weights); an
+        unknown key is a ValueError naming it."""
+        return _merged(DEFAULT_TRAIN, self.train, 'train'), _merged(DEFAULT_DATA, self.data, 'data')
+
 
 DEFAULT_TRAIN = dict(steps=1000, batch_size=8, lr=2e-3, weight_decay=1e-4, head_lr={}, balancing='fixed',
                      weights={'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0},
@@ -46,7 +52,25 @@ DEFAULT_TRAIN = dict(steps=1000, batch_size=8, lr=2e-3, weight_decay=1e-4, head_
                      output='models/hydranet_trained.pt', resume=None, init_from=None, log_every=10, augment=True,
                      threads=0)
 DEFAULT_DATA = dict(type='synthetic', camera='kitti', input_size=[128, 416], train_seeds=list(range(20)),
-                    frames_per_seed=40, val_seeds=[1000, 1001], val_frames_per_seed=20, root=None)
+                    frames_per_seed=40, val_seeds=[1000, 1001], val_frames_per_seed=20, root=None,
+                    # The dataset's classes, recorded in the checkpoint: [{name, color}] and [name].
+                    segmentation_classes=[{'name': n, 'color': list(c)} for n, c in SEGMENTATION_CLASSES],
+                    detection_classes=list(DETECTION_CLASSES))
+#: Settings whose value is a table of the user's own keys (merged key by key, any key allowed).
+_OPEN_TABLES = {'weights', 'head_lr'}
+
+
+def _merged(defaults: dict, given: dict, section: str) -> dict:
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f'{section}: unknown keys {unknown}; known: {sorted(defaults)}')
+    out = dict(defaults)
+    for key, value in (given or {}).items():
+        if key in _OPEN_TABLES and isinstance(value, dict):
+            out[key] = {**(defaults[key] or {}), **value}
+        else:
+            out[key] = value
+    return out
 
 
 def _dist():
@@ -58,16 +82,16 @@ def _dist():
     return 0, 1
 
 
-def make_datasets(data: dict, model_cfg: HydraNetConfig, rank: int = 0):
+def make_datasets(data: dict, model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True):
     if data['type'] == 'synthetic':
         train = SyntheticDataset(data['train_seeds'][rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data['train_seeds'], data['frames_per_seed'], data['input_size'],
-                                 data['camera'], model_cfg.num_detection_classes, augment=True)
+                                 data['camera'], model_cfg.num_detection_classes, augment=augment)
         val = SyntheticDataset(data['val_seeds'], data['val_frames_per_seed'], data['input_size'],
                                data['camera'], model_cfg.num_detection_classes)
         return train, val
     if data['type'] == 'folder':
-        return (FolderDataset(data['root'], data['input_size'], model_cfg.num_detection_classes, augment=True),
+        return (FolderDataset(data['root'], data['input_size'], model_cfg.num_detection_classes, augment=augment),
                 None)
     raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data['type']}'")
 
@@ -122,10 +146,16 @@ def init_from_checkpoint(model: HydraNet, path) -> str:
 
 def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     rank, world = _dist()
-    tcfg = {**DEFAULT_TRAIN, **config.train}
-    dcfg = {**DEFAULT_DATA, **config.data}
-    mcfg = HydraNetConfig.from_dict({'num_classes': len(SEGMENTATION_CLASSES),
-                                     'num_detection_classes': len(DETECTION_CLASSES), **config.model})
+    tcfg, dcfg = config.resolved()
+    seg_classes = [c if isinstance(c, dict) else {'name': str(c), 'color': [128, 128, 128]}
+                   for c in dcfg['segmentation_classes']]
+    mcfg = HydraNetConfig.from_dict({'num_classes': len(seg_classes),
+                                     'num_detection_classes': len(dcfg['detection_classes']), **config.model})
+    # Checked before any step: the checkpoint records these names (a mismatch used to fail at saving).
+    if mcfg.num_classes != len(seg_classes) or mcfg.num_detection_classes != len(dcfg['detection_classes']):
+        raise ValueError(f'model: {mcfg.num_classes} segmentation / {mcfg.num_detection_classes} detection classes, '
+                         f'but data names {len(seg_classes)} / {len(dcfg["detection_classes"])} '
+                         f'(data.segmentation_classes, data.detection_classes)')
     tasks = [t for t in TASKS if t in tcfg['tasks']]
     seed = int(tcfg['seed']) + rank
     random.seed(seed)
@@ -135,7 +165,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         torch.set_num_threads(int(tcfg['threads']))
     device = torch.device('cuda', rank % max(torch.cuda.device_count(), 1)) if torch.cuda.is_available() else torch.device('cpu')
     t_data = time.time()
-    train_set, val_set = make_datasets(dcfg, mcfg, rank)
+    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg['augment']))
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
@@ -229,8 +259,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                    'device': str(device), 'world_size': world, 'final': history[-1] if history else {}}
         meta = CheckpointMetadata(
             architecture=mcfg.to_dict(), tasks=tasks,
-            segmentation_classes=[{'name': n, 'color': c} for n, c in SEGMENTATION_CLASSES],
-            detection_classes=list(DETECTION_CLASSES), input_size=list(dcfg['input_size']),
+            segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg['detection_classes']],
+            input_size=list(dcfg['input_size']),
             name=config.name, training=json.loads(json.dumps(summary, default=str)))
         sha = save_checkpoint(tcfg['output'], model.cpu(), meta)
         result['sha256'] = sha
