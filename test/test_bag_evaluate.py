@@ -235,3 +235,23 @@ def test_ground_truth_bag_for_a_folder_of_output_bags_in_parallel(drive_bag, tmp
     sequential = evaluate_bags(sorted(folder.iterdir()), Options(), jobs=1, ground_truth_bag=drive_bag).summary()
     assert summary['scored_frames'] == sequential['scored_frames']
     assert summary['scored_frames']['flow'] == 2 * 3 and summary['segmentation']['miou'] == pytest.approx(1.0)
+
+
+def test_matcher_lets_go_of_ground_truth_whose_output_never_comes():
+    """Regression: the ground truth of every frame the node dropped was kept until the end."""
+    from hydranet_ros.bag.evaluate import Scores, _Matcher
+    from hydranet_ros.metrics import DepthMetric
+    scores = Scores(bags=['x'])
+    scores.depth = DepthMetric()
+    matcher = _Matcher(scores, ['depth'], Options())
+    depth = np.full((4, 6), 10.0, np.float32)
+    largest = 0
+    for stamp in range(1, 101):
+        matcher.inputs.add(stamp)
+        matcher.add(stamp, 'gt:depth', depth)
+        if stamp % 3 == 0:                   # the node answered every third frame only
+            matcher.add(stamp, 'pred:depth', depth)
+        largest = max(largest, len(matcher.pending))
+    matcher.finish()
+    assert largest <= 3, f'{largest} frames held'
+    assert scores.scored['depth'] == 33 and scores.missing['depth'] == 67

@@ -165,13 +165,19 @@ def _decode(kind: str, msg):
 
 
 class _Matcher:
-    """Pairs ground truth with predictions per stamp and scores complete pairs."""
+    """Pairs ground truth with predictions per stamp and scores complete pairs.
+
+    The node answers frames in stamp order and ground truth comes in stamp order, so once a
+    task's output (or ground truth) for a stamp arrives, whatever of that task still waits at an
+    earlier stamp will never be paired: it is let go at once, so memory stays bounded however
+    many frames the node dropped."""
 
     def __init__(self, scores: Scores, tasks, opts: Options):
         self.s, self.tasks, self.opts = scores, tasks, opts
-        self.pending = {}     # stamp -> {'gt:<task>': ..., 'pred:<task>': ...}
+        self.pending = {}     # stamp -> {'gt:<task>': ..., 'pred:<task>': ..., 'done:<task>': True}
         self.inputs = set()
         self.seen_pred = {t: set() for t in tasks}
+        self.abandoned_flow = 0   # flow ground truth let go without an output
 
     def add(self, stamp: int, key: str, value):
         role, task = key.split(':')
@@ -185,7 +191,18 @@ class _Matcher:
         if f'gt:{task}' in entry and f'pred:{task}' in entry:
             self.score(task, entry.pop(f'gt:{task}'), entry.pop(f'pred:{task}'))
             entry[f'done:{task}'] = True
-        if all(f'done:{t}' in entry for t in self.tasks):
+        self._settle(stamp)
+        # Both streams come in stamp order: what waits at an earlier stamp for the other side
+        # (ground truth for an output, an output for ground truth) will never be paired.
+        other = f'gt:{task}' if role == 'pred' else f'pred:{task}'
+        for earlier in [st for st, e in self.pending.items() if st < stamp and other in e]:
+            self.pending[earlier].pop(other)
+            self.pending[earlier][f'done:{task}'] = True
+            self.abandoned_flow += task == 'flow' and role == 'pred'
+            self._settle(earlier)
+
+    def _settle(self, stamp):
+        if all(f'done:{t}' in self.pending[stamp] for t in self.tasks):
             del self.pending[stamp]
 
     def score(self, task, gt, pred):
@@ -228,9 +245,11 @@ class _Matcher:
     def finish(self):
         """Input frames whose output never came: counted as missing per task."""
         for task in self.tasks:
-            missing = sum(1 for st in self.inputs if st not in self.seen_pred[task])
             if task == 'flow':   # the first frame of a drive has no flow ground truth nor output
-                missing = sum(1 for st, e in self.pending.items() if f'gt:{task}' in e and f'pred:{task}' not in e)
+                missing = self.abandoned_flow + sum(1 for e in self.pending.values()
+                                                    if 'gt:flow' in e and 'pred:flow' not in e)
+            else:
+                missing = sum(1 for st in self.inputs if st not in self.seen_pred[task])
             self.s.missing[task] = self.s.missing.get(task, 0) + missing
 
 
