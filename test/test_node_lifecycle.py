@@ -1,4 +1,6 @@
 """Lifecycle of the perception node over real DDS: every transition and its failure paths."""
+import time
+
 import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -90,10 +92,25 @@ def test_junk_checkpoint_fails_configure(tmp_path, tiny_checkpoint):
 
 
 def test_inactive_node_does_not_process(harness):
-    assert harness.node.trigger_configure() == OK
+    """Inactive before activate and after deactivate: not subscribed, nothing processed. The
+    active phase in between is the control that frames from this publisher do get processed."""
+    node = harness.node
+    assert node.trigger_configure() == OK
     pub = harness.publisher(Image, '/hydranet/input/image')
     harness.subscribe(Image, '/hydranet/depth')
+    assert not harness.wait_for(lambda: pub.get_subscription_count() > 0, timeout=1.5)
     for i in range(5):
         pub.publish(rgb_image(64, 64, stamp=(1, i)))
-    assert not harness.wait_for(lambda: harness.received['/hydranet/depth'], timeout=1.5)
-    assert harness.node.counters['processed'] == 0
+    time.sleep(0.5)
+    assert node.counters['processed'] == 0
+    assert node.trigger_activate() == OK
+    assert harness.wait_matched(pub)
+    assert harness.wait_for(lambda: (pub.publish(rgb_image(64, 64, stamp=(2, 0))) or True)
+                            and node.counters['processed'] > 0, timeout=20)
+    assert node.trigger_deactivate() == OK
+    processed = node.counters['processed']
+    assert harness.wait_for(lambda: pub.get_subscription_count() == 0, timeout=10)
+    for i in range(5):
+        pub.publish(rgb_image(64, 64, stamp=(3, i)))
+    time.sleep(1.5)
+    assert node.counters['processed'] == processed

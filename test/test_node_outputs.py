@@ -262,3 +262,31 @@ def test_depth_limits_follow_rep_118(tiny_checkpoint):
         assert np.isneginf(d).sum() + np.isposinf(d).sum() + finite.size == d.size
     finally:
         h.close()
+
+
+def test_node_outputs_equal_the_offline_predictor(active, tiny_checkpoint):
+    """What docs/MODEL.md promises: the node publishes what Predictor.predict returns for the
+    same image (the node adds transport, not arithmetic)."""
+    from hydranet_ros.inference import Predictor
+    h = active
+    for name, typ in (('segmentation', Image), ('depth', Image), ('detections', Detection2DArray)):
+        h.subscribe(typ, f'{NS}/{name}')
+    pub = h.publisher(Image, f'{NS}/input/image')
+    assert h.wait_matched(pub)
+    frame = rgb_image(90, 150, seed=5, stamp=(30, 0))
+    assert h.wait_for(lambda: (pub.publish(frame) or True) and all(
+        any(m.header.stamp == frame.header.stamp for m in h.received[f'{NS}/{n}'])
+        for n in ('segmentation', 'depth', 'detections')), timeout=20)
+    got = {n: next(m for m in h.received[f'{NS}/{n}'] if m.header.stamp == frame.header.stamp)
+           for n in ('segmentation', 'depth', 'detections')}
+    offline = Predictor(str(tiny_checkpoint), device='cpu', score_threshold=0.0, max_detections=3)
+    expected = offline.predict(image_to_numpy(frame), tasks=('segmentation', 'depth', 'detection'))[0]
+    assert (image_to_numpy(got['segmentation']) == expected.segmentation).mean() >= 0.999
+    np.testing.assert_allclose(image_to_numpy(got['depth']), expected.depth, rtol=1e-4, atol=1e-4)
+    boxes = [(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y,
+              d.results[0].hypothesis.class_id, d.results[0].hypothesis.score) for d in got['detections'].detections]
+    want = [(*e.center, *e.size, str(e.class_id), e.score) for e in expected.detections]
+    assert len(boxes) == len(want) == 3
+    for b, w in zip(boxes, want):
+        np.testing.assert_allclose([*b[:4], b[5]], [*w[:4], w[5]], rtol=1e-4, atol=1e-3)
+        assert b[4] == w[4]
