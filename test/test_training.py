@@ -182,3 +182,13 @@ def test_a_dataset_with_its_own_classes_trains_and_the_checkpoint_names_them(tmp
     assert [c['name'] for c in meta.segmentation_classes] == ['floor', 'wall', 'door']
     assert meta.segmentation_classes[0]['color'] == [0, 0, 255] and meta.detection_classes == ['robot']
     assert meta.architecture['num_classes'] == 3 and meta.architecture['num_detection_classes'] == 1
+
+
+def test_the_default_network_is_the_one_training_builds_by_default():
+    """hydranet_summary and the benchmarks measure HydraNetConfig(): it must be the trained network's shape."""
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.training.trainer import TrainConfig
+    _, data = TrainConfig().resolved()
+    config = HydraNetConfig()
+    assert (config.num_classes, config.num_detection_classes) == (len(data['segmentation_classes']),
+                                                                  len(data['detection_classes']))

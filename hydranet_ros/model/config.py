@@ -17,10 +17,11 @@ class HydraNetConfig:
     decoder_channels: int = 128
     #: Chained-residual-pooling stages per decoder level.
     crp_stages: int = 2
-    #: Semantic classes predicted by the segmentation head.
-    num_classes: int = 19
-    #: Object classes predicted by the detection head.
-    num_detection_classes: int = 3
+    #: Semantic classes predicted by the segmentation head. The default is the synthetic world's
+    #: 10 classes, what `train` builds unless a dataset names others (a test keeps them equal).
+    num_classes: int = 10
+    #: Object classes predicted by the detection head (the synthetic world's car, pedestrian).
+    num_detection_classes: int = 2
     #: Metric depth is bounded to [depth_min, depth_max] metres.
     depth_min: float = 0.5
     depth_max: float = 80.0
