@@ -15,7 +15,7 @@ DEMO_ARGS ?=
 
 help:
 	@echo "make demo       run the perception demo on the bundled model and sample drive"
-	@echo "make test       run the test suite (pytest, real rclpy + DDS)"
+	@echo "make test       lint (ruff) and run the test suite (pytest, real rclpy + DDS)"
 	@echo "make setup      create .venv, install pinned requirements, colcon build (idempotent)"
 	@echo "make bench      run the benchmarks in bench/ (see docs/BENCHMARKS.md)"
 	@echo "make clean      remove build/ install/ log/;  make distclean also removes .venv"
@@ -25,7 +25,7 @@ setup:
 
 # pytest exits 5 when it collected no tests; that is a failure here like any other non-zero.
 test: setup
-	@$(ROSENV) cd "$(CURDIR)" && pytest -v $(PYTEST_ARGS)
+	@$(ROSENV) cd "$(CURDIR)" && ruff check . && pytest -v $(PYTEST_ARGS)
 
 demo: setup
 	@$(ROSENV) cd "$(CURDIR)" && python -m hydranet_ros.demo $(DEMO_ARGS)

@@ -120,8 +120,10 @@ def main() -> int:
     result = {'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores', 'rate_hz': args.rate,
               'minutes': args.minutes, 'size': args.size, 'node_alive_to_the_end': alive,
               'frames_sent': len(sent), 'frames_processed': last.frames_processed if last else 0,
-              'frames_dropped': last.frames_dropped if last else 0, 'frames_rejected': last.frames_rejected if last else 0,
-              'processing_errors': values.get('processing_errors'), 'tracebacks_in_node_log': node_log.count('Traceback'),
+              'frames_dropped': last.frames_dropped if last else 0,
+              'frames_rejected': last.frames_rejected if last else 0,
+              'processing_errors': values.get('processing_errors'),
+              'tracebacks_in_node_log': node_log.count('Traceback'),
               'memory_slope_mb_per_min': slope, 'per_minute': rows}
     print(json.dumps(result, indent=2))
     if args.json:

@@ -127,7 +127,8 @@ def check_compressed_message(msg, max_side: int = _MAX_SIDE) -> None:
         if b'IEND' not in tail:
             raise ImageConversionError(f'png data of {len(msg.data)} bytes has no IEND chunk (truncated)')
     else:
-        raise ImageConversionError(f"data is neither jpeg nor png (starts with {head[:4].hex()}) for format '{msg.format}'")
+        raise ImageConversionError(f"data is neither jpeg nor png (starts with {head[:4].hex()}) "
+                                   f"for format '{msg.format}'")
     try:
         # Pillow reads only the header here; a decompression bomb is caught before any decode.
         with PILImage.open(io.BytesIO(msg.data)) as header:

@@ -68,7 +68,8 @@ def test_bag_embeds_message_definitions_with_upstream_hashes(drive_bag):
     from hydranet_ros.bag.types import typestore
     if UPSTREAM_HASHES.is_file():
         upstream = json.loads(UPSTREAM_HASHES.read_text())
-        assert typestore().hash_rihs01('vision_msgs/msg/Detection2DArray') == upstream['vision_msgs/msg/Detection2DArray']
+        name = 'vision_msgs/msg/Detection2DArray'
+        assert typestore().hash_rihs01(name) == upstream[name]
 
 
 def test_sqlite3_storage_round_trips(tmp_path):

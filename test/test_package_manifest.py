@@ -6,8 +6,8 @@ from catkin_pkg.package import parse_package
 
 from hydranet_ros.paths import SOURCE_ROOT
 
-IMPORT = re.compile(r'^\s*(?:from|import)\s+([a-z_0-9]+?_msgs|rclpy|ament_index_python|rosidl_runtime_py|launch_ros|launch)\b',
-                    re.M)
+ROS_PACKAGES = r'[a-z_0-9]+?_msgs|rclpy|ament_index_python|rosidl_runtime_py|launch_ros|launch'
+IMPORT = re.compile(rf'^\s*(?:from|import)\s+({ROS_PACKAGES})\b', re.M)
 
 
 def test_every_imported_ros_package_is_declared():

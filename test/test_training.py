@@ -43,7 +43,8 @@ def test_train_cli_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     resumed = _run(['-m', 'hydranet_ros.training.train', '--config', str(cfg), '--no-progress',
                     '--steps', '6', '--resume', str(state)])
     assert resumed.returncode == 0, resumed.stderr
-    assert 'resumed from' in resumed.stdout and load_checkpoint(tmp_path / 'out' / 'tiny.pt').metadata.training['steps'] == 6
+    assert 'resumed from' in resumed.stdout
+    assert load_checkpoint(tmp_path / 'out' / 'tiny.pt').metadata.training['steps'] == 6
 
 
 def test_train_cli_bad_config(tmp_path):

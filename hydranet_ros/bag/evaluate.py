@@ -116,7 +116,8 @@ class Scores:
                                 'per_class_ap50': dict(zip(names, m['per_class_ap50']))}
         if self.latency:
             lat = np.array([r[2:] for r in self.latency], np.float64)
-            out['latency_ms'] = {'total_p50': float(np.median(lat[:, 0])), 'total_p95': float(np.percentile(lat[:, 0], 95)),
+            out['latency_ms'] = {'total_p50': float(np.median(lat[:, 0])),
+                                 'total_p95': float(np.percentile(lat[:, 0], 95)),
                                  'inference_p50': float(np.median(lat[:, 1])), 'messages': len(lat)}
         return _clean(out)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile

@@ -69,8 +69,10 @@ def write_report(scores, summary: dict, out: Path) -> Path:
         epe[scores.flow_epe_map[..., 1] == 0] = np.nan
         h, w = epe.shape
         plt, fig, ax = _figure(min(12, 2 + 8 * w / max(h, w) * 1.2), 4)
-        im = ax.imshow(epe, cmap='magma', vmin=0, vmax=max(np.nanpercentile(epe, 99), 1e-3) if np.isfinite(epe).any() else 1)
-        ax.set_title(f"Mean flow EPE per pixel over the drive (EPE {summary['flow']['epe']:.2f} px); blank: never valid")
+        top = max(np.nanpercentile(epe, 99), 1e-3) if np.isfinite(epe).any() else 1
+        im = ax.imshow(epe, cmap='magma', vmin=0, vmax=top)
+        ax.set_title(f"Mean flow EPE per pixel over the drive (EPE {summary['flow']['epe']:.2f} px); "
+                     'blank: never valid')
         ax.axis('off')
         fig.colorbar(im, ax=ax, label='px')
         pages.append(('Flow: end-point error map', _save(plt, fig, out / 'flow_epe_map.png')))

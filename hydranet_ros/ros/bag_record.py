@@ -87,13 +87,15 @@ def parse_args(argv):
     parser.add_argument('output', help='bag directory to create (must not exist)')
     parser.add_argument('topics', nargs='*', help='topic names to record')
     parser.add_argument('-e', '--regex', help='also record topics matching this regular expression')
-    parser.add_argument('-a', '--all', action='store_true', help='record every topic (except /rosout, /parameter_events)')
+    parser.add_argument('-a', '--all', action='store_true',
+                        help='record every topic (except /rosout, /parameter_events)')
     parser.add_argument('-s', '--storage', default='mcap', help=f"storage id: {', '.join(STORAGES)} (default mcap)")
     parser.add_argument('--qos', choices=('reliable', 'sensor'), default='reliable',
                         help='subscription reliability: reliable (default, loses nothing a reliable publisher '
                              'sends) or sensor (best effort)')
     parser.add_argument('--depth', type=int, default=1000, help='subscription queue depth (default 1000)')
-    parser.add_argument('-d', '--duration', type=float, default=0.0, help='stop after this many seconds (0: until Ctrl-C)')
+    parser.add_argument('-d', '--duration', type=float, default=0.0,
+                        help='stop after this many seconds (0: until Ctrl-C)')
     parser.add_argument('--reindex', action='store_true',
                         help='instead of recording, rebuild OUTPUT, a bag whose recorder was killed (no metadata.yaml)')
     own, rest = parser.parse_known_args(argv)

@@ -147,7 +147,10 @@ class FolderDataset(Dataset):
         for ext in ('.npy', '.png'):
             dp = self.root / 'depth' / f'{stem}{ext}'
             if dp.is_file():
-                d = np.load(dp) if ext == '.npy' else cv2.imread(str(dp), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
+                if ext == '.npy':
+                    d = np.load(dp)
+                else:   # uint16 millimetres
+                    d = cv2.imread(str(dp), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
                 d = np.where(d > 0, d, np.nan).astype(np.float32)
                 sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
                 break

@@ -163,7 +163,10 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     torch.manual_seed(int(tcfg['seed']))     # same initial weights on every rank
     if tcfg['threads']:
         torch.set_num_threads(int(tcfg['threads']))
-    device = torch.device('cuda', rank % max(torch.cuda.device_count(), 1)) if torch.cuda.is_available() else torch.device('cpu')
+    if torch.cuda.is_available():
+        device = torch.device('cuda', rank % max(torch.cuda.device_count(), 1))
+    else:
+        device = torch.device('cpu')
     t_data = time.time()
     train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg['augment']))
     data_s = time.time() - t_data

@@ -97,27 +97,28 @@ def generate_scene(seed: int, duration_s: float = 30.0, static: bool = False) ->
         z = rng.uniform(0, 25)
         while z < z_end:                                   # street lights / sign posts
             x = side * (road_half + rng.uniform(0.3, 0.8))
-            add([x - 0.08, 0, z - 0.08], [x + 0.08, rng.uniform(3.5, 7), z + 0.08], 'pole', color([0.5, 0.5, 0.5], 0.05))
+            add([x - 0.08, 0, z - 0.08], [x + 0.08, rng.uniform(3.5, 7), z + 0.08], 'pole',
+                color([0.5, 0.5, 0.5], 0.05))
             z += rng.uniform(18, 40)
     if not static:
         # Traffic in both lanes; the ego lane is +x, oncoming is -x.
         for lane_sign, direction in ((1, 1), (-1, -1)):
             z = rng.uniform(10, 30)
             while z < z_end:
-                w, h, l = rng.uniform(1.6, 2.0), rng.uniform(1.4, 1.9), rng.uniform(3.8, 4.9)
+                w, h, length = rng.uniform(1.6, 2.0), rng.uniform(1.4, 1.9), rng.uniform(3.8, 4.9)
                 x = lane_sign * lane / 2 + rng.uniform(-0.3, 0.3)
                 v = direction * rng.uniform(4, 12) if direction < 0 else rng.uniform(0.4, 1.1) * speed
                 body = color(rng.uniform(0.05, 0.95, 3), 0.0)
-                add([x - w / 2, 0.0, z], [x + w / 2, h, z + l], 'car', body, [0, 0, v], True,
+                add([x - w / 2, 0.0, z], [x + w / 2, h, z + length], 'car', body, [0, 0, v], True,
                     accent=np.array([0.1, 0.12, 0.15]))
-                z += l + rng.uniform(8, 45)
+                z += length + rng.uniform(8, 45)
         for side in (-1, 1):                               # parked cars at the kerb
             z = rng.uniform(5, 40)
             while z < z_end:
-                w, h, l = rng.uniform(1.6, 1.9), rng.uniform(1.4, 1.7), rng.uniform(3.8, 4.6)
+                w, h, length = rng.uniform(1.6, 1.9), rng.uniform(1.4, 1.7), rng.uniform(3.8, 4.6)
                 x = side * (road_half - w / 2 - 0.2)
                 if rng.random() < 0.5:
-                    add([x - w / 2, 0, z], [x + w / 2, h, z + l], 'car', color(rng.uniform(0.05, 0.95, 3), 0.0),
+                    add([x - w / 2, 0, z], [x + w / 2, h, z + length], 'car', color(rng.uniform(0.05, 0.95, 3), 0.0),
                         None, True, accent=np.array([0.1, 0.12, 0.15]))
                 z += rng.uniform(12, 50)
         n_people = int(z_end / rng.uniform(8, 15))
