@@ -99,23 +99,26 @@ def test_decode_detections_refuses_wrong_channel_count():
 
 
 def test_flow_cache_pairs_only_compatible_frames():
+    from hydranet_ros.inference.results import FlowStatus
     cache = FlowFeatureCache(max_gap_s=0.5)
     feats = torch.ones(4, 3, 3)
-    assert cache.lookup('cam0', (100, 200), 1.0)[2] == 'no previous frame'
+    assert cache.lookup('cam0', (100, 200), 1.0)[2] is FlowStatus.NO_PREVIOUS_FRAME
     cache.store('cam0', feats, (100, 200), 1.0)
-    got, stamp, reason = cache.lookup('cam0', (100, 200), 1.1)
-    assert reason == 'ok' and stamp == 1.0 and torch.equal(got, feats)
-    assert cache.lookup('cam1', (100, 200), 1.1)[2] == 'no previous frame'   # streams are separate
+    got, stamp, status, _ = cache.lookup('cam0', (100, 200), 1.1)
+    assert status is FlowStatus.OK and stamp == 1.0 and torch.equal(got, feats)
+    assert cache.lookup('cam1', (100, 200), 1.1)[2] is FlowStatus.NO_PREVIOUS_FRAME   # streams are separate
     # gap too large -> reset
-    assert 'exceeds the limit' in cache.lookup('cam0', (100, 200), 2.0)[2]
-    assert cache.lookup('cam0', (100, 200), 2.1)[2] == 'no previous frame'
+    _, _, status, detail = cache.lookup('cam0', (100, 200), 2.0)
+    assert status is FlowStatus.GAP_TOO_LONG and 'exceeds the limit' in detail
+    assert cache.lookup('cam0', (100, 200), 2.1)[2] is FlowStatus.NO_PREVIOUS_FRAME
     # size change -> reset
     cache.store('cam0', feats, (100, 200), 3.0)
-    assert 'image size changed' in cache.lookup('cam0', (120, 200), 3.1)[2]
+    _, _, status, detail = cache.lookup('cam0', (120, 200), 3.1)
+    assert status is FlowStatus.SIZE_CHANGED and 'image size changed' in detail
     assert len(cache) == 0
     # time going backwards (a bag looping) -> reset
     cache.store('cam0', feats, (100, 200), 3.0)
-    assert 'backwards' in cache.lookup('cam0', (100, 200), 2.9)[2]
+    assert cache.lookup('cam0', (100, 200), 2.9)[2] is FlowStatus.TIME_WENT_BACKWARDS
     # on demand
     cache.store('cam0', feats, (100, 200), 3.0)
     cache.store('cam1', feats, (100, 200), 3.0)

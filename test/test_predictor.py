@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hydranet_ros.inference import Letterbox, Predictor, resolve_device
+from hydranet_ros.inference import FlowStatus, Letterbox, OutOfMemory, Predictor, resolve_device
 from hydranet_ros.model import HydraNet, HydraNetConfig
 from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 
@@ -38,13 +38,13 @@ def test_outputs_are_in_each_images_own_pixels(predictor, h, w):
     assert r0.segmentation.max() < CFG.num_classes
     assert r0.depth.shape == (h, w) and r0.depth.dtype == np.float32
     assert np.isfinite(r0.depth).all() and r0.depth.min() >= CFG.depth_min - 1e-3
-    assert r0.flow is None and r0.flow_status == 'no previous frame'
+    assert r0.flow is None and r0.flow_status is FlowStatus.NO_PREVIOUS_FRAME
     assert len(r0.detections) == 5
     for d in r0.detections:
         assert 0 <= d.x1 < d.x2 <= w and 0 <= d.y1 < d.y2 <= h
         assert d.class_name in ('car', 'person') and 0 <= d.score <= 1
     r1, = predictor.predict(_image(h, w, 1), stamps=[0.1])
-    assert r1.flow_status == 'ok' and r1.flow_previous_stamp == 0.0
+    assert r1.flow_status is FlowStatus.OK and r1.flow_previous_stamp == 0.0
     assert r1.flow.shape == (h, w, 2) and r1.flow.dtype == np.float32 and np.isfinite(r1.flow).all()
 
 
@@ -71,7 +71,7 @@ def test_batched_cameras_each_keep_their_own_previous_frame(checkpoint):
         b.predict(f0[i], streams=[s], stamps=[1.0])
         singles += b.predict(f1[i], streams=[s], stamps=[[1.05, 1.06][i]])
     for got, want in zip(batched, singles):
-        assert got.stream == want.stream and got.flow_status == 'ok'
+        assert got.stream == want.stream and got.flow_status is FlowStatus.OK
         np.testing.assert_allclose(got.flow, want.flow, atol=1e-4)
         np.testing.assert_allclose(got.depth, want.depth, rtol=1e-5)
 
@@ -79,9 +79,9 @@ def test_batched_cameras_each_keep_their_own_previous_frame(checkpoint):
 def test_cache_resets_on_size_change_and_time_gap(predictor):
     predictor.predict(_image(100, 150), stamps=[0.0])
     r, = predictor.predict(_image(110, 150), stamps=[0.1])
-    assert r.flow is None and 'size changed' in r.flow_status
+    assert r.flow is None and r.flow_status is FlowStatus.SIZE_CHANGED and 'size changed' in r.flow_status_detail
     r, = predictor.predict(_image(110, 150), stamps=[5.0])
-    assert r.flow is None and 'exceeds the limit' in r.flow_status
+    assert r.flow is None and r.flow_status is FlowStatus.GAP_TOO_LONG and 'exceeds the limit' in r.flow_status_detail
 
 
 @pytest.mark.parametrize('bad,err', [
@@ -155,3 +155,16 @@ def test_letterbox_pads_with_the_given_value_and_keeps_the_content():
     np.testing.assert_array_equal(out[:48, :96], cv2.resize(img, (96, 48), interpolation=cv2.INTER_AREA))
     exact = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     np.testing.assert_array_equal(Letterbox.fit((64, 96), (64, 96)).apply(exact, 0), exact)
+
+
+def test_running_out_of_memory_is_one_exception_type_whatever_the_device():
+    """The node catches OutOfMemory; torch says it two ways (CUDA's type, the CPU allocator's text)."""
+    from hydranet_ros.inference.predictor import _as_out_of_memory
+    assert isinstance(_as_out_of_memory(torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB')),
+                      OutOfMemory)
+    try:
+        torch.empty(2 ** 50, dtype=torch.uint8)     # a real failed CPU allocation
+    except RuntimeError as exc:
+        cpu_failure = exc
+    assert isinstance(_as_out_of_memory(cpu_failure), OutOfMemory)
+    assert _as_out_of_memory(RuntimeError('shape mismatch')) is None

@@ -373,15 +373,15 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoin
     h = _active(tiny_checkpoint, namespace='oom')
     try:
         predictor = h.node._predictor
-        real = predictor.predict
+        real = predictor.model
         calls = {'n': 0}
 
-        def out_of_memory_once(*args, **kwargs):   # fault injection into the model call only
+        def out_of_memory_once(*args, **kwargs):   # fault injection into the network call only
             calls['n'] += 1
             if calls['n'] == 1:
                 raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
             return real(*args, **kwargs)
-        predictor.predict = out_of_memory_once
+        predictor.model = out_of_memory_once
         h.image_pub.publish(_stamp(rgb_image(32, 48), 5.0))
         assert h.wait_for(lambda: h.node.counters['oom'] == 1, timeout=20)
         assert 'out of memory' in h.node._last_error

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hydranet_ros.inference.letterbox import Letterbox
-from hydranet_ros.inference.results import Detection, FrameResult
+from hydranet_ros.inference.results import Detection, FlowStatus, FrameResult
 from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from hydranet_ros.model.config import check_tasks
 from hydranet_ros.model.detection_decode import decode_detections
@@ -44,6 +44,22 @@ def resolve_device(device: str) -> torch.device:
                              'device(s) exist')
         return dev
     raise ValueError(f"unknown device '{device}'; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+class OutOfMemory(MemoryError):
+    """The forward pass ran out of device memory (CUDA) or host memory (the CPU allocator).
+
+    One type for callers to catch: torch raises torch.OutOfMemoryError on CUDA, but a failed CPU
+    allocation only as a RuntimeError whose text names the allocator; the predictor tells them
+    apart here, once."""
+
+
+def _as_out_of_memory(exc: BaseException) -> OutOfMemory | None:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return OutOfMemory(str(exc))
+    if isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc):   # DefaultCPUAllocator
+        return OutOfMemory(str(exc))
+    return None
 
 
 class Predictor:
@@ -174,10 +190,11 @@ class Predictor:
             x = x.contiguous(memory_format=torch.channels_last)
 
         # Pair each image with its stream's previous features where possible.
-        prev, prev_stamps, statuses = [None] * n, [None] * n, ['not requested'] * n
+        prev, prev_stamps, statuses = [None] * n, [None] * n, [(FlowStatus.NOT_REQUESTED, '')] * n
         if 'flow' in tasks:
             for i, (s, im, st) in enumerate(zip(streams, images, stamps)):
-                prev[i], prev_stamps[i], statuses[i] = self.cache.lookup(s, im.shape[:2], st)
+                prev[i], prev_stamps[i], *status = self.cache.lookup(s, im.shape[:2], st)
+                statuses[i] = tuple(status)
         run_tasks = [t for t in tasks if t != 'flow' or any(p is not None for p in prev)]
         t1 = time.perf_counter()
         with torch.inference_mode(), self._autocast():
@@ -185,7 +202,13 @@ class Predictor:
             if 'flow' in run_tasks:
                 ref = next(p for p in prev if p is not None)
                 previous = torch.stack([p if p is not None else torch.zeros_like(ref) for p in prev])
-            out = self.model(x, run_tasks, previous_features=previous, return_flow_features=True)
+            try:
+                out = self.model(x, run_tasks, previous_features=previous, return_flow_features=True)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                oom = _as_out_of_memory(exc)
+                if oom is None:
+                    raise
+                raise oom from exc
             for i, (s, im, st) in enumerate(zip(streams, images, stamps)):
                 self.cache.store(s, out[FLOW_FEATURES][i], im.shape[:2], st)
             decoded = None
@@ -223,8 +246,8 @@ class Predictor:
             res.depth = np.ascontiguousarray(
                 cv2_resize(depth, (w, h)) if (ch, cw) != (h, w) else depth, dtype=np.float32)
         if 'flow' in tasks:
-            res.flow_status = status
-            if status == 'ok':
+            res.flow_status, res.flow_status_detail = status
+            if res.flow_status is FlowStatus.OK:
                 target = tuple(flow_size) if flow_size is not None else (h, w)
                 # Crop to the image area (vectors in network pixels), then resize to the target
                 # grid; resize_flow scales the vectors with the grid.

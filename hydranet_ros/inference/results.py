@@ -1,6 +1,7 @@
 """Typed per-image results of the predictor (numpy, no torch or ROS)."""
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,12 +28,23 @@ class Detection:
         return self.x2 - self.x1, self.y2 - self.y1
 
 
+class FlowStatus(enum.Enum):
+    """Why a frame has flow or not (FrameResult.flow_status; the detail string says more)."""
+    OK = 'ok'
+    NOT_REQUESTED = 'not requested'
+    NO_PREVIOUS_FRAME = 'no previous frame'
+    SIZE_CHANGED = 'image size changed'
+    TIME_WENT_BACKWARDS = 'time went backwards or stood still'
+    GAP_TOO_LONG = 'gap exceeds the limit'
+
+
 @dataclass
 class FrameResult:
     """Everything the network said about one image, in that image's own pixels.
 
     A task that was not requested is None. flow is None also when there was no usable
-    previous frame; flow_status then says why ('ok' otherwise).
+    previous frame; flow_status then says why (FlowStatus.OK otherwise), flow_status_detail
+    with the numbers.
     """
 
     image_size: tuple[int, int]                       # (height, width) of the input image
@@ -40,7 +52,8 @@ class FrameResult:
     depth: np.ndarray | None = None                   # [H, W] float32 metres
     flow: np.ndarray | None = None                    # [h, w, 2] float32 (u, v) pixels of its grid
     flow_previous_stamp: float | None = None          # stamp of the frame flow starts from
-    flow_status: str = 'not requested'
+    flow_status: FlowStatus = FlowStatus.NOT_REQUESTED
+    flow_status_detail: str = ''
     detections: list[Detection] | None = None
     stamp: float | None = None
     stream: str = 'default'

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hydranet_ros.inference.results import FlowStatus
+
 
 @dataclass
 class _Entry:
@@ -18,7 +20,7 @@ class FlowFeatureCache:
 
     lookup() gives them back only when they can be paired with the new frame: same image
     size, a stamp later than the cached one, and a gap no larger than max_gap_s. Anything
-    else resets that stream, and the returned reason says why.
+    else resets that stream, and the returned status (with a detail for people) says why.
     """
 
     def __init__(self, max_gap_s: float | None = 0.5):
@@ -28,22 +30,23 @@ class FlowFeatureCache:
         self._entries: dict[str, _Entry] = {}
 
     def lookup(self, stream: str, image_size, stamp: float):
-        """-> (features or None, previous stamp or None, reason). reason is 'ok' on success."""
+        """-> (features or None, previous stamp or None, FlowStatus, detail)."""
         entry = self._entries.get(stream)
         if entry is None:
-            return None, None, 'no previous frame'
+            return None, None, FlowStatus.NO_PREVIOUS_FRAME, 'no previous frame'
         if tuple(image_size) != entry.image_size:
             self.reset(stream)
-            return None, None, (f'image size changed from {entry.image_size[1]}x{entry.image_size[0]} '
-                                f'to {image_size[1]}x{image_size[0]}')
+            return None, None, FlowStatus.SIZE_CHANGED, (
+                f'image size changed from {entry.image_size[1]}x{entry.image_size[0]} '
+                f'to {image_size[1]}x{image_size[0]}')
         gap = stamp - entry.stamp
         if gap <= 0:
             self.reset(stream)
-            return None, None, f'time went backwards or stood still ({gap:+.3f} s)'
+            return None, None, FlowStatus.TIME_WENT_BACKWARDS, f'time went backwards or stood still ({gap:+.3f} s)'
         if self.max_gap_s is not None and gap > self.max_gap_s:
             self.reset(stream)
-            return None, None, f'gap {gap:.3f} s exceeds the limit {self.max_gap_s:.3f} s'
-        return entry.features, entry.stamp, 'ok'
+            return None, None, FlowStatus.GAP_TOO_LONG, f'gap {gap:.3f} s exceeds the limit {self.max_gap_s:.3f} s'
+        return entry.features, entry.stamp, FlowStatus.OK, 'ok'
 
     def store(self, stream: str, features: torch.Tensor, image_size, stamp: float):
         self._entries[stream] = _Entry(features.detach(), tuple(image_size), float(stamp))

@@ -25,7 +25,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from hydranet_ros import TASKS, topics
-from hydranet_ros.inference.predictor import Predictor
+from hydranet_ros.inference.predictor import OutOfMemory, Predictor
+from hydranet_ros.inference.results import FlowStatus
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.paths import bundled_model_path
 from hydranet_ros.pipeline.latest_frames import LatestFrames
@@ -54,14 +55,6 @@ def adapted_reliability(setting: str, publishers, current: str = 'best_effort') 
     if all(info.qos_profile.reliability == ReliabilityPolicy.RELIABLE for info in publishers):
         return 'reliable'
     return 'best_effort'
-
-
-def _is_out_of_memory(exc: Exception) -> bool:
-    """CUDA out-of-memory (torch.cuda.OutOfMemoryError), or the CPU allocator failing."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ == 'OutOfMemoryError':
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ('out of memory' in text or "can't allocate memory" in text)
 
 
 _topic = topics.topic
@@ -464,9 +457,7 @@ class PerceptionNode(LifecycleNode):
             results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
                                               streams=[f.camera for f, _ in decoded], stamps=stamps,
                                               dense_output=params['output_resolution'])
-        except Exception as exc:
-            if not _is_out_of_memory(exc):
-                raise
+        except OutOfMemory as exc:
             # Drop these frames, free what the allocator holds, keep running.
             self._predictor.reset()
             if self._predictor.device.type == 'cuda':
@@ -482,10 +473,10 @@ class PerceptionNode(LifecycleNode):
             self._window_processed += len(results)
             self._last_tasks = tasks
         for (frame, rgb), result, s in zip(decoded, results, stamps):
-            if result.flow_status.startswith('time went backwards'):
+            if result.flow_status is FlowStatus.TIME_WENT_BACKWARDS:
                 with self._lock:
                     self._counters['flow_resets'] += 1
-                self.get_logger().info(f'{self._image_topic(frame.camera)}: flow restarts, {result.flow_status}',
+                self.get_logger().info(f'{self._image_topic(frame.camera)}: flow restarts, {result.flow_status_detail}',
                                        throttle_duration_sec=5.0)
             self._publish(frame, rgb, result, tasks, params, start)
             # The exact header stamp behind the float the predictor keeps, so flow's previous_stamp
