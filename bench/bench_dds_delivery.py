@@ -144,8 +144,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.publish:
         return publish(args)
-    from hydranet_ros.paths import bundled_model_path
-    model = bundled_model_path()
+    from hydranet_ros.model.registry import weights
+    model = weights().path()
     rows = []
     print(f'machine: {os.cpu_count()} cores; {args.seconds:g} s per case; node: bundled model, all heads')
     print('| image | rate | publisher | set-up | delivered / sent | node\'s loss estimate | subscription |')

@@ -28,7 +28,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from hydranet_ros.image_codec import numpy_to_image
 from hydranet_ros.msg import InferenceStats
-from hydranet_ros.paths import bundled_model_path
+from hydranet_ros.model.registry import weights
 from hydranet_ros.ros.replay import node_command
 from hydranet_ros.world import World
 
@@ -52,7 +52,7 @@ def main() -> int:
     os.environ.setdefault('ROS_DOMAIN_ID', str(60 + os.getpid() % 30))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     log = open('/tmp/hydranet_soak_node.log', 'w')
-    proc = subprocess.Popen(node_command(bundled_model_path(), params={'input_reliability': 'best_effort',
+    proc = subprocess.Popen(node_command(weights().path(), params={'input_reliability': 'best_effort',
                                                                        'qos_depth': 5}),
                             stdout=log, stderr=subprocess.STDOUT)
     rclpy.init()

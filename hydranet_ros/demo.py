@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from hydranet_ros import topics
-from hydranet_ros.paths import SOURCE_ROOT, bundled_model_path
+from hydranet_ros.model.registry import resolve
+from hydranet_ros.paths import SOURCE_ROOT
 
 SAMPLE = {'seed': 4242, 'frames': 30, 'size': (188, 624)}
 
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
                         help='playback rate factor (default 0.25: the 10 Hz drive at 2.5 Hz, so the CPU node '
                              'keeps up with every frame)')
     args = parser.parse_args(argv)
-    model = Path(args.model) if args.model else bundled_model_path()
+    model, _ = resolve(args.model)
     if not model.is_file():
         print(f'hydranet_demo: no checkpoint at {model}', file=sys.stderr)
         return 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = 'hydranet_ros'
-BUNDLED_MODEL = 'hydranet_default.pt'
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -20,7 +19,7 @@ def share_dir() -> Path | None:
         return None
 
 
-def _installed_or_source(folder: str, name: str) -> Path:
+def installed_or_source(folder: str, name: str) -> Path:
     """share/hydranet_ros/<folder>/<name> when installed, else the source tree's <folder>/<name>."""
     candidates = []
     share = share_dir()
@@ -33,11 +32,6 @@ def _installed_or_source(folder: str, name: str) -> Path:
     return candidates[0]
 
 
-def bundled_model_path() -> Path:
-    """The default checkpoint: share/hydranet_ros/models/, else the source tree's models/."""
-    return _installed_or_source('models', BUNDLED_MODEL)
-
-
 def config_path(name: str) -> Path:
     """A file of the package's config/ folder (installed, else in the source tree)."""
-    return _installed_or_source('config', name)
+    return installed_or_source('config', name)

@@ -155,8 +155,8 @@ def test_evaluate_fail_under_exits_nonzero(drive_bag, tmp_path):
 
 
 def test_offline_mode_runs_a_checkpoint_on_the_bag(drive_bag):
-    from hydranet_ros.paths import bundled_model_path
-    s = evaluate_bags([drive_bag], Options(offline_model=str(bundled_model_path()))).summary()
+    from hydranet_ros.model.registry import weights
+    s = evaluate_bags([drive_bag], Options(offline_model=str(weights().path()))).summary()
     assert s['scored_frames'] == {'segmentation': 4, 'depth': 4, 'flow': 3, 'detection': 4}
     assert 0.3 < s['segmentation']['miou'] < 1.0 and 0.0 < s['depth']['abs_rel'] < 0.5
 

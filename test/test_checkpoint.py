@@ -128,3 +128,33 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
         raw = zf.read(name)
     pickle.load(io.BytesIO(raw))
     assert marker.exists()
+
+
+# --- known weights (model.registry) ---------------------------------------------------------------
+def test_known_weights_resolve_by_name_or_path_and_the_pin_matches_the_file(tmp_path):
+    import hashlib
+    from hydranet_ros.model import registry
+    default = registry.weights()
+    assert default.path().is_file()
+    assert hashlib.sha256(default.path().read_bytes()).hexdigest() == default.sha256, \
+        'models/hydranet_default.pt changed: update its sha256 in hydranet_ros/model/registry.py'
+    assert registry.resolve(None) == registry.resolve('') == registry.resolve('hydranet_default') \
+        == (default.path(), default.sha256)
+    assert registry.resolve(tmp_path / 'mine.pt') == (tmp_path / 'mine.pt', None)
+    assert registry.resolve('hydranet_default', 'ab' * 32)[1] == 'ab' * 32      # an explicit pin wins
+    with pytest.raises(KeyError, match='known:'):
+        registry.weights('nope')
+
+
+def test_known_weights_refuse_a_file_that_is_not_the_pinned_one(tmp_path, monkeypatch):
+    import shutil
+    from hydranet_ros.model import registry
+    from hydranet_ros.model.checkpoint import CheckpointError
+    fake = tmp_path / 'models'
+    fake.mkdir()
+    shutil.copy(registry.weights().path(), fake / 'hydranet_default.pt')
+    with open(fake / 'hydranet_default.pt', 'ab') as f:
+        f.write(b'\0')                                   # same name, other bytes
+    monkeypatch.setattr(registry, 'installed_or_source', lambda folder, name: fake / name)
+    with pytest.raises(CheckpointError, match="sha256"):
+        registry.weights().load()

@@ -10,19 +10,18 @@ import json
 import pytest
 
 from hydranet_ros import TASKS
-from hydranet_ros.model.checkpoint import load_checkpoint
-from hydranet_ros.paths import SOURCE_ROOT
+from hydranet_ros.model.registry import weights
 from hydranet_ros.training.datasets import SyntheticDataset
 from hydranet_ros.training.evaluation import evaluate, headline, main
 
-MODEL = SOURCE_ROOT / 'models' / 'hydranet_default.pt'
+MODEL = weights().path()
 HELD_OUT_SEEDS = [2000, 2001]          # never used in training (training seeds 0-59, validation 1000-1001)
 THRESHOLDS = {'miou': ('>=', 0.70), 'abs_rel': ('<=', 0.12), 'epe': ('<=', 2.0), 'map50': ('>=', 0.60)}
 
 
 @pytest.fixture(scope='module')
 def measured():
-    ckpt = load_checkpoint(MODEL)
+    ckpt = weights().load()          # checked against the registry's sha256 pin
     meta = ckpt.metadata
     data = SyntheticDataset(HELD_OUT_SEEDS, 12, meta.input_size, 'kitti', meta.config.num_detection_classes)
     return headline(evaluate(ckpt.model, data, TASKS))
@@ -36,7 +35,7 @@ def test_default_model_quality(measured, metric):
 
 
 def test_default_model_is_small_and_named():
-    ckpt = load_checkpoint(MODEL)
+    ckpt = weights().load()          # checked against the registry's sha256 pin
     assert MODEL.stat().st_size < 8 * 2 ** 20
     assert ckpt.metadata.name == 'hydranet_default'
     assert set(ckpt.metadata.tasks) == set(TASKS)

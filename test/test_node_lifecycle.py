@@ -114,3 +114,12 @@ def test_inactive_node_does_not_process(harness):
         pub.publish(rgb_image(64, 64, stamp=(3, i)))
     time.sleep(1.5)
     assert node.counters['processed'] == processed
+
+
+def test_known_weights_by_name_load_with_their_pin():
+    h = NodeHarness('hydranet_default')
+    try:
+        assert h.node.trigger_configure() == OK
+        assert h.node._predictor.model_id == 'hydranet_default@4e9637c1057f'
+    finally:
+        h.close()

@@ -13,7 +13,8 @@ from hydranet_ros.bag import convert
 from hydranet_ros.bag.evaluate import Options, check_thresholds, evaluate_bag
 from hydranet_ros.bag.make_bag import write_drive
 from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
-from hydranet_ros.paths import SOURCE_ROOT, bundled_model_path
+from hydranet_ros.model.registry import weights
+from hydranet_ros.paths import SOURCE_ROOT
 from hydranet_ros.ros.replay import replay
 
 FRAMES = 12
@@ -36,7 +37,7 @@ def replayed(tmp_path_factory):
     root = tmp_path_factory.mktemp('replay')
     bag = root / 'sample'
     write_drive(bag, seed=4242, frames=FRAMES, size=(128, 416))
-    counts = replay(bag, root / 'recorded', bundled_model_path(), rate=0.25, node_log=root / 'node.log')
+    counts = replay(bag, root / 'recorded', weights().path(), rate=0.25, node_log=root / 'node.log')
     return root / 'recorded', counts, root / 'node.log'
 
 

@@ -42,6 +42,7 @@ class Options:
     camera_prefix: str = '/camera'
     depth_range: tuple = (0.5, 80.0)
     offline_model: str | None = None
+    offline_sha256: str | None = None    # the pin of a known model (model.registry)
     device: str = 'cpu'
     progress: bool = False
 
@@ -296,7 +297,8 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     if opts.offline_model:
         from hydranet_ros.inference import Predictor
         try:
-            predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(gt))
+            predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(gt),
+                                  expected_sha256=opts.offline_sha256)
         except Exception as exc:
             raise BagError(f'cannot load {opts.offline_model}: {exc}') from None
         pred = {t: None for t in gt}
@@ -522,7 +524,7 @@ def main(argv=None) -> int:
     parser.add_argument('--ground-truth', metavar='BAG',
                         help='take ground truth from this bag instead; every bag of outputs is scored against it')
     parser.add_argument('--offline', action='store_true', help='run --model on the camera images (no ROS)')
-    parser.add_argument('--model', help='checkpoint for --offline (default: the bundled model)')
+    parser.add_argument('--model', help='checkpoint file or known name for --offline (default: hydranet_default)')
     parser.add_argument('--device', default='cpu', help='device for --offline (default cpu)')
     parser.add_argument('--ground-truth-prefix', default='/ground_truth')
     parser.add_argument('--prediction-prefix', default=Options.pred_prefix)
@@ -538,15 +540,16 @@ def main(argv=None) -> int:
         parser.error('--model needs --offline')
     if not 0 < args.depth_range[0] < args.depth_range[1]:
         parser.error('--depth-range needs 0 < MIN < MAX')
-    model = None
+    model, pin = None, None
     if args.offline:
-        from hydranet_ros.paths import bundled_model_path
-        model = args.model or str(bundled_model_path())
-        if not Path(model).is_file():
+        from hydranet_ros.model.registry import resolve
+        model, pin = resolve(args.model)
+        if not model.is_file():
             print(f'evaluate: error: no checkpoint at {model}', file=sys.stderr)
             return 2
-    opts = Options(args.ground_truth_prefix.rstrip('/'), args.prediction_prefix.rstrip('/'),
-                   args.camera_prefix.rstrip('/'), tuple(args.depth_range), model, args.device,
+    opts = Options(gt_prefix=args.ground_truth_prefix.rstrip('/'), pred_prefix=args.prediction_prefix.rstrip('/'),
+                   camera_prefix=args.camera_prefix.rstrip('/'), depth_range=tuple(args.depth_range),
+                   offline_model=str(model) if model else None, offline_sha256=pin, device=args.device,
                    progress=sys.stderr.isatty())
     bags = expand_bags(args.bags)
     try:

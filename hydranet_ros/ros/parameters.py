@@ -58,7 +58,8 @@ _TASK_ENABLE = tuple(
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('model_path', 'string', '',
-              'Checkpoint file. Empty: the bundled model, share/hydranet_ros/models/hydranet_default.pt.'),
+              'Checkpoint file, or the name of known weights (`hydranet_default`: the bundled model, loaded '
+              'against its sha256). Empty: `hydranet_default`.'),
     ParamSpec('model_sha256', 'string', '', 'If set, the checkpoint must have this sha256 (hex) or configure fails.'),
     ParamSpec('device', 'string', 'auto', "Compute device: `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."),
     ParamSpec('precision', 'string', 'fp32', 'Inference precision (autocast for fp16/bf16).',

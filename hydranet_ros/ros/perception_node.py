@@ -28,7 +28,7 @@ from hydranet_ros import TASKS, topics
 from hydranet_ros.inference.predictor import OutOfMemory, Predictor
 from hydranet_ros.inference.results import FlowStatus
 from hydranet_ros.msg import InferenceStats, OpticalFlow
-from hydranet_ros.paths import bundled_model_path
+from hydranet_ros.model import registry
 from hydranet_ros.pipeline.latest_frames import LatestFrames
 from hydranet_ros.pipeline.upstream_loss import UpstreamLoss
 from hydranet_ros.ros import messages
@@ -136,18 +136,18 @@ class PerceptionNode(LifecycleNode):
             problems = list(self._startup_problems.values()) + validate_all(params)
             if problems:
                 raise ValueError('invalid parameters: ' + '; '.join(problems))
-            model_path = params['model_path'] or str(bundled_model_path())
+            model_path, pin = registry.resolve(params['model_path'], params['model_sha256'] or None)
             size = None
             if params['input_height'] or params['input_width']:
                 if not (params['input_height'] and params['input_width']):
                     raise ValueError('set both input_height and input_width, or neither')
                 size = (params['input_height'], params['input_width'])
             predictor = Predictor(
-                model_path, device=params['device'], precision=params['precision'], input_size=size,
+                str(model_path), device=params['device'], precision=params['precision'], input_size=size,
                 score_threshold=params['detection.score_threshold'],
                 max_detections=params['detection.max_detections'],
                 flow_max_gap_s=params['flow.max_gap_s'],
-                expected_sha256=params['model_sha256'] or None)
+                expected_sha256=pin)
             unknown = sorted(set(params['detection.classes']) - set(predictor.class_names))
             if unknown:
                 raise ValueError(f'detection.classes names classes the model does not have: {unknown}; '

@@ -1,0 +1,58 @@
+"""The checkpoints this package knows by name, with their files, sha256 pins and model cards.
+
+One place to ask for "the bundled model" (or any named weights): the node, `evaluate
+--offline`, the demo, the benchmarks and the tests call `weights(name).path()` / `.load()`
+instead of finding files by hand. A name or a file path is accepted wherever a model is asked
+for (`resolve`); a named checkpoint is always loaded against its sha256 pin.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydranet_ros.paths import installed_or_source
+
+#: The checkpoint used when no model is given.
+DEFAULT = 'hydranet_default'
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    name: str
+    file: str            # in the package's models/ folder (share/hydranet_ros/models when installed)
+    sha256: str          # of the file; loading refuses anything else
+    description: str
+    card: str            # where its model card is
+
+    def path(self) -> Path:
+        return installed_or_source('models', self.file)
+
+    def load(self, map_location='cpu'):
+        from hydranet_ros.model.checkpoint import load_checkpoint
+        return load_checkpoint(self.path(), expected_sha256=self.sha256, map_location=map_location)
+
+
+WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
+    KnownWeights(
+        name='hydranet_default', file='hydranet_default.pt',
+        sha256='4e9637c1057f771765e3c9b264150eb10c71a7c900d0348589ebe4c412ce3a48',
+        description='MobileNetV2-0.5 HydraNet, 416x128, trained on the synthetic world only (two stages)',
+        card='docs/MODEL.md'),
+)}
+
+
+def weights(name: str = DEFAULT) -> KnownWeights:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise KeyError(f'no known weights named {name!r}; known: {sorted(WEIGHTS)}') from None
+
+
+def resolve(model: str | Path | None, sha256: str | None = None) -> tuple[Path, str | None]:
+    """(file, sha256 pin) for a model given as a known name, a file path, or None/'' (the
+    default). An explicit sha256 wins over a known name's pin."""
+    text = str(model) if model else DEFAULT
+    if text in WEIGHTS:
+        known = WEIGHTS[text]
+        return known.path(), sha256 or known.sha256
+    return Path(text), sha256 or None
