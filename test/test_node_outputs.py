@@ -208,7 +208,7 @@ def test_dynamic_parameters_accepted_or_rejected_with_a_reason(active):
     ok = node.set_parameters([Parameter('detection.score_threshold', value=0.6)])[0]
     assert ok.successful and node._predictor.score_threshold == 0.6
     assert node.set_parameters([Parameter('detection.classes', Parameter.Type.STRING_ARRAY, ['person'])])[0].successful
-    assert node._params['detection.classes'] == ['person']
+    assert node._params.detection_classes == ('person',)
     bad = node.set_parameters([Parameter('detection.score_threshold', value=1.5)])[0]
     assert not bad.successful and 'score_threshold' in bad.reason and '1.5' in bad.reason
     assert node._predictor.score_threshold == 0.6                          # nothing changed

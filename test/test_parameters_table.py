@@ -100,3 +100,28 @@ def test_every_parameter_is_listed_and_read_through_the_parameter_services(tiny_
         assert list(got['cameras'].string_array_value) == [] and list(got['detection.classes'].string_array_value) == []
     finally:
         h.close()
+
+
+def test_typed_view_has_every_parameter_as_an_attribute_and_is_frozen():
+    import dataclasses
+    from hydranet_ros.ros.parameters import NodeParams, attribute
+    params = NodeParams()                                   # the table's defaults
+    assert params.to_dict() == defaults()
+    assert params.detection_score_threshold == BY_NAME['detection.score_threshold'].default
+    assert params.enabled('flow') is True and params.cameras == ()
+    changed = params.with_values({'detection.score_threshold': 0.7, 'cameras': ['front']})
+    assert changed.detection_score_threshold == 0.7 and changed.cameras == ('front',)
+    assert params.detection_score_threshold == 0.3          # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.detection_score_threshold = 0.9
+    assert {f.name for f in dataclasses.fields(NodeParams)} == {attribute(p.name) for p in PARAMETERS}
+
+
+def test_predictor_runtime_options_are_checked_before_anything_changes(tiny_checkpoint):
+    from hydranet_ros.inference import Predictor
+    predictor = Predictor(str(tiny_checkpoint), device='cpu')
+    predictor.set_options(score_threshold=0.6, flow_max_gap_s=2.0)
+    assert (predictor.score_threshold, predictor.max_detections, predictor.cache.max_gap_s) == (0.6, 100, 2.0)
+    with pytest.raises(ValueError, match='max_detections'):
+        predictor.set_options(score_threshold=0.1, max_detections=0)
+    assert predictor.score_threshold == 0.6                 # nothing changed

@@ -331,18 +331,14 @@ def configured_and_unconfigured(tiny_checkpoint):
 
 
 def _value(node, name):
-    from rclpy.exceptions import ParameterUninitializedException
-    try:
-        return node.get_parameter(name).value
-    except ParameterUninitializedException:      # an empty string array is declared without a value
-        return None
+    return node.get_parameter(name).value        # every parameter has a value (an empty list too)
 
 
 @pytest.mark.parametrize('name,what,value', CASES, ids=[f'{n}-{w}' for n, w, _ in CASES])
 def test_bad_runtime_value_is_rejected_and_changes_nothing(configured_and_unconfigured, name, what, value):
     for h in configured_and_unconfigured:
         before = _value(h.node, name)
-        before_params = dict(h.node._params)
+        before_params = h.node._params            # immutable view (None while unconfigured)
         try:
             results = h.node.set_parameters([Parameter(name, value=value)])
             ok, reason = results[0].successful, results[0].reason

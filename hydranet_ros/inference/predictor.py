@@ -74,10 +74,6 @@ class Predictor:
             loaded = load_checkpoint(Path(checkpoint), expected_sha256=expected_sha256)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
-        if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError(f'score_threshold must be in [0, 1], got {score_threshold}')
-        if max_detections < 1:
-            raise ValueError(f'max_detections must be >= 1, got {max_detections}')
         self.metadata = loaded.metadata
         self.model_id = loaded.model_id
         self.sha256 = loaded.sha256
@@ -92,8 +88,6 @@ class Predictor:
         if len(size) != 2 or min(size) < MIN_INPUT_SIZE or any(int(v) % 32 for v in size):
             raise ValueError(f'input_size must be (height, width), multiples of 32 and >= 32, got {size}')
         self.input_size = (int(size[0]), int(size[1]))
-        self.score_threshold = float(score_threshold)
-        self.max_detections = int(max_detections)
         self.channels_last = channels_last
         model = fuse_conv_bn(loaded.model) if fuse else loaded.model.eval()
         model = model.to(self.device)
@@ -106,6 +100,7 @@ class Predictor:
         # Padding with the mean colour makes the padded area exactly zero after normalisation.
         self._pad_value = np.clip(np.round(np.array(norm['mean']) * 255.0), 0, 255).astype(np.uint8)
         self.cache = FlowFeatureCache(flow_max_gap_s)
+        self.set_options(score_threshold=score_threshold, max_detections=max_detections)
         self.class_names = [str(n) for n in loaded.metadata.detection_classes]
         self._autocast = self._make_autocast()
 
@@ -122,6 +117,23 @@ class Predictor:
         return lambda: torch.autocast(device_type=kind, dtype=dtype)
 
     # ------------------------------------------------------------------------------------
+    def set_options(self, score_threshold: float | None = None, max_detections: int | None = None,
+                    flow_max_gap_s: float | None = None):
+        """Change the options that apply per call, between calls (a node's dynamic parameters);
+        an option left None keeps its value. ValueError, and nothing changed, on a bad value."""
+        if score_threshold is not None and not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f'score_threshold must be in [0, 1], got {score_threshold}')
+        if max_detections is not None and max_detections < 1:
+            raise ValueError(f'max_detections must be >= 1, got {max_detections}')
+        if flow_max_gap_s is not None and flow_max_gap_s <= 0:
+            raise ValueError(f'flow_max_gap_s must be > 0, got {flow_max_gap_s}')
+        if score_threshold is not None:
+            self.score_threshold = float(score_threshold)
+        if max_detections is not None:
+            self.max_detections = int(max_detections)
+        if flow_max_gap_s is not None:
+            self.cache.max_gap_s = float(flow_max_gap_s)
+
     def reset(self, stream: str | None = None):
         """Forget the previous frame of one stream (or all): the next flow starts afresh."""
         self.cache.reset(stream)

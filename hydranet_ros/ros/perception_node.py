@@ -34,7 +34,7 @@ from hydranet_ros.pipeline.upstream_loss import UpstreamLoss
 from hydranet_ros.ros import messages
 from hydranet_ros.image_codec import (ImageConversionError, check_camera_info, check_compressed_message,
                                       check_image_message, compressed_to_rgb, image_to_rgb, numpy_to_image)
-from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, descriptor, validate_all
+from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, NodeParams, descriptor, validate_all
 from hydranet_ros import visualize
 
 _RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
@@ -82,13 +82,14 @@ class PerceptionNode(LifecycleNode):
             if declared.type_ == Parameter.Type.NOT_SET:
                 # Unset parameters are invisible to GetParameters (`ros2 param dump` prints {}).
                 self.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, [])])
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self._lock = threading.RLock()
         self._reset_runtime()
 
     # ------------------------------------------------------------------ state
     def _reset_runtime(self):
-        self._params = {}
+        self._params: NodeParams | None = None     # set at configure
         self._predictor = None
         self._pubs = {}
         self._diag_pub = None
@@ -132,27 +133,26 @@ class PerceptionNode(LifecycleNode):
     # ------------------------------------------------------------------ transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            params = self._read_params()
-            problems = list(self._startup_problems.values()) + validate_all(params)
+            raw = self._read_params()
+            problems = list(self._startup_problems.values()) + validate_all(raw)
             if problems:
                 raise ValueError('invalid parameters: ' + '; '.join(problems))
-            model_path, pin = registry.resolve(params['model_path'], params['model_sha256'] or None)
+            params = NodeParams.from_dict(raw)
+            model_path, pin = registry.resolve(params.model_path, params.model_sha256 or None)
             size = None
-            if params['input_height'] or params['input_width']:
-                if not (params['input_height'] and params['input_width']):
+            if params.input_height or params.input_width:
+                if not (params.input_height and params.input_width):
                     raise ValueError('set both input_height and input_width, or neither')
-                size = (params['input_height'], params['input_width'])
+                size = (params.input_height, params.input_width)
             predictor = Predictor(
-                str(model_path), device=params['device'], precision=params['precision'], input_size=size,
-                score_threshold=params['detection.score_threshold'],
-                max_detections=params['detection.max_detections'],
-                flow_max_gap_s=params['flow.max_gap_s'],
-                expected_sha256=pin)
-            unknown = sorted(set(params['detection.classes']) - set(predictor.class_names))
+                str(model_path), device=params.device, precision=params.precision, input_size=size,
+                score_threshold=params.detection_score_threshold, max_detections=params.detection_max_detections,
+                flow_max_gap_s=params.flow_max_gap_s, expected_sha256=pin)
+            unknown = sorted(set(params.detection_classes) - set(predictor.class_names))
             if unknown:
                 raise ValueError(f'detection.classes names classes the model does not have: {unknown}; '
                                  f'it has {predictor.class_names}')
-            predictor.warmup(params['warmup_iterations'])
+            predictor.warmup(params.warmup_iterations)
         except Exception as exc:  # any problem: report, undo, stay unconfigured
             self.get_logger().error(f'configure failed: {exc}')
             self._reset_runtime()
@@ -161,7 +161,7 @@ class PerceptionNode(LifecycleNode):
         self._params = params
         self._predictor = predictor
         self._colors = [c['color'] for c in predictor.metadata.segmentation_classes]
-        self._cameras = params['cameras'] or ['']
+        self._cameras = list(params.cameras) or ['']
         self._create_publishers()
         self.get_logger().info(
             f'configured: model {predictor.model_id} on {predictor.device} ({predictor.precision}), '
@@ -170,8 +170,8 @@ class PerceptionNode(LifecycleNode):
 
     def _create_publishers(self):
         p = self._params
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p['qos_depth'],
-                             reliability=_RELIABILITY[p['output_reliability']])
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth,
+                             reliability=_RELIABILITY[p.output_reliability])
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         types = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
@@ -195,13 +195,13 @@ class PerceptionNode(LifecycleNode):
             self._upstream.setdefault(cam, UpstreamLoss())   # counts survive deactivate/activate
             self._subscribe_input(cam, self._image_topic(cam))
             self._subscribe_input(cam, _topic(cam, topics.INPUT_CAMERA_INFO))
-        if p['input_reliability'] == 'auto':
+        if p.input_reliability == 'auto':
             self._qos_timer = self.create_timer(_QOS_CHECK_PERIOD_S, self._adapt_input_qos)
         self._publish_label_infos()
         self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
         self._worker.start()
         self._window_start, self._window_processed = time.monotonic(), 0
-        self._timer = self.create_timer(p['diagnostics_period_s'], self._publish_diagnostics)
+        self._timer = self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info('active: processing ' + ', '.join(
             f'{self.resolve_topic_name(self._image_topic(c))} ({self._input_subs[(c, self._image_topic(c))][1]})'
             for c in self._cameras))
@@ -209,7 +209,7 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ inputs and their QoS
     def _image_topic(self, cam: str) -> str:
-        compressed = self._params['input_transport'] == 'compressed'
+        compressed = self._params.input_transport == 'compressed'
         return _topic(cam, topics.INPUT_COMPRESSED if compressed else topics.INPUT_IMAGE)
 
     def _publishers_of(self, name: str):
@@ -217,8 +217,8 @@ class PerceptionNode(LifecycleNode):
 
     def _subscribe_input(self, cam: str, name: str, reliability: str | None = None):
         """(Re)create one input subscription with the reliability its publishers call for."""
-        reliability = reliability or adapted_reliability(self._params['input_reliability'], self._publishers_of(name))
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._params['qos_depth'],
+        reliability = reliability or adapted_reliability(self._params.input_reliability, self._publishers_of(name))
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._params.qos_depth,
                          reliability=_RELIABILITY[reliability])
         # A publisher this subscription cannot match: adapt now (auto), or say why nothing arrives.
         events = SubscriptionEventCallbacks(incompatible_qos=lambda event: self._on_incompatible_qos(name))
@@ -235,18 +235,18 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(old[0])
 
     def _on_incompatible_qos(self, name: str):
-        if self._params.get('input_reliability') == 'auto':
+        if self._params.input_reliability == 'auto':
             self._adapt_input_qos()
         else:
             self.get_logger().warning(
                 f'{self.resolve_topic_name(name)}: a publisher\'s QoS does not match this subscription '
-                f'(input_reliability {self._params.get("input_reliability")}); its messages cannot arrive. '
+                f'(input_reliability {self._params.input_reliability}); its messages cannot arrive. '
                 f'Use input_reliability auto or best_effort', throttle_duration_sec=10.0)
 
     def _adapt_input_qos(self):
         """With input_reliability `auto`: follow the publishers as they come and go."""
         for (cam, name), (_, current) in list(self._input_subs.items()):
-            wanted = adapted_reliability(self._params['input_reliability'], self._publishers_of(name), current)
+            wanted = adapted_reliability(self._params.input_reliability, self._publishers_of(name), current)
             if wanted != current and self._frames is not None:
                 self.get_logger().info(f'{self.resolve_topic_name(name)}: publishers now call for a {wanted} '
                                        f'subscription (was {current}); resubscribing')
@@ -278,9 +278,9 @@ class PerceptionNode(LifecycleNode):
                     f'config/fastdds.xml in its process too (docs/NODE.md, "Transport")', throttle_duration_sec=10.0)
         try:
             if isinstance(msg, CompressedImage):
-                check_compressed_message(msg, self._params['max_input_side'])
+                check_compressed_message(msg, self._params.max_input_side)
             else:
-                check_image_message(msg, self._params['max_input_side'])
+                check_image_message(msg, self._params.max_input_side)
         except ImageConversionError as exc:
             self._reject('rejected', self._image_topic(cam), exc)
             return
@@ -345,8 +345,10 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     # ------------------------------------------------------------------ parameters at runtime
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        updates = {}
+    @staticmethod
+    def _table_values(params) -> dict:
+        """{name: value} of the table's parameters among rclpy Parameters, in the table's types."""
+        values = {}
         for param in params:
             spec = BY_NAME.get(param.name)
             if spec is None:
@@ -356,6 +358,14 @@ class PerceptionNode(LifecycleNode):
                 value = [] if value is None else list(value)
             if spec.type == 'double' and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            values[spec.name] = value
+        return values
+
+    def _check_parameters(self, params) -> SetParametersResult:
+        """On-set: validate only (the nav2 way); nothing changes here."""
+        updates = self._table_values(params)
+        for name, value in updates.items():
+            spec = BY_NAME[name]
             reason = spec.validate(value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
@@ -363,9 +373,8 @@ class PerceptionNode(LifecycleNode):
                 return SetParametersResult(
                     successful=False,
                     reason=f'{spec.name} takes effect at configure; clean up the node first (it is {self.state_label})')
-            updates[spec.name] = value
         if updates and self._predictor is not None:
-            merged = {**self._params, **updates}
+            merged = {**self._params.to_dict(), **updates}
             problems = validate_all(merged)
             unknown = sorted(set(merged['detection.classes']) - set(self._predictor.class_names))
             if unknown:
@@ -373,25 +382,30 @@ class PerceptionNode(LifecycleNode):
                                 f'{self._predictor.class_names}')
             if problems:
                 return SetParametersResult(successful=False, reason='; '.join(problems))
-            with self._lock:
-                self._params = merged
-                self._predictor.score_threshold = merged['detection.score_threshold']
-                self._predictor.max_detections = merged['detection.max_detections']
-                self._predictor.cache.max_gap_s = merged['flow.max_gap_s']
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        """Post-set: the values passed the check and are set; the running node takes them."""
+        updates = self._table_values(params)
         for name in updates:
             self._startup_problems.pop(name, None)   # a valid value replaces a refused start-up value
-        return SetParametersResult(successful=True)
+        if updates and self._predictor is not None:
+            with self._lock:
+                self._params = self._params.with_values(updates)
+                self._predictor.set_options(score_threshold=self._params.detection_score_threshold,
+                                            max_detections=self._params.detection_max_detections,
+                                            flow_max_gap_s=self._params.flow_max_gap_s)
 
     # ------------------------------------------------------------------ worker
     def _needed_tasks(self, params) -> tuple:
         tasks = []
         for task in TASKS:
-            if not params[f'{task}.enabled']:
+            if not params.enabled(task):
                 continue
-            if params['always_run']:
+            if params.always_run:
                 tasks.append(task)
                 continue
-            outputs = (topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params['debug_images'] else ()))
+            outputs = (topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ()))
             if any(self._pubs[(cam, name)].get_subscription_count() > 0
                    for cam in self._cameras for name in outputs):
                 tasks.append(task)
@@ -402,7 +416,7 @@ class PerceptionNode(LifecycleNode):
         next_time = 0.0
         while not frames.closed:
             with self._lock:
-                rate = self._params['max_rate_hz']
+                rate = self._params.max_rate_hz
             if rate > 0:
                 wait = next_time - time.monotonic()
                 if wait > 0:
@@ -426,7 +440,7 @@ class PerceptionNode(LifecycleNode):
         msg = frame.message
         try:
             if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg, self._params['max_input_side'])
+                rgb = compressed_to_rgb(msg, self._params.max_input_side)
             else:
                 rgb = image_to_rgb(msg)
             Predictor.check_image(rgb)
@@ -441,7 +455,7 @@ class PerceptionNode(LifecycleNode):
     def _process(self, batch):
         start = time.monotonic()
         with self._lock:
-            params = dict(self._params)
+            params = self._params          # immutable: a change replaces the whole object
         tasks = self._needed_tasks(params)
         if not tasks:
             return
@@ -456,7 +470,7 @@ class PerceptionNode(LifecycleNode):
         try:
             results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
                                               streams=[f.camera for f, _ in decoded], stamps=stamps,
-                                              dense_output=params['output_resolution'])
+                                              dense_output=params.output_resolution)
         except OutOfMemory as exc:
             # Drop these frames, free what the allocator holds, keep running.
             self._predictor.reset()
@@ -486,11 +500,11 @@ class PerceptionNode(LifecycleNode):
     def _publish(self, frame, rgb, result, tasks, params, start):
         cam = frame.camera
         header = frame.message.header
-        if params['frame_id']:
-            header = type(header)(stamp=header.stamp, frame_id=params['frame_id'])
+        if params.frame_id:
+            header = type(header)(stamp=header.stamp, frame_id=params.frame_id)
         out = lambda task: self._pubs[(cam, topics.TASK_TOPICS[task])]   # noqa: E731
         dbg = lambda task: self._pubs[(cam, topics.DEBUG_TOPICS[task])]  # noqa: E731
-        debug = params['debug_images']
+        debug = params.debug_images
         dense_size = None
         if result.segmentation is not None:
             dense_size = result.segmentation.shape
@@ -500,8 +514,8 @@ class PerceptionNode(LifecycleNode):
                 dbg('segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
         if result.depth is not None:
             dense_size = result.depth.shape
-            out('depth').publish(messages.depth_image(header, result.depth, params['depth.min_m'],
-                                                      params['depth.max_m']))
+            out('depth').publish(messages.depth_image(header, result.depth, params.depth_min_m,
+                                                      params.depth_max_m))
             if debug and dbg('depth').get_subscription_count():
                 dbg('depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
         if result.flow is not None:
@@ -514,7 +528,7 @@ class PerceptionNode(LifecycleNode):
             if debug and dbg('flow').get_subscription_count():
                 dbg('flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
         if result.detections is not None:
-            wanted = set(params['detection.classes'])
+            wanted = set(params.detection_classes)
             dets = [d for d in result.detections if not wanted or d.class_name in wanted]
             out('detection').publish(messages.detections(header, dets))
             if debug and dbg('detection').get_subscription_count():
@@ -544,7 +558,7 @@ class PerceptionNode(LifecycleNode):
         for cam in self._cameras:
             self._pubs[(cam, topics.LABEL_INFO['segmentation'])].publish(messages.label_info(header, seg_names))
             self._pubs[(cam, topics.LABEL_INFO['detection'])].publish(
-                messages.label_info(header, self._predictor.class_names, self._params['detection.score_threshold']))
+                messages.label_info(header, self._predictor.class_names, self._params.detection_score_threshold))
 
     def _publish_diagnostics(self):
         now = time.monotonic()
