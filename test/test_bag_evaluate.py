@@ -249,10 +249,18 @@ def test_matcher_lets_go_of_ground_truth_whose_output_never_comes():
     largest = 0
     for stamp in range(1, 101):
         matcher.inputs.add(stamp)
-        matcher.add(stamp, 'gt:depth', depth)
+        matcher.add_ground_truth(stamp, 'depth', depth)
         if stamp % 3 == 0:                   # the node answered every third frame only
-            matcher.add(stamp, 'pred:depth', depth)
+            matcher.add_prediction(stamp, 'depth', depth)
         largest = max(largest, len(matcher.pending))
     matcher.finish()
     assert largest <= 3, f'{largest} frames held'
     assert scores.scored['depth'] == 33 and scores.missing['depth'] == 67
+
+
+def test_report_and_evaluate_do_not_import_each_other():
+    """The report draws Scores; it needs neither the evaluator nor its readers."""
+    code = ('import sys, hydranet_ros.bag.report; '
+            'print("hydranet_ros.bag.evaluate" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == 'False', out.stderr

@@ -16,7 +16,6 @@ import argparse
 import glob
 import heapq
 import json
-import math
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,12 +27,10 @@ import numpy as np
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import BagError, deserialize, open_reader, read_messages
 from hydranet_ros.topics import LABEL_INFO, NODE_NAMESPACE, STATS, TASK_TOPICS
+from hydranet_ros.bag.report import write_report
+from hydranet_ros.bag.scores import (DISTANCE_BINS, REL_ERROR_BINS, Scores, format_table,  # noqa: F401 (API)
+                                     headline)
 from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
-
-#: Relative depth error histogram bins and distance bins (metres) of the report.
-REL_ERROR_BINS = np.linspace(-1.0, 1.0, 81)
-DISTANCE_BINS = np.array([0.5, 5, 10, 15, 20, 30, 40, 60, 80])
-
 
 @dataclass
 class Options:
@@ -45,101 +42,6 @@ class Options:
     offline_sha256: str | None = None    # the pin of a known model (model.registry)
     device: str = 'cpu'
     progress: bool = False
-
-
-@dataclass
-class Scores:
-    """Accumulated metrics and report data of one or more bags (mergeable across processes)."""
-
-    bags: list = field(default_factory=list)
-    seg_classes: list = field(default_factory=list)
-    det_classes: list = field(default_factory=list)
-    seg: SegmentationMetric | None = None
-    depth: DepthMetric | None = None
-    flow: FlowMetric | None = None
-    det: DetectionMetric | None = None
-    depth_rel_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(REL_ERROR_BINS) - 1, np.int64))
-    depth_by_distance: np.ndarray = field(default_factory=lambda: np.zeros((len(DISTANCE_BINS) - 1, 2)))
-    flow_epe_map: np.ndarray | None = None        # [H, W, 2]: EPE sum, count
-    latency: list = field(default_factory=list)   # (bag index, stamp s, total ms, inference ms, queue ms)
-    frames: int = 0                                # input frames (camera images) in the bags
-    scored: dict = field(default_factory=dict)     # task -> frames scored
-    missing: dict = field(default_factory=dict)    # task -> input frames without that output
-    duplicates: dict = field(default_factory=dict)  # task -> extra outputs for one stamp
-    flow_gap_mismatch: int = 0                     # flow outputs spanning other frames than the ground truth
-
-    def merge(self, other: 'Scores'):
-        offset = len(self.bags)
-        self.bags += other.bags
-        self.seg_classes = self.seg_classes or other.seg_classes
-        self.det_classes = self.det_classes or other.det_classes
-        for name in ('seg', 'depth', 'flow', 'det'):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if theirs is None:
-                continue
-            if mine is None:
-                setattr(self, name, theirs)
-            elif name in ('seg', 'det') and mine.n != theirs.n:
-                raise BagError(f'bags disagree on the number of {name} classes ({mine.n} vs {theirs.n})')
-            else:
-                mine.merge(theirs)
-        self.depth_rel_hist += other.depth_rel_hist
-        self.depth_by_distance += other.depth_by_distance
-        if other.flow_epe_map is not None:
-            if self.flow_epe_map is None:
-                self.flow_epe_map = other.flow_epe_map
-            elif self.flow_epe_map.shape == other.flow_epe_map.shape:
-                self.flow_epe_map += other.flow_epe_map
-        self.latency += [(b + offset, *rest) for b, *rest in other.latency]
-        self.frames += other.frames
-        for name in ('scored', 'missing', 'duplicates'):
-            for k, v in getattr(other, name).items():
-                getattr(self, name)[k] = getattr(self, name).get(k, 0) + v
-        self.flow_gap_mismatch += other.flow_gap_mismatch
-
-    def summary(self) -> dict:
-        out = {'bags': self.bags, 'frames': self.frames, 'scored_frames': self.scored,
-               'missing_outputs': self.missing, 'duplicate_outputs': self.duplicates,
-               'flow_gap_mismatch': self.flow_gap_mismatch}
-        if self.seg is not None and self.scored.get('segmentation'):
-            m = self.seg.compute()
-            names = self.seg_classes or [str(i) for i in range(self.seg.n)]
-            out['segmentation'] = {'miou': m['miou'], 'pixel_accuracy': m['pixel_accuracy'],
-                                   'per_class_iou': dict(zip(names, m['per_class_iou']))}
-        if self.depth is not None and self.scored.get('depth'):
-            out['depth'] = self.depth.compute()
-        if self.flow is not None and self.scored.get('flow'):
-            out['flow'] = self.flow.compute()
-        if self.det is not None and self.scored.get('detection'):
-            m = self.det.compute()
-            names = self.det_classes or [str(i) for i in range(self.det.n)]
-            out['detection'] = {'map50': m['map50'], 'map': m['map'],
-                                'per_class_ap50': dict(zip(names, m['per_class_ap50']))}
-        if self.latency:
-            lat = np.array([r[2:] for r in self.latency], np.float64)
-            out['latency_ms'] = {'total_p50': float(np.median(lat[:, 0])),
-                                 'total_p95': float(np.percentile(lat[:, 0], 95)),
-                                 'inference_p50': float(np.median(lat[:, 1])), 'messages': len(lat)}
-        return _clean(out)
-
-
-def _clean(value):
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def headline(summary: dict) -> dict:
-    """The four numbers of the model card (None where the task was not evaluated)."""
-    return {'miou': summary.get('segmentation', {}).get('miou'), 'abs_rel': summary.get('depth', {}).get('abs_rel'),
-            'epe': summary.get('flow', {}).get('epe'), 'map50': summary.get('detection', {}).get('map50')}
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -166,6 +68,14 @@ def _decode(kind: str, msg):
     raise KeyError(kind)
 
 
+@dataclass
+class _Pending:
+    """What waits at one stamp: decoded ground truth and outputs per task, tasks settled."""
+    gt: dict = field(default_factory=dict)
+    pred: dict = field(default_factory=dict)
+    done: set = field(default_factory=set)
+
+
 class _Matcher:
     """Pairs ground truth with predictions per stamp and scores complete pairs.
 
@@ -176,35 +86,40 @@ class _Matcher:
 
     def __init__(self, scores: Scores, tasks, opts: Options):
         self.s, self.tasks, self.opts = scores, tasks, opts
-        self.pending = {}     # stamp -> {'gt:<task>': ..., 'pred:<task>': ..., 'done:<task>': True}
+        self.pending: dict[int, _Pending] = {}
         self.inputs = set()
         self.seen_pred = {t: set() for t in tasks}
         self.abandoned_flow = 0   # flow ground truth let go without an output
 
-    def add(self, stamp: int, key: str, value):
-        role, task = key.split(':')
-        if role == 'pred':
-            if stamp in self.seen_pred[task]:
-                self.s.duplicates[task] = self.s.duplicates.get(task, 0) + 1
-                return
-            self.seen_pred[task].add(stamp)
-        entry = self.pending.setdefault(stamp, {})
-        entry[key] = value
-        if f'gt:{task}' in entry and f'pred:{task}' in entry:
-            self.score(task, entry.pop(f'gt:{task}'), entry.pop(f'pred:{task}'))
-            entry[f'done:{task}'] = True
+    def add_ground_truth(self, stamp: int, task: str, value):
+        self._add(stamp, task, value, prediction=False)
+
+    def add_prediction(self, stamp: int, task: str, value):
+        if stamp in self.seen_pred[task]:
+            self.s.duplicates[task] = self.s.duplicates.get(task, 0) + 1
+            return
+        self.seen_pred[task].add(stamp)
+        self._add(stamp, task, value, prediction=True)
+
+    def _add(self, stamp: int, task: str, value, prediction: bool):
+        entry = self.pending.setdefault(stamp, _Pending())
+        (entry.pred if prediction else entry.gt)[task] = value
+        if task in entry.gt and task in entry.pred:
+            self.score(task, entry.gt.pop(task), entry.pred.pop(task))
+            entry.done.add(task)
         self._settle(stamp)
         # Both streams come in stamp order: what waits at an earlier stamp for the other side
         # (ground truth for an output, an output for ground truth) will never be paired.
-        other = f'gt:{task}' if role == 'pred' else f'pred:{task}'
-        for earlier in [st for st, e in self.pending.items() if st < stamp and other in e]:
-            self.pending[earlier].pop(other)
-            self.pending[earlier][f'done:{task}'] = True
-            self.abandoned_flow += task == 'flow' and role == 'pred'
+        for earlier in [st for st, e in self.pending.items()
+                        if st < stamp and task in (e.gt if prediction else e.pred)]:
+            waiting = self.pending[earlier]
+            (waiting.gt if prediction else waiting.pred).pop(task)
+            waiting.done.add(task)
+            self.abandoned_flow += task == 'flow' and prediction
             self._settle(earlier)
 
     def _settle(self, stamp):
-        if all(f'done:{t}' in self.pending[stamp] for t in self.tasks):
+        if self.pending[stamp].done >= set(self.tasks):
             del self.pending[stamp]
 
     def score(self, task, gt, pred):
@@ -249,7 +164,7 @@ class _Matcher:
         for task in self.tasks:
             if task == 'flow':   # the first frame of a drive has no flow ground truth nor output
                 missing = self.abandoned_flow + sum(1 for e in self.pending.values()
-                                                    if 'gt:flow' in e and 'pred:flow' not in e)
+                                                    if 'flow' in e.gt and 'flow' not in e.pred)
             else:
                 missing = sum(1 for st in self.inputs if st not in self.seen_pred[task])
             self.s.missing[task] = self.s.missing.get(task, 0) + missing
@@ -292,36 +207,31 @@ def evaluate_bag(path, opts: Options, ground_truth_bag=None) -> Scores:
             r.close()
 
 
-def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
-    predictor = None
-    if opts.offline_model:
-        from hydranet_ros.inference import Predictor
-        try:
-            predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(gt),
-                                  expected_sha256=opts.offline_sha256)
-        except Exception as exc:
-            raise BagError(f'cannot load {opts.offline_model}: {exc}') from None
-        pred = {t: None for t in gt}
-        scores.seg_classes = [c['name'] for c in predictor.metadata.segmentation_classes]
-        scores.det_classes = list(predictor.metadata.detection_classes)
-    tasks = [t for t in gt if t in pred]
-    if not tasks:
-        raise BagError(f'ground truth ({", ".join(gt)}) and outputs ({", ".join(pred)}) share no task')
-    by_topic = {topic: f'gt:{t}' for t, topic in gt.items() if t in tasks}
-    by_topic.update({topic: f'pred:{t}' for t, topic in pred.items() if topic is not None and t in tasks})
+def _offline_predictor(opts: Options, tasks, scores: Scores):
+    """The checkpoint of --offline, its class names taken as the outputs' class names."""
+    from hydranet_ros.inference import Predictor
+    try:
+        predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(tasks),
+                              expected_sha256=opts.offline_sha256)
+    except Exception as exc:
+        raise BagError(f'cannot load {opts.offline_model}: {exc}') from None
+    scores.seg_classes = [c['name'] for c in predictor.metadata.segmentation_classes]
+    scores.det_classes = list(predictor.metadata.detection_classes)
+    return predictor
+
+
+def _read_class_names(readers, scores: Scores, opts: Options):
+    """Class names from the latched label_info of ground truth and outputs, read before the
+    messages (they may share their log time with the first outputs); they must agree."""
     kinds = {'segmentation': 'seg', 'detection': 'det'}
     labels = {f'{prefix}/{name}': kinds[task] for prefix in (opts.gt_prefix, opts.pred_prefix)
               for task, name in LABEL_INFO.items()}
-    stats_topic = f'{opts.pred_prefix}/{STATS}'
-    total = sum(c.msgcount for r in readers for c in r.connections if c.topic == image_topic) or None
-    bar = None
-    if opts.progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc=Path(scores.bags[0]).name, unit='frame', leave=False)
-    # Class names first (latched label_info may share its log time with the first outputs).
     for r in readers:
         for conn, _, raw in read_messages(r, set(labels) & {c.topic for c in r.connections}):
             _take_labels(scores, labels[conn.topic], _label_names(deserialize(raw, conn.msgtype)))
+
+
+def _make_metrics(scores: Scores, tasks, opts: Options):
     if 'segmentation' in tasks:
         if not scores.seg_classes:
             raise BagError('the number of segmentation classes is unknown: the bag has no label_info')
@@ -334,33 +244,57 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
         scores.depth = DepthMetric(*opts.depth_range)
     if 'flow' in tasks:
         scores.flow = FlowMetric()
+
+
+def _messages_in_log_order(readers, topics: set):
+    streams = [read_messages(r, topics & {c.topic for c in r.connections}) for r in readers]
+    return heapq.merge(*streams, key=lambda item: item[1]) if len(streams) > 1 else streams[0]
+
+
+def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
+    """Read the bags once, in log-time order, and score every task both sides have."""
+    predictor = _offline_predictor(opts, gt, scores) if opts.offline_model else None
+    if predictor is not None:
+        pred = {t: None for t in gt}
+    tasks = [t for t in gt if t in pred]
+    if not tasks:
+        raise BagError(f'ground truth ({", ".join(gt)}) and outputs ({", ".join(pred)}) share no task')
+    # topic -> (is a prediction, task)
+    by_topic = {topic: (False, t) for t, topic in gt.items() if t in tasks}
+    by_topic.update({topic: (True, t) for t, topic in pred.items() if topic is not None and t in tasks})
+    stats_topic = f'{opts.pred_prefix}/{STATS}'
+    _read_class_names(readers, scores, opts)
+    _make_metrics(scores, tasks, opts)
     matcher = _Matcher(scores, tasks, opts)
-    wanted = set(by_topic) | {image_topic, stats_topic}
-    streams = [read_messages(r, wanted & {c.topic for c in r.connections}) for r in readers]
-    merged = heapq.merge(*streams, key=lambda item: item[1]) if len(streams) > 1 else streams[0]
+    bar = None
+    if opts.progress:
+        from tqdm import tqdm
+        total = sum(c.msgcount for r in readers for c in r.connections if c.topic == image_topic) or None
+        bar = tqdm(total=total, desc=Path(scores.bags[0]).name, unit='frame', leave=False)
     first_stamp = None
     count = 0
-    for count, (conn, _, raw) in enumerate(merged, 1):
+    messages = _messages_in_log_order(readers, set(by_topic) | {image_topic, stats_topic})
+    for count, (conn, _, raw) in enumerate(messages, 1):
         msg = deserialize(raw, conn.msgtype)
         topic = conn.topic
         stamp = convert.stamp_ns(msg.header.stamp)
         if topic == stats_topic:
             first_stamp = stamp if first_stamp is None else first_stamp
             scores.latency.append((0, (stamp - first_stamp) / 1e9, msg.total_ms, msg.inference_ms, msg.queue_ms))
-            continue
-        if topic == image_topic:
+        elif topic == image_topic:
             scores.frames += 1
             matcher.inputs.add(stamp)
             if bar is not None:
                 bar.update(1)
             if predictor is not None:
                 _predict_offline(predictor, msg, stamp, tasks, matcher)
-            continue
-        kind = by_topic[topic]
-        try:
-            matcher.add(stamp, kind, _decode(kind.split(':')[1], msg))
-        except ValueError as exc:     # e.g. class ids beyond the label set
-            raise BagError(f'{topic} at stamp {stamp}: {exc}') from None
+        else:
+            is_prediction, task = by_topic[topic]
+            add = matcher.add_prediction if is_prediction else matcher.add_ground_truth
+            try:
+                add(stamp, task, _decode(task, msg))
+            except ValueError as exc:     # e.g. class ids beyond the label set
+                raise BagError(f'{topic} at stamp {stamp}: {exc}') from None
     if bar is not None:
         bar.close()
     if count == 0:
@@ -395,15 +329,15 @@ def _predict_offline(predictor, msg, stamp, tasks, matcher):
 
 def _add_result(matcher, stamp, result):
     if result.segmentation is not None:
-        matcher.add(stamp, 'pred:segmentation', result.segmentation)
+        matcher.add_prediction(stamp, 'segmentation', result.segmentation)
     if result.depth is not None:
-        matcher.add(stamp, 'pred:depth', result.depth)
+        matcher.add_prediction(stamp, 'depth', result.depth)
     if result.flow is not None:
-        matcher.add(stamp, 'pred:flow', (result.flow, int(round(result.flow_previous_stamp * 1e9))))
+        matcher.add_prediction(stamp, 'flow', (result.flow, int(round(result.flow_previous_stamp * 1e9))))
     if result.detections is not None:
         d = result.detections
-        matcher.add(stamp, 'pred:detection', (np.array([[x.x1, x.y1, x.x2, x.y2] for x in d]).reshape(-1, 4),
-                                              np.array([x.score for x in d]), np.array([x.class_id for x in d])))
+        matcher.add_prediction(stamp, 'detection', (np.array([[x.x1, x.y1, x.x2, x.y2] for x in d]).reshape(-1, 4),
+                                                    np.array([x.score for x in d]), np.array([x.class_id for x in d])))
 
 
 def _evaluate_job(args):
@@ -453,35 +387,6 @@ def expand_bags(items) -> list:
     return found
 
 
-def format_table(summary: dict) -> str:
-    rows = []
-    if 'segmentation' in summary:
-        rows += [('segmentation mIoU', summary['segmentation']['miou']),
-                 ('segmentation pixel accuracy', summary['segmentation']['pixel_accuracy'])]
-    if 'depth' in summary:
-        d = summary['depth']
-        rows += [('depth AbsRel', d['abs_rel']), ('depth RMSE (m)', d['rmse']), ('depth delta<1.25', d['delta1'])]
-    if 'flow' in summary:
-        rows += [('flow EPE (px)', summary['flow']['epe']), ('flow Fl-all', summary['flow']['fl_all'])]
-    if 'detection' in summary:
-        rows += [('detection mAP@0.5', summary['detection']['map50']),
-                 ('detection mAP@[.5:.95]', summary['detection']['map'])]
-    if 'latency_ms' in summary:
-        lat = summary['latency_ms']
-        rows += [('latency p50 (ms)', lat['total_p50']), ('latency p95 (ms)', lat['total_p95'])]
-    lines = [f"{len(summary['bags'])} bag(s), {summary['frames']} input frames; scored frames: "
-             + ', '.join(f'{k} {v}' for k, v in summary['scored_frames'].items())]
-    missing = {k: v for k, v in summary['missing_outputs'].items() if v}
-    if missing:
-        lines.append('input frames without output: ' + ', '.join(f'{k} {v}' for k, v in missing.items()))
-    if summary['flow_gap_mismatch']:
-        lines.append(f"flow outputs not scored (they span other frames than the ground truth, e.g. after a "
-                     f"dropped frame): {summary['flow_gap_mismatch']}")
-    lines.append(f"{'metric':<30} {'value':>10}")
-    lines += [f'{name:<30} {"n/a" if v is None else format(v, ".3f"):>10}' for name, v in rows]
-    return '\n'.join(lines)
-
-
 def write_results(scores: Scores, out: Path, report: bool = True):
     """metrics.json and (unless report is False) report.html with its plots into out;
     returns (summary, report path or None)."""
@@ -490,7 +395,6 @@ def write_results(scores: Scores, out: Path, report: bool = True):
     (out / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
     if not report:
         return summary, None
-    from hydranet_ros.bag.report import write_report
     return summary, write_report(scores, summary, out)
 
 

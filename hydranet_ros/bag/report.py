@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hydranet_ros.bag.evaluate import DISTANCE_BINS, REL_ERROR_BINS, format_table
+from hydranet_ros.bag.scores import DISTANCE_BINS, REL_ERROR_BINS, format_table
 
 
 def _figure(width=7.0, height=4.0, ncols=1):
