@@ -39,13 +39,13 @@ def main(argv=None) -> int:
         frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(args.frames)]
         samples = [[] for _ in predictors]
         for p in predictors:                 # warm-up, outside the timing
-            p.predict([frames[0]], streams=['bench'], stamps=[0.0])
+            p.predict([frames[0]], streams=['bench'], stamps_ns=[0])
         for _ in range(args.repeats):
             for k, p in enumerate(predictors):
                 p.reset()
                 start = time.perf_counter()
                 for i, frame in enumerate(frames):
-                    p.predict([frame], streams=['bench'], stamps=[0.1 * (i + 1)])
+                    p.predict([frame], streams=['bench'], stamps_ns=[100_000_000 * (i + 1)])
                 samples[k].append((time.perf_counter() - start) * 1e3 / len(frames))
         medians = [statistics.median(s) for s in samples]
         ratios = ', '.join(f'{m / medians[0]:.2f}' for m in medians)

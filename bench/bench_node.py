@@ -45,8 +45,8 @@ def frame(i, h=480, w=640, frame_id='cam'):
     rgb = np.random.default_rng(i % 4).integers(0, 256, (h, w, 3), dtype=np.uint8)
     msg = numpy_to_image(rgb, 'rgb8')
     msg.header.frame_id = frame_id
-    t = 100.0 + i * 0.05
-    msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round((t % 1) * 1e9))
+    t = 100_000_000_000 + i * 50_000_000          # integer nanoseconds
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(t, 1_000_000_000)
     return msg, rgb, t
 
 
@@ -124,7 +124,7 @@ def bench_latency(checkpoint, n):
     for i in range(n + 2):
         msg, rgb, t = frame(i)
         s = time.perf_counter()
-        pred.predict(rgb, stamps=[t])
+        pred.predict(rgb, stamps_ns=[t])
         model = (time.perf_counter() - s) * 1e3
         got.clear()
         s = time.perf_counter()

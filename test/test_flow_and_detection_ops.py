@@ -102,26 +102,26 @@ def test_flow_cache_pairs_only_compatible_frames():
     from hydranet_ros.inference.results import FlowStatus
     cache = FlowFeatureCache(max_gap_s=0.5)
     feats = torch.ones(4, 3, 3)
-    assert cache.lookup('cam0', (100, 200), 1.0)[2] is FlowStatus.NO_PREVIOUS_FRAME
-    cache.store('cam0', feats, (100, 200), 1.0)
-    got, stamp, status, _ = cache.lookup('cam0', (100, 200), 1.1)
-    assert status is FlowStatus.OK and stamp == 1.0 and torch.equal(got, feats)
-    assert cache.lookup('cam1', (100, 200), 1.1)[2] is FlowStatus.NO_PREVIOUS_FRAME   # streams are separate
+    assert cache.lookup('cam0', (100, 200), 1_000_000_000)[2] is FlowStatus.NO_PREVIOUS_FRAME
+    cache.store('cam0', feats, (100, 200), 1_000_000_000)
+    got, stamp, status, _ = cache.lookup('cam0', (100, 200), 1_100_000_000)
+    assert status is FlowStatus.OK and stamp == 1_000_000_000 and torch.equal(got, feats)
+    assert cache.lookup('cam1', (100, 200), 1_100_000_000)[2] is FlowStatus.NO_PREVIOUS_FRAME   # streams are separate
     # gap too large -> reset
-    _, _, status, detail = cache.lookup('cam0', (100, 200), 2.0)
+    _, _, status, detail = cache.lookup('cam0', (100, 200), 2_000_000_000)
     assert status is FlowStatus.GAP_TOO_LONG and 'exceeds the limit' in detail
-    assert cache.lookup('cam0', (100, 200), 2.1)[2] is FlowStatus.NO_PREVIOUS_FRAME
+    assert cache.lookup('cam0', (100, 200), 2_100_000_000)[2] is FlowStatus.NO_PREVIOUS_FRAME
     # size change -> reset
-    cache.store('cam0', feats, (100, 200), 3.0)
-    _, _, status, detail = cache.lookup('cam0', (120, 200), 3.1)
+    cache.store('cam0', feats, (100, 200), 3_000_000_000)
+    _, _, status, detail = cache.lookup('cam0', (120, 200), 3_100_000_000)
     assert status is FlowStatus.SIZE_CHANGED and 'image size changed' in detail
     assert len(cache) == 0
     # time going backwards (a bag looping) -> reset
-    cache.store('cam0', feats, (100, 200), 3.0)
-    assert cache.lookup('cam0', (100, 200), 2.9)[2] is FlowStatus.TIME_WENT_BACKWARDS
+    cache.store('cam0', feats, (100, 200), 3_000_000_000)
+    assert cache.lookup('cam0', (100, 200), 2_900_000_000)[2] is FlowStatus.TIME_WENT_BACKWARDS
     # on demand
-    cache.store('cam0', feats, (100, 200), 3.0)
-    cache.store('cam1', feats, (100, 200), 3.0)
+    cache.store('cam0', feats, (100, 200), 3_000_000_000)
+    cache.store('cam1', feats, (100, 200), 3_000_000_000)
     cache.reset('cam0')
     assert len(cache) == 1
     cache.reset()

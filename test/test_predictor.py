@@ -32,7 +32,7 @@ def _image(h, w, seed=0):
 
 @pytest.mark.parametrize('h,w', [(375, 1242), (480, 640), (33, 57), (200, 90)])
 def test_outputs_are_in_each_images_own_pixels(predictor, h, w):
-    r0, = predictor.predict(_image(h, w), stamps=[0.0])
+    r0, = predictor.predict(_image(h, w), stamps_ns=[0])
     assert r0.image_size == (h, w)
     assert r0.segmentation.shape == (h, w) and r0.segmentation.dtype == np.uint8
     assert r0.segmentation.max() < CFG.num_classes
@@ -43,18 +43,18 @@ def test_outputs_are_in_each_images_own_pixels(predictor, h, w):
     for d in r0.detections:
         assert 0 <= d.x1 < d.x2 <= w and 0 <= d.y1 < d.y2 <= h
         assert d.class_name in ('car', 'person') and 0 <= d.score <= 1
-    r1, = predictor.predict(_image(h, w, 1), stamps=[0.1])
-    assert r1.flow_status is FlowStatus.OK and r1.flow_previous_stamp == 0.0
+    r1, = predictor.predict(_image(h, w, 1), stamps_ns=[100000000])
+    assert r1.flow_status is FlowStatus.OK and r1.flow_previous_stamp_ns == 0
     assert r1.flow.shape == (h, w, 2) and r1.flow.dtype == np.float32 and np.isfinite(r1.flow).all()
 
 
 def test_flow_at_a_requested_resolution_is_rescaled(predictor):
     img0, img1 = _image(120, 200), _image(120, 200, 1)
-    predictor.predict(img0, stamps=[0.0])
-    full, = predictor.predict(img1, stamps=[0.1])
+    predictor.predict(img0, stamps_ns=[0])
+    full, = predictor.predict(img1, stamps_ns=[100000000])
     predictor.reset()
-    predictor.predict(img0, stamps=[0.0])
-    half, = predictor.predict(img1, stamps=[0.1], flow_size=(60, 100))
+    predictor.predict(img0, stamps_ns=[0])
+    half, = predictor.predict(img1, stamps_ns=[100000000], flow_size=(60, 100))
     assert half.flow.shape == (60, 100, 2)
     # The mean vector halves with the grid.
     assert np.allclose(half.flow.mean(axis=(0, 1)), full.flow.mean(axis=(0, 1)) / 2, atol=0.05)
@@ -64,12 +64,12 @@ def test_batched_cameras_each_keep_their_own_previous_frame(checkpoint):
     a, b = Predictor(checkpoint, device='cpu'), Predictor(checkpoint, device='cpu')
     f0 = [_image(100, 150, 0), _image(80, 120, 1)]
     f1 = [_image(100, 150, 2), _image(80, 120, 3)]
-    a.predict(f0, streams=['left', 'right'], stamps=[1.0, 1.0])
-    batched = a.predict(f1, streams=['left', 'right'], stamps=[1.05, 1.06])
+    a.predict(f0, streams=['left', 'right'], stamps_ns=[1000000000, 1000000000])
+    batched = a.predict(f1, streams=['left', 'right'], stamps_ns=[1050000000, 1060000000])
     singles = []
     for i, s in enumerate(['left', 'right']):
-        b.predict(f0[i], streams=[s], stamps=[1.0])
-        singles += b.predict(f1[i], streams=[s], stamps=[[1.05, 1.06][i]])
+        b.predict(f0[i], streams=[s], stamps_ns=[1000000000])
+        singles += b.predict(f1[i], streams=[s], stamps_ns=[[1_050_000_000, 1_060_000_000][i]])
     for got, want in zip(batched, singles):
         assert got.stream == want.stream and got.flow_status is FlowStatus.OK
         np.testing.assert_allclose(got.flow, want.flow, atol=1e-4)
@@ -77,10 +77,10 @@ def test_batched_cameras_each_keep_their_own_previous_frame(checkpoint):
 
 
 def test_cache_resets_on_size_change_and_time_gap(predictor):
-    predictor.predict(_image(100, 150), stamps=[0.0])
-    r, = predictor.predict(_image(110, 150), stamps=[0.1])
+    predictor.predict(_image(100, 150), stamps_ns=[0])
+    r, = predictor.predict(_image(110, 150), stamps_ns=[100000000])
     assert r.flow is None and r.flow_status is FlowStatus.SIZE_CHANGED and 'size changed' in r.flow_status_detail
-    r, = predictor.predict(_image(110, 150), stamps=[5.0])
+    r, = predictor.predict(_image(110, 150), stamps_ns=[5000000000])
     assert r.flow is None and r.flow_status is FlowStatus.GAP_TOO_LONG and 'exceeds the limit' in r.flow_status_detail
 
 
@@ -168,3 +168,12 @@ def test_running_out_of_memory_is_one_exception_type_whatever_the_device():
         cpu_failure = exc
     assert isinstance(_as_out_of_memory(cpu_failure), OutOfMemory)
     assert _as_out_of_memory(RuntimeError('shape mismatch')) is None
+
+
+def test_stamps_are_integer_nanoseconds_and_stay_exact_at_epoch_times(predictor):
+    t0 = 1_795_000_000_123_456_789                  # an epoch-scale stamp float seconds cannot hold
+    predictor.predict(_image(96, 128), stamps_ns=[t0])
+    r, = predictor.predict(_image(96, 128, 1), stamps_ns=[t0 + 100_000_000])
+    assert r.flow_previous_stamp_ns == t0 and r.stamp_ns == t0 + 100_000_000
+    with pytest.raises(TypeError, match='integer nanoseconds'):
+        predictor.predict(_image(96, 128), stamps_ns=[1.5])

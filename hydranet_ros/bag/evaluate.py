@@ -139,8 +139,8 @@ class _Matcher:
             s.depth_by_distance[:, 1] += np.bincount(idx, None, len(DISTANCE_BINS) - 1)
         elif task == 'flow':
             (gflow, gprev), (pflow, pprev) = gt, pred
-            if abs(gprev - pprev) > 1000:   # 1 us: producers that round stamps through float seconds
-                s.flow_gap_mismatch += 1   # the node's flow spans other frames (a dropped frame)
+            if gprev != pprev:             # the node's flow spans other frames (a dropped frame)
+                s.flow_gap_mismatch += 1
                 return
             if pflow.shape[:2] != gflow.shape[:2]:
                 sy, sx = gflow.shape[0] / pflow.shape[0], gflow.shape[1] / pflow.shape[1]
@@ -320,7 +320,7 @@ def _predict_offline(predictor, msg, stamp, tasks, matcher):
         rgb = image_to_rgb(msg)
     except ImageConversionError as exc:
         raise BagError(f'a camera image in the bag is malformed: {exc}') from None
-    result = predictor.predict(rgb, tasks=tasks, stamps=[stamp / 1e9])[0]
+    result = predictor.predict(rgb, tasks=tasks, stamps_ns=[stamp])[0]
     try:
         _add_result(matcher, stamp, result)
     except ValueError as exc:
@@ -333,7 +333,7 @@ def _add_result(matcher, stamp, result):
     if result.depth is not None:
         matcher.add_prediction(stamp, 'depth', result.depth)
     if result.flow is not None:
-        matcher.add_prediction(stamp, 'flow', (result.flow, int(round(result.flow_previous_stamp * 1e9))))
+        matcher.add_prediction(stamp, 'flow', (result.flow, result.flow_previous_stamp_ns))
     if result.detections is not None:
         d = result.detections
         matcher.add_prediction(stamp, 'detection', (np.array([[x.x1, x.y1, x.x2, x.y2] for x in d]).reshape(-1, 4),

@@ -142,7 +142,7 @@ class Predictor:
         """Run the network on blank input so first-frame latency is not paid by real data."""
         blank = np.zeros((*self.input_size, 3), np.uint8)
         for i in range(iterations):
-            self.predict([blank], tasks=self.tasks, streams=['__warmup__'], stamps=[float(i)])
+            self.predict([blank], tasks=self.tasks, streams=['__warmup__'], stamps_ns=[i * 1_000_000])
         self.cache.reset('__warmup__')
 
     @staticmethod
@@ -159,13 +159,14 @@ class Predictor:
                              f'least {MIN_INPUT_SIZE} pixels')
         return image
 
-    def predict(self, images, tasks=None, streams=None, stamps=None, flow_size=None,
+    def predict(self, images, tasks=None, streams=None, stamps_ns=None, flow_size=None,
                 dense_output: str = 'input') -> list[FrameResult]:
         """Run the requested tasks on one image or a list of images (one per camera).
 
         images: HxWx3 uint8 RGB (any size >= 32x32), or a list of them.
         streams: per-image stream names (default 'default'); each has its own flow cache.
-        stamps: per-image times in seconds (default: now); flow needs increasing stamps.
+        stamps_ns: per-image times in integer nanoseconds, as in a ROS header (default: now);
+            flow needs increasing stamps. Integers, so stamps stay exact at epoch times.
         flow_size: (h, w) of the returned flow, default the dense output size.
         dense_output: 'input' returns segmentation, depth and flow at each image's size; 'model'
             at the network's resolution of the image (as scaled into the input, padding cut).
@@ -180,8 +181,10 @@ class Predictor:
             return []
         n = len(images)
         streams = list(streams) if streams is not None else ['default'] * n
-        now = time.time()
-        stamps = [float(s) for s in stamps] if stamps is not None else [now] * n
+        stamps = list(stamps_ns) if stamps_ns is not None else [time.time_ns()] * n
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in stamps):
+            raise TypeError(f'stamps_ns must be integer nanoseconds, got {stamps}')
+        stamps = [int(s) for s in stamps]
         if len(streams) != n or len(stamps) != n:
             raise ValueError(f'{n} images but {len(streams)} streams and {len(stamps)} stamps')
         if len(set(streams)) != n:
@@ -246,7 +249,7 @@ class Predictor:
     def _postprocess(self, i, lb: Letterbox, out, decoded, run_tasks, tasks, prev_stamp, status,
                      flow_size, stream, stamp, dense_output='input') -> FrameResult:
         ch, cw = lb.content_size
-        res = FrameResult(image_size=lb.image_size, stream=stream, stamp=stamp)
+        res = FrameResult(image_size=lb.image_size, stream=stream, stamp_ns=stamp)
         # Dense outputs go to (h, w): the image's size, or the content size at model resolution.
         h, w = lb.image_size if dense_output == 'input' else (ch, cw)
         if 'segmentation' in run_tasks:
@@ -266,7 +269,7 @@ class Predictor:
                 field = out['flow'][i:i + 1, :, :ch, :cw].float()
                 field = resize_flow(field, target)[0]
                 res.flow = np.ascontiguousarray(field.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
-                res.flow_previous_stamp = prev_stamp
+                res.flow_previous_stamp_ns = prev_stamp
         if 'detection' in run_tasks:
             scores = decoded.scores[i].cpu().numpy()
             keep = scores >= self.score_threshold

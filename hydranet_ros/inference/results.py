@@ -1,10 +1,11 @@
 """Typed per-image results of the predictor (numpy, no torch or ROS)."""
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from hydranet_ros.flow_status import FlowStatus
 
 
 @dataclass
@@ -28,16 +29,6 @@ class Detection:
         return self.x2 - self.x1, self.y2 - self.y1
 
 
-class FlowStatus(enum.Enum):
-    """Why a frame has flow or not (FrameResult.flow_status; the detail string says more)."""
-    OK = 'ok'
-    NOT_REQUESTED = 'not requested'
-    NO_PREVIOUS_FRAME = 'no previous frame'
-    SIZE_CHANGED = 'image size changed'
-    TIME_WENT_BACKWARDS = 'time went backwards or stood still'
-    GAP_TOO_LONG = 'gap exceeds the limit'
-
-
 @dataclass
 class FrameResult:
     """Everything the network said about one image, in that image's own pixels.
@@ -51,10 +42,10 @@ class FrameResult:
     segmentation: np.ndarray | None = None            # [H, W] uint8 class ids
     depth: np.ndarray | None = None                   # [H, W] float32 metres
     flow: np.ndarray | None = None                    # [h, w, 2] float32 (u, v) pixels of its grid
-    flow_previous_stamp: float | None = None          # stamp of the frame flow starts from
+    flow_previous_stamp_ns: int | None = None         # stamp of the frame flow starts from
     flow_status: FlowStatus = FlowStatus.NOT_REQUESTED
     flow_status_detail: str = ''
     detections: list[Detection] | None = None
-    stamp: float | None = None
+    stamp_ns: int | None = None                       # the image's stamp, integer nanoseconds
     stream: str = 'default'
     timings_ms: dict = field(default_factory=dict)    # preprocess, inference, postprocess (batch)

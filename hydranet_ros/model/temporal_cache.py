@@ -5,14 +5,14 @@ from dataclasses import dataclass
 
 import torch
 
-from hydranet_ros.inference.results import FlowStatus
+from hydranet_ros.flow_status import FlowStatus
 
 
 @dataclass
 class _Entry:
     features: torch.Tensor   # [C, h, w] of one image
     image_size: tuple        # (height, width) of the original image
-    stamp: float             # seconds
+    stamp: int               # integer nanoseconds
 
 
 class FlowFeatureCache:
@@ -29,7 +29,7 @@ class FlowFeatureCache:
         self.max_gap_s = max_gap_s
         self._entries: dict[str, _Entry] = {}
 
-    def lookup(self, stream: str, image_size, stamp: float):
+    def lookup(self, stream: str, image_size, stamp: int):
         """-> (features or None, previous stamp or None, FlowStatus, detail)."""
         entry = self._entries.get(stream)
         if entry is None:
@@ -39,8 +39,8 @@ class FlowFeatureCache:
             return None, None, FlowStatus.SIZE_CHANGED, (
                 f'image size changed from {entry.image_size[1]}x{entry.image_size[0]} '
                 f'to {image_size[1]}x{image_size[0]}')
-        gap = stamp - entry.stamp
-        if gap <= 0:
+        gap = (stamp - entry.stamp) / 1e9      # seconds, for the limit and the message only
+        if stamp <= entry.stamp:
             self.reset(stream)
             return None, None, FlowStatus.TIME_WENT_BACKWARDS, f'time went backwards or stood still ({gap:+.3f} s)'
         if self.max_gap_s is not None and gap > self.max_gap_s:
@@ -48,8 +48,8 @@ class FlowFeatureCache:
             return None, None, FlowStatus.GAP_TOO_LONG, f'gap {gap:.3f} s exceeds the limit {self.max_gap_s:.3f} s'
         return entry.features, entry.stamp, FlowStatus.OK, 'ok'
 
-    def store(self, stream: str, features: torch.Tensor, image_size, stamp: float):
-        self._entries[stream] = _Entry(features.detach(), tuple(image_size), float(stamp))
+    def store(self, stream: str, features: torch.Tensor, image_size, stamp: int):
+        self._entries[stream] = _Entry(features.detach(), tuple(image_size), int(stamp))
 
     def reset(self, stream: str | None = None):
         """Forget one stream, or all streams when stream is None."""

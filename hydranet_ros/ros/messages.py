@@ -14,13 +14,13 @@ from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.image_codec import numpy_to_image
 
 
-def stamp_from_seconds(seconds: float) -> Time:
-    sec = int(np.floor(seconds))
-    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+def stamp_from_ns(ns: int) -> Time:
+    """A ROS Time from integer nanoseconds, exact."""
+    return Time(sec=int(ns) // 1_000_000_000, nanosec=int(ns) % 1_000_000_000)
 
 
-def stamp_to_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+def stamp_to_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def segmentation_image(header, seg: np.ndarray):
@@ -40,11 +40,11 @@ def depth_image(header, depth: np.ndarray, min_m: float = 0.0, max_m: float = 0.
     return numpy_to_image(depth, '32FC1', header)
 
 
-def optical_flow(header, previous_stamp, flow: np.ndarray, image_size) -> OpticalFlow:
-    """previous_stamp: the earlier image's header stamp (Time), or its time in seconds."""
+def optical_flow(header, previous_stamp_ns: int, flow: np.ndarray, image_size) -> OpticalFlow:
+    """previous_stamp_ns: the earlier image's header stamp in integer nanoseconds."""
     msg = OpticalFlow()
     msg.header = header
-    msg.previous_stamp = previous_stamp if isinstance(previous_stamp, Time) else stamp_from_seconds(previous_stamp)
+    msg.previous_stamp = stamp_from_ns(previous_stamp_ns)
     msg.flow = numpy_to_image(flow.astype(np.float32, copy=False), '32FC2', header)
     msg.scale_x = float(flow.shape[1] / image_size[1])
     msg.scale_y = float(flow.shape[0] / image_size[0])

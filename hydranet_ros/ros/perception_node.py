@@ -97,7 +97,6 @@ class PerceptionNode(LifecycleNode):
         self._upstream = {}        # camera -> UpstreamLoss
         self._lost_reported = 0
         self._camera_info = {}
-        self._exact_stamps = {}    # camera -> (seconds as given to the predictor, header stamp)
         self._frames = None
         self._worker = None
         self._timer = None
@@ -463,13 +462,11 @@ class PerceptionNode(LifecycleNode):
         decoded = [(f, rgb) for f, rgb in decoded if rgb is not None]
         if not decoded:
             return
-        stamps = []
-        for f, _ in decoded:
-            s = messages.stamp_to_seconds(f.message.header.stamp)
-            stamps.append(s if s > 0 else time.time())
+        # Header stamps as integer nanoseconds, exact end to end (an unset stamp: now).
+        stamps = [messages.stamp_to_ns(f.message.header.stamp) or time.time_ns() for f, _ in decoded]
         try:
             results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
-                                              streams=[f.camera for f, _ in decoded], stamps=stamps,
+                                              streams=[f.camera for f, _ in decoded], stamps_ns=stamps,
                                               dense_output=params.output_resolution)
         except OutOfMemory as exc:
             # Drop these frames, free what the allocator holds, keep running.
@@ -486,16 +483,13 @@ class PerceptionNode(LifecycleNode):
             self._counters['processed'] += len(results)
             self._window_processed += len(results)
             self._last_tasks = tasks
-        for (frame, rgb), result, s in zip(decoded, results, stamps):
+        for (frame, rgb), result in zip(decoded, results):
             if result.flow_status is FlowStatus.TIME_WENT_BACKWARDS:
                 with self._lock:
                     self._counters['flow_resets'] += 1
                 self.get_logger().info(f'{self._image_topic(frame.camera)}: flow restarts, {result.flow_status_detail}',
                                        throttle_duration_sec=5.0)
             self._publish(frame, rgb, result, tasks, params, start)
-            # The exact header stamp behind the float the predictor keeps, so flow's previous_stamp
-            # is the earlier image's stamp to the nanosecond (float seconds lose ~100 ns at epoch times).
-            self._exact_stamps[frame.camera] = (s, frame.message.header.stamp)
 
     def _publish(self, frame, rgb, result, tasks, params, start):
         cam = frame.camera
@@ -520,11 +514,8 @@ class PerceptionNode(LifecycleNode):
                 dbg('depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
         if result.flow is not None:
             dense_size = result.flow.shape[:2]
-            previous = result.flow_previous_stamp
-            known = self._exact_stamps.get(cam)
-            if known is not None and abs(known[0] - previous) < 1e-6:
-                previous = known[1]
-            out('flow').publish(messages.optical_flow(header, previous, result.flow, result.image_size))
+            out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
+                                                      result.image_size))
             if debug and dbg('flow').get_subscription_count():
                 dbg('flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
         if result.detections is not None:
