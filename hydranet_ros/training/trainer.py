@@ -144,19 +144,21 @@ def init_from_checkpoint(model: HydraNet, path) -> str:
             + (f' (first new: {new[0]})' if new else ''))
 
 
-def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
-    rank, world = _dist()
-    tcfg, dcfg = config.resolved()
+def _model_config(config: TrainConfig, dcfg: dict) -> tuple[HydraNetConfig, list]:
+    """The network's configuration and the dataset's segmentation classes ({name, color}), checked
+    against each other before any step (the checkpoint records these names)."""
     seg_classes = [c if isinstance(c, dict) else {'name': str(c), 'color': [128, 128, 128]}
                    for c in dcfg['segmentation_classes']]
     mcfg = HydraNetConfig.from_dict({'num_classes': len(seg_classes),
                                      'num_detection_classes': len(dcfg['detection_classes']), **config.model})
-    # Checked before any step: the checkpoint records these names (a mismatch used to fail at saving).
     if mcfg.num_classes != len(seg_classes) or mcfg.num_detection_classes != len(dcfg['detection_classes']):
         raise ValueError(f'model: {mcfg.num_classes} segmentation / {mcfg.num_detection_classes} detection classes, '
                          f'but data names {len(seg_classes)} / {len(dcfg["detection_classes"])} '
                          f'(data.segmentation_classes, data.detection_classes)')
-    tasks = [t for t in TASKS if t in tcfg['tasks']]
+    return mcfg, seg_classes
+
+
+def _seed_and_device(tcfg: dict, rank: int) -> torch.device:
     seed = int(tcfg['seed']) + rank
     random.seed(seed)
     np.random.seed(seed)
@@ -164,9 +166,78 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     if tcfg['threads']:
         torch.set_num_threads(int(tcfg['threads']))
     if torch.cuda.is_available():
-        device = torch.device('cuda', rank % max(torch.cuda.device_count(), 1))
-    else:
-        device = torch.device('cpu')
+        return torch.device('cuda', rank % max(torch.cuda.device_count(), 1))
+    return torch.device('cpu')
+
+
+def _optimizer(model: HydraNet, balancer: LossBalancer, tcfg: dict) -> torch.optim.Optimizer:
+    """AdamW with one group for the shared encoder + decoder, one per head (head_lr), one for the
+    balancer's learned weights (no decay)."""
+    head_lr = tcfg['head_lr'] or {}
+    groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg['lr']}]
+    for t in TASKS:
+        groups.append({'params': list(model.heads[t].parameters()), 'lr': float(head_lr.get(t, tcfg['lr']))})
+    groups.append({'params': list(balancer.parameters()), 'lr': tcfg['lr'], 'weight_decay': 0.0})
+    return torch.optim.AdamW(groups, weight_decay=tcfg['weight_decay'])
+
+
+def _learning_rate_scale(step: int, total_steps: int, warmup_steps: int = 50) -> float:
+    """Cosine decay over the run, linear warm-up over its first steps."""
+    return 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1))) * min(1.0, (step + 1) / warmup_steps)
+
+
+def _state_path(tcfg: dict) -> Path:
+    return Path(tcfg['output']).with_suffix('.state.pt')
+
+
+def _save_state(path: Path, model, optimizer, balancer, step: int, history: list):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
+                'balancer': balancer.state_dict(), 'step': step, 'history': history}, path)
+
+
+def _resume(path, device, model, optimizer, balancer) -> tuple[int, list]:
+    """Model, optimiser and balancing state (DWA history included) from a .state.pt."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(state['model'])
+    optimizer.load_state_dict(state['optimizer'])
+    balancer.load_state_dict(state['balancer'])
+    return int(state['step']), list(state.get('history', []))
+
+
+def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device) -> dict:
+    """One optimisation step; the per-task losses."""
+    with torch.autocast(device.type, enabled=use_amp):
+        losses, extra = compute_losses(net, batch, tasks, mcfg, float(tcfg['consistency']))
+        total = balancer({k: v.float() for k, v in losses.items()})
+        if extra is not None:
+            total = total + extra
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return losses
+
+
+def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
+    meta = CheckpointMetadata(
+        architecture=mcfg.to_dict(), tasks=tasks,
+        segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg['detection_classes']],
+        input_size=list(dcfg['input_size']), name=config.name, training=json.loads(json.dumps(summary, default=str)))
+    return save_checkpoint(tcfg['output'], model.cpu(), meta)
+
+
+def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
+    """Train (or resume, or grow from init_from) a HydraNet as the config says; the checkpoint
+    is written by rank 0. Steps: settings, data, network, optimiser, resume, the loop (step,
+    balancing epochs, evaluation + state), the checkpoint."""
+    rank, world = _dist()
+    tcfg, dcfg = config.resolved()
+    mcfg, seg_classes = _model_config(config, dcfg)
+    tasks = [t for t in TASKS if t in tcfg['tasks']]
+    device = _seed_and_device(tcfg, rank)
     t_data = time.time()
     train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg['augment']))
     data_s = time.time() - t_data
@@ -174,34 +245,23 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
             f'({data_s:.0f} s to render)')
     model = HydraNet(mcfg).to(device)
-    if tcfg['init_from'] and not (tcfg['resume'] and Path(tcfg['resume']).is_file()):
+    resuming = bool(tcfg['resume'] and Path(tcfg['resume']).is_file())
+    if tcfg['init_from'] and not resuming:
         report = init_from_checkpoint(model, tcfg['init_from'])
         if rank == 0:
             log(report)
     balancer = LossBalancer(tasks, tcfg['balancing'], tcfg['weights']).to(device)
-    head_lr = tcfg['head_lr'] or {}
-    groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg['lr']}]
-    for t in TASKS:
-        groups.append({'params': list(model.heads[t].parameters()), 'lr': float(head_lr.get(t, tcfg['lr']))})
-    groups.append({'params': list(balancer.parameters()), 'lr': tcfg['lr'], 'weight_decay': 0.0})
-    optimizer = torch.optim.AdamW(groups, weight_decay=tcfg['weight_decay'])
+    optimizer = _optimizer(model, balancer, tcfg)
     base_lrs = [g['lr'] for g in optimizer.param_groups]
-    step = 0
-    history = []
-    if tcfg['resume'] and Path(tcfg['resume']).is_file():
-        state = torch.load(tcfg['resume'], map_location=device, weights_only=True)
-        model.load_state_dict(state['model'])
-        optimizer.load_state_dict(state['optimizer'])
-        balancer.load_state_dict(state['balancer'])
-        step, history = int(state['step']), list(state.get('history', []))
+    step, history = 0, []
+    if resuming:
+        step, history = _resume(tcfg['resume'], device, model, optimizer, balancer)
         if rank == 0:
             log(f'resumed from {tcfg["resume"]} at step {step}')
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     use_amp = bool(tcfg['amp']) and device.type == 'cuda'
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(int(tcfg['seed']) + rank)
     total_steps = int(tcfg['steps'])
     bar = None
     if progress and rank == 0:
@@ -209,26 +269,15 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         bar = tqdm(total=total_steps, initial=step, desc='train', dynamic_ncols=True)
     started = time.time()
     running = {t: [] for t in tasks}
+    epoch_len = max(len(train_set) // int(tcfg['batch_size']), 1)
     model.train()
     while step < total_steps:
-        lr_scale = 0.5 * (1 + math.cos(math.pi * step / max(total_steps, 1)))
-        warm = min(1.0, (step + 1) / 50)
+        scale = _learning_rate_scale(step, total_steps)
         for g, base in zip(optimizer.param_groups, base_lrs):
-            g['lr'] = base * lr_scale * warm
-        idx = rng.integers(0, len(train_set), int(tcfg['batch_size']))
-        items = [train_set[int(i)] for i in idx]
+            g['lr'] = base * scale
+        items = [train_set[int(i)] for i in rng.integers(0, len(train_set), int(tcfg['batch_size']))]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-        with torch.autocast(device.type, enabled=use_amp):
-            losses, extra = compute_losses(net if world > 1 else model, batch, tasks, mcfg, float(tcfg['consistency']))
-            total = balancer({k: v.float() for k, v in losses.items()})
-            if extra is not None:
-                total = total + extra
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        scaler.step(optimizer)
-        scaler.update()
+        losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device)
         step += 1
         for t, v in losses.items():
             running[t].append(float(v.detach()))
@@ -236,20 +285,16 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             bar.update(1)
             if step % int(tcfg['log_every']) == 0:
                 bar.set_postfix({t[:3]: f'{np.mean(v[-20:]):.3f}' for t, v in running.items() if v})
-        epoch_len = max(len(train_set) // int(tcfg['batch_size']), 1)
         if step % epoch_len == 0:
             balancer.end_epoch({t: float(np.mean(v[-epoch_len:])) for t, v in running.items() if v})
-        if rank == 0 and val_set is not None and (step % int(tcfg['eval_every']) == 0 or step == total_steps):
-            metrics = evaluate(model, val_set, tasks, max_samples=int(tcfg['eval_samples']))
-            head = headline(metrics)
+        checkpoint_now = step % int(tcfg['eval_every']) == 0 or step == total_steps
+        if rank == 0 and val_set is not None and checkpoint_now:
+            head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg['eval_samples'])))
             history.append({'step': step, **head, 'weights': balancer.current_weights(),
                             'elapsed_s': time.time() - started})
             log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
-        if rank == 0 and (step % int(tcfg['eval_every']) == 0 or step == total_steps):
-            state_path = Path(tcfg['output']).with_suffix('.state.pt')
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                        'balancer': balancer.state_dict(), 'step': step, 'history': history}, state_path)
+        if rank == 0 and checkpoint_now:
+            _save_state(_state_path(tcfg), model, optimizer, balancer, step, history)
     if bar is not None:
         bar.close()
     elapsed = time.time() - started
@@ -260,12 +305,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                    'steps': step, 'batch_size': tcfg['batch_size'], 'balancing': tcfg['balancing'],
                    'train_seconds': round(elapsed, 1), 'render_seconds': round(data_s, 1),
                    'device': str(device), 'world_size': world, 'final': history[-1] if history else {}}
-        meta = CheckpointMetadata(
-            architecture=mcfg.to_dict(), tasks=tasks,
-            segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg['detection_classes']],
-            input_size=list(dcfg['input_size']),
-            name=config.name, training=json.loads(json.dumps(summary, default=str)))
-        sha = save_checkpoint(tcfg['output'], model.cpu(), meta)
+        sha = _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary)
         result['sha256'] = sha
         result['output'] = tcfg['output']
         log(f'saved {tcfg["output"]} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
