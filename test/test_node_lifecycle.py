@@ -66,7 +66,7 @@ def test_configure_failure_reports_the_reason_and_leaves_nothing(tiny_checkpoint
     try:
         assert h.node.trigger_configure() == FAIL
         assert h.node.state_label == 'unconfigured'
-        assert reason in h.node._last_error
+        assert reason in h.node.last_error
         assert h.node._predictor is None and not h.node._pubs
         # Fix the parameter: the same node configures fine.
         good = {'model_path': str(tiny_checkpoint), 'precision': 'fp32', 'device': 'cpu', 'input_height': 0,
@@ -86,7 +86,7 @@ def test_junk_checkpoint_fails_configure(tmp_path, tiny_checkpoint):
     h = NodeHarness(junk)
     try:
         assert h.node.trigger_configure() == FAIL
-        assert 'not a hydranet_ros checkpoint' in h.node._last_error
+        assert 'not a hydranet_ros checkpoint' in h.node.last_error
     finally:
         h.close()
 

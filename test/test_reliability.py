@@ -108,7 +108,7 @@ def test_malformed_image_is_rejected_counted_and_the_next_frame_processed(active
     before = h.node.counters['rejected']
     h.image_pub.publish(msg)
     assert h.wait_for(lambda: h.node.counters['rejected'] == before + 1, timeout=10), case
-    assert words in h.node._last_error and 'rejected input on input/image' in h.node._last_error
+    assert words in h.node.last_error and 'rejected input on input/image' in h.node.last_error
     assert h.node.state_label == 'active'
     assert _send_valid(h, 100.0 + len(h.stats))
     assert h.stats[-1].frames_rejected == before + 1
@@ -130,10 +130,10 @@ def test_bad_camera_info_is_rejected_and_counted(active, mutation, words):
     before = h.node.counters['camera_info_rejected']
     h.info_pub.publish(info)
     if mutation == 'size mismatch':     # only known once an image of another size arrives
-        assert h.wait_for(lambda: h.node._camera_info.get('') is not None, timeout=10)
+        assert h.wait_for(lambda: h.node._camera_infos.has(''), timeout=10)
         assert _send_valid(h, 200.0 + len(h.stats))
     assert h.wait_for(lambda: h.node.counters['camera_info_rejected'] == before + 1, timeout=10)
-    assert words in h.node._last_error
+    assert words in h.node.last_error
     assert _send_valid(h, 300.0 + len(h.stats))
     assert h.stats[-1].camera_info_rejected == before + 1
 
@@ -316,7 +316,7 @@ def test_bad_start_up_value_fails_configure_with_the_reason(tiny_checkpoint, nam
     try:
         assert h.node.trigger_configure() == FAIL
         assert h.node.state_label == 'unconfigured'
-        assert name in h.node._last_error
+        assert name in h.node.last_error
     finally:
         h.close()
 
@@ -356,7 +356,7 @@ def test_cuda_without_gpu_fails_configure_clearly_and_auto_falls_back(tiny_check
     h = NodeHarness(tiny_checkpoint, device='cuda')
     try:
         assert h.node.trigger_configure() == FAIL
-        assert 'cuda' in h.node._last_error.lower() and h.node.state_label == 'unconfigured'
+        assert 'cuda' in h.node.last_error.lower() and h.node.state_label == 'unconfigured'
         assert h.node.set_parameters([Parameter('device', value='auto')])[0].successful
         assert h.node.trigger_configure() == OK
         assert str(h.node._predictor.device) == 'cpu'
@@ -380,7 +380,7 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoin
         predictor.model = out_of_memory_once
         h.image_pub.publish(_stamp(rgb_image(32, 48), 5.0))
         assert h.wait_for(lambda: h.node.counters['oom'] == 1, timeout=20)
-        assert 'out of memory' in h.node._last_error
+        assert 'out of memory' in h.node.last_error
         assert _send_valid(h, 5.1)
         assert h.node.state_label == 'active' and h.node.counters['processed'] == 1
     finally:

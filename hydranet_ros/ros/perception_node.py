@@ -8,13 +8,11 @@ takes the newest frame of each camera, so executor callbacks never wait on the n
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
 import traceback
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -30,15 +28,15 @@ from hydranet_ros.inference.results import FlowStatus
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.model import registry
 from hydranet_ros.pipeline.latest_frames import LatestFrames
-from hydranet_ros.pipeline.upstream_loss import UpstreamLoss
 from hydranet_ros.ros import messages
-from hydranet_ros.image_codec import (ImageConversionError, check_camera_info, check_compressed_message,
-                                      check_image_message, compressed_to_rgb, image_to_rgb, numpy_to_image)
+from hydranet_ros.ros.camera_info_relay import CameraInfoRelay
+from hydranet_ros.ros.debug_images import DebugImages
+from hydranet_ros.ros.node_health import NodeHealth
+from hydranet_ros.image_codec import (ImageConversionError, check_compressed_message, check_image_message,
+                                      compressed_to_rgb, image_to_rgb)
 from hydranet_ros.ros.parameters import BY_NAME, NODE_NAME, PARAMETERS, NodeParams, descriptor, validate_all
-from hydranet_ros import visualize
 
 _RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
-_LATENCY_WINDOW = 200
 _QOS_CHECK_PERIOD_S = 1.0
 
 
@@ -94,20 +92,13 @@ class PerceptionNode(LifecycleNode):
         self._pubs = {}
         self._diag_pub = None
         self._input_subs = {}      # (camera, topic) -> (subscription, reliability)
-        self._upstream = {}        # camera -> UpstreamLoss
-        self._lost_reported = 0
-        self._camera_info = {}
+        self._camera_infos = CameraInfoRelay()
+        self._debug = None
+        self._health = NodeHealth()
         self._frames = None
         self._worker = None
         self._timer = None
         self._qos_timer = None
-        self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,
-                          'flow_resets': 0, 'oom': 0}
-        self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
-        self._window_processed = 0
-        self._window_start = time.monotonic()
-        self._last_error = ''
-        self._last_tasks = ()
 
     @property
     def state_label(self) -> str:
@@ -115,12 +106,13 @@ class PerceptionNode(LifecycleNode):
 
     @property
     def counters(self) -> dict:
-        with self._lock:
-            counts = dict(self._counters)
-        if self._frames is not None:
-            counts['dropped'] = self._frames.dropped
-        counts['lost_upstream'] = sum(loss.lost for loss in list(self._upstream.values()))
-        return counts
+        frames = self._frames
+        return self._health.counters(frames.dropped if frames is not None else None)
+
+    @property
+    def last_error(self) -> str:
+        """The last problem the node met (also after a failed configure), for callers and tests."""
+        return self._health.last_error
 
     def _read_params(self) -> dict:
         values = {}
@@ -155,13 +147,15 @@ class PerceptionNode(LifecycleNode):
         except Exception as exc:  # any problem: report, undo, stay unconfigured
             self.get_logger().error(f'configure failed: {exc}')
             self._reset_runtime()
-            self._last_error = str(exc)   # kept for callers (tests, the demo) after the reset
+            self._health.last_error = str(exc)   # kept for callers (tests, the demo) after the reset
             return TransitionCallbackReturn.FAILURE
         self._params = params
         self._predictor = predictor
-        self._colors = [c['color'] for c in predictor.metadata.segmentation_classes]
         self._cameras = list(params.cameras) or ['']
         self._create_publishers()
+        self._debug = DebugImages({(cam, task): self._pubs[(cam, name)] for cam in self._cameras
+                                   for task, name in topics.DEBUG_TOPICS.items()},
+                                  [c['color'] for c in predictor.metadata.segmentation_classes])
         self.get_logger().info(
             f'configured: model {predictor.model_id} on {predictor.device} ({predictor.precision}), '
             f'input {predictor.input_size[1]}x{predictor.input_size[0]}, cameras {self._cameras}')
@@ -191,7 +185,6 @@ class PerceptionNode(LifecycleNode):
         p = self._params
         self._frames = LatestFrames()
         for cam in self._cameras:
-            self._upstream.setdefault(cam, UpstreamLoss())   # counts survive deactivate/activate
             self._subscribe_input(cam, self._image_topic(cam))
             self._subscribe_input(cam, _topic(cam, topics.INPUT_CAMERA_INFO))
         if p.input_reliability == 'auto':
@@ -199,7 +192,7 @@ class PerceptionNode(LifecycleNode):
         self._publish_label_infos()
         self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
         self._worker.start()
-        self._window_start, self._window_processed = time.monotonic(), 0
+        self._health.start_window()
         self._timer = self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
         self.get_logger().info('active: processing ' + ', '.join(
             f'{self.resolve_topic_name(self._image_topic(c))} ({self._input_subs[(c, self._image_topic(c))][1]})'
@@ -253,9 +246,7 @@ class PerceptionNode(LifecycleNode):
 
     def _reject(self, counter: str, topic: str, problem) -> None:
         """Count a refused input and warn (throttled); the message is dropped, nothing else changes."""
-        with self._lock:
-            self._counters[counter] += 1
-            self._last_error = f'rejected input on {topic}: {problem}'
+        self._health.count(counter, error=f'rejected input on {topic}: {problem}')
         self.get_logger().warning(f'rejected input on {topic}: {problem}', throttle_duration_sec=5.0)
 
     def _on_image(self, cam, msg, info=None):
@@ -267,9 +258,9 @@ class PerceptionNode(LifecycleNode):
         if info is not None:
             gid = info.get('publisher_gid')
             stamp = msg.header.stamp
-            missing = self._upstream[cam].observe(stamp.sec * 1_000_000_000 + stamp.nanosec,
-                                                  publisher=bytes(gid['data']) if gid else None,
-                                                  sequence=info.get('publication_sequence_number'))
+            missing = self._health.input_seen(cam, messages.stamp_to_ns(stamp),
+                                              publisher=bytes(gid['data']) if gid else None,
+                                              sequence=info.get('publication_sequence_number'))
             if missing:
                 self.get_logger().warning(
                     f'{self.resolve_topic_name(self._image_topic(cam))}: {missing} frame(s) lost before reaching '
@@ -286,12 +277,9 @@ class PerceptionNode(LifecycleNode):
         frames.put(cam, msg)
 
     def _on_camera_info(self, cam, msg):
-        try:
-            check_camera_info(msg)
-        except ImageConversionError as exc:
-            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), exc)
-            return
-        self._camera_info[cam] = msg
+        problem = self._camera_infos.take(cam, msg)
+        if problem is not None:
+            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
 
     def _stop_processing(self):
         for timer in (self._timer, self._qos_timer):
@@ -307,8 +295,7 @@ class PerceptionNode(LifecycleNode):
             self._worker.join(timeout=30.0)
             self._worker = None
         if self._frames is not None:
-            with self._lock:
-                self._counters['dropped'] = self._frames.dropped
+            self._health.set_dropped(self._frames.dropped)
             self._frames = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -429,9 +416,7 @@ class PerceptionNode(LifecycleNode):
             try:
                 self._process(batch)
             except Exception as exc:  # never let one frame kill the worker
-                with self._lock:
-                    self._counters['errors'] += 1
-                    self._last_error = f'{type(exc).__name__}: {exc}'
+                self._health.count('errors', error=f'{type(exc).__name__}: {exc}')
                 self.get_logger().error(f'processing failed: {exc}\n{traceback.format_exc()}',
                                         throttle_duration_sec=5.0)
 
@@ -444,10 +429,7 @@ class PerceptionNode(LifecycleNode):
                 rgb = image_to_rgb(msg)
             Predictor.check_image(rgb)
         except (ImageConversionError, ValueError, TypeError) as exc:
-            with self._lock:
-                self._counters['rejected'] += 1
-                self._last_error = f'rejected input on {self._image_topic(frame.camera)}: {exc}'
-            self.get_logger().warning(self._last_error, throttle_duration_sec=5.0)
+            self._reject('rejected', self._image_topic(frame.camera), exc)
             return None
         return rgb
 
@@ -474,73 +456,58 @@ class PerceptionNode(LifecycleNode):
             if self._predictor.device.type == 'cuda':
                 import torch
                 torch.cuda.empty_cache()
-            with self._lock:
-                self._counters['oom'] += 1
-                self._last_error = f'out of memory during inference, {len(decoded)} frame(s) dropped: {exc}'
-            self.get_logger().error(self._last_error, throttle_duration_sec=5.0)
+            error = f'out of memory during inference, {len(decoded)} frame(s) dropped: {exc}'
+            self._health.count('oom', error=error)
+            self.get_logger().error(error, throttle_duration_sec=5.0)
             return
-        with self._lock:
-            self._counters['processed'] += len(results)
-            self._window_processed += len(results)
-            self._last_tasks = tasks
+        self._health.processed(len(results), tasks)
         for (frame, rgb), result in zip(decoded, results):
             if result.flow_status is FlowStatus.TIME_WENT_BACKWARDS:
-                with self._lock:
-                    self._counters['flow_resets'] += 1
+                self._health.count('flow_resets')
                 self.get_logger().info(f'{self._image_topic(frame.camera)}: flow restarts, {result.flow_status_detail}',
                                        throttle_duration_sec=5.0)
             self._publish(frame, rgb, result, tasks, params, start)
 
     def _publish(self, frame, rgb, result, tasks, params, start):
+        """One frame's outputs, debug images, output camera_info and stats, in that order."""
         cam = frame.camera
         header = frame.message.header
         if params.frame_id:
             header = type(header)(stamp=header.stamp, frame_id=params.frame_id)
-        out = lambda task: self._pubs[(cam, topics.TASK_TOPICS[task])]   # noqa: E731
-        dbg = lambda task: self._pubs[(cam, topics.DEBUG_TOPICS[task])]  # noqa: E731
-        debug = params.debug_images
-        dense_size = None
-        if result.segmentation is not None:
-            dense_size = result.segmentation.shape
-            out('segmentation').publish(messages.segmentation_image(header, result.segmentation))
-            if debug and dbg('segmentation').get_subscription_count():
-                overlay = visualize.segmentation_overlay(result.segmentation, self._colors, rgb)
-                dbg('segmentation').publish(numpy_to_image(overlay, 'rgb8', header))
-        if result.depth is not None:
-            dense_size = result.depth.shape
-            out('depth').publish(messages.depth_image(header, result.depth, params.depth_min_m,
-                                                      params.depth_max_m))
-            if debug and dbg('depth').get_subscription_count():
-                dbg('depth').publish(numpy_to_image(visualize.depth_colormap(result.depth), 'rgb8', header))
-        if result.flow is not None:
-            dense_size = result.flow.shape[:2]
-            out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
-                                                      result.image_size))
-            if debug and dbg('flow').get_subscription_count():
-                dbg('flow').publish(numpy_to_image(visualize.flow_to_color(result.flow), 'rgb8', header))
-        if result.detections is not None:
-            wanted = set(params.detection_classes)
-            dets = [d for d in result.detections if not wanted or d.class_name in wanted]
-            out('detection').publish(messages.detections(header, dets))
-            if debug and dbg('detection').get_subscription_count():
-                dbg('detection').publish(numpy_to_image(visualize.draw_detections(rgb, dets), 'rgb8', header))
-        info = self._camera_info.get(cam)
-        if info is not None and dense_size is not None:
-            try:
-                check_camera_info(info, rgb.shape[:2])
-            except ImageConversionError as exc:
-                self._camera_info.pop(cam, None)    # counted once; a matching camera_info replaces it
-                self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), exc)
-            else:
-                self._pubs[(cam, topics.CAMERA_INFO)].publish(messages.scaled_camera_info(info, header, dense_size))
-        end = time.monotonic()
+        detections = self._publish_outputs(cam, header, result, params)
+        if params.debug_images:
+            self._debug.publish(cam, header, rgb, result, detections)
+        dense = next((a.shape[:2] for a in (result.segmentation, result.depth, result.flow) if a is not None), None)
+        info, problem = self._camera_infos.for_outputs(cam, header, rgb.shape[:2], dense)
+        if problem is not None:
+            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
+        elif info is not None:
+            self._pubs[(cam, topics.CAMERA_INFO)].publish(info)
         timings = dict(result.timings_ms)
         timings['queue_ms'] = (start - frame.received) * 1e3
-        timings['total_ms'] = (end - frame.received) * 1e3
-        with self._lock:
-            self._latency_ms.append(timings['total_ms'])
+        timings['total_ms'] = (time.monotonic() - frame.received) * 1e3
+        self._health.latency(timings['total_ms'])
         self._pubs[(cam, topics.STATS)].publish(messages.inference_stats(
             header, self._predictor.model_id, self._predictor.device, tasks, timings, self.counters))
+
+    def _publish_outputs(self, cam, header, result, params):
+        """The task outputs present in result; returns the detections published (class filter
+        applied), or None."""
+        def out(task):
+            return self._pubs[(cam, topics.TASK_TOPICS[task])]
+        if result.segmentation is not None:
+            out('segmentation').publish(messages.segmentation_image(header, result.segmentation))
+        if result.depth is not None:
+            out('depth').publish(messages.depth_image(header, result.depth, params.depth_min_m, params.depth_max_m))
+        if result.flow is not None:
+            out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
+                                                      result.image_size))
+        if result.detections is None:
+            return None
+        wanted = set(params.detection_classes)
+        detections = [d for d in result.detections if not wanted or d.class_name in wanted]
+        out('detection').publish(messages.detections(header, detections))
+        return detections
 
     def _publish_label_infos(self):
         header = type(Image().header)()
@@ -552,34 +519,11 @@ class PerceptionNode(LifecycleNode):
                 messages.label_info(header, self._predictor.class_names, self._params.detection_score_threshold))
 
     def _publish_diagnostics(self):
-        now = time.monotonic()
-        with self._lock:
-            lat = np.array(self._latency_ms) if self._latency_ms else None
-            processed = self._window_processed
-            self._window_processed, period, self._window_start = 0, now - self._window_start, now
-            last_error = self._last_error
-        counts = self.counters
-        new_losses, self._lost_reported = counts['lost_upstream'] - self._lost_reported, counts['lost_upstream']
-        values = {'rate_hz': f'{processed / period:.2f}' if period > 0 else '0',
-                  'latency_p50_ms': f'{np.percentile(lat, 50):.1f}' if lat is not None else 'n/a',
-                  'latency_p95_ms': f'{np.percentile(lat, 95):.1f}' if lat is not None else 'n/a',
-                  'frames_processed': counts['processed'], 'frames_dropped': counts['dropped'],
-                  'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
-                  'camera_info_rejected': counts['camera_info_rejected'], 'flow_resets': counts['flow_resets'],
-                  'out_of_memory': counts['oom'], 'frames_lost_upstream': counts['lost_upstream'],
-                  'input_reliability': ', '.join(f'{name}: {rel}' for (_, name), (_, rel) in self._input_subs.items()),
-                  'device': self._predictor.device, 'precision': self._predictor.precision,
-                  'model': self._predictor.model_id, 'tasks_last_run': ','.join(self._last_tasks),
-                  'last_error': last_error}
-        level, message = DiagnosticStatus.OK, 'running'
-        if counts['errors'] or counts['oom']:
-            level, message = DiagnosticStatus.ERROR, f'processing errors: {last_error}'
-        elif counts['rejected'] or counts['camera_info_rejected']:
-            level, message = DiagnosticStatus.WARN, f'rejected inputs: {last_error}'
-        elif new_losses:
-            level, message = DiagnosticStatus.WARN, (
-                f'{new_losses} input frame(s) lost upstream of the node since the last report '
-                f'(sequence or stamp gaps; large images over best-effort DDS, see docs/NODE.md)')
-        self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(),
-                                                    level[0] if isinstance(level, bytes) else level,
+        frames = self._frames
+        level, message, values = self._health.report(frames.dropped if frames is not None else None)
+        values.update({'input_reliability': ', '.join(f'{name}: {rel}'
+                                                      for (_, name), (_, rel) in self._input_subs.items()),
+                       'device': self._predictor.device, 'precision': self._predictor.precision,
+                       'model': self._predictor.model_id})
+        self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))
