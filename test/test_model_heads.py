@@ -157,3 +157,24 @@ def test_config_validation():
     assert HydraNetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match='unknown HydraNetConfig keys'):
         HydraNetConfig.from_dict({**cfg.to_dict(), 'n_layers': 3})
+
+
+def test_every_head_has_one_signature_and_its_own_output_stride():
+    """HydraNet.forward calls each head with HeadInputs and crops by the head's output_stride,
+    so a head with another stride needs no change there."""
+    from torch import nn as tnn
+    from hydranet_ros.model.head_inputs import HeadInputs
+    model = HydraNet(HydraNetConfig(width_mult=0.35, decoder_channels=16)).eval()
+    assert {t: h.output_stride for t, h in model.heads.items()} == {
+        'segmentation': 1, 'depth': 1, 'flow': 1, 'detection': 4}
+
+    class Stride8(tnn.Module):
+        output_stride = 8
+
+        def forward(self, inputs: HeadInputs):
+            h, w = inputs.size
+            return torch.zeros(inputs.decoded.shape[0], 3, h // 8, w // 8)
+    model.heads['detection'] = Stride8()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 70, 100), ['detection'])
+    assert out['detection'].shape == (1, 3, 9, 13)         # ceil(70 / 8), ceil(100 / 8)

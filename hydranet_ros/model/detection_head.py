@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hydranet_ros.model.head_inputs import HeadInputs
 from hydranet_ros.model.layers import ConvBNAct
 
 STRIDE = 4
@@ -17,6 +18,8 @@ _PRIOR_BIAS = -math.log((1 - 0.1) / 0.1)
 
 
 class DetectionHead(nn.Module):
+    output_stride = STRIDE
+
     def __init__(self, channels: int, num_classes: int, hidden: int):
         super().__init__()
         self.num_classes = num_classes
@@ -27,8 +30,8 @@ class DetectionHead(nn.Module):
         self.offset = nn.Conv2d(hidden, 2, 1)
         nn.init.constant_(self.heatmap.bias, _PRIOR_BIAS)
 
-    def forward(self, decoded):
-        x = self.trunk(decoded)
+    def forward(self, inputs: HeadInputs):
+        x = self.trunk(inputs.decoded)
         heat = torch.sigmoid(self.heatmap(x))
         # Sizes are predicted in stride-4 cells through softplus (always positive), reported
         # in input pixels.

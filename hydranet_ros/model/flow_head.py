@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hydranet_ros.model.flow_ops import local_correlation, resize_flow, warp_previous
+from hydranet_ros.model.head_inputs import HeadInputs
 from hydranet_ros.model.layers import ConvBNAct
 
 
@@ -33,6 +34,8 @@ def unpack_flow_features(packed: torch.Tensor, fine_channels: int):
 
 
 class FlowHead(nn.Module):
+    output_stride = 1
+
     def __init__(self, feature_channels: int, decoder_channels: int, radius: int,
                  refine_channels: int, iterations: int = 0, update_radius: int = 2,
                  fine_channels: int = 0, fine_radius: int = 0):
@@ -59,7 +62,14 @@ class FlowHead(nn.Module):
             fine_in = (2 * fine_radius + 1) ** 2 + FINE_MATCH_CHANNELS + 2
             self.fine_update = _update_block(fine_in, 64)
 
-    def forward(self, decoded, current_feat, previous_feat, out_size):
+    def forward(self, inputs: HeadInputs):
+        decoded, current_feat, previous_feat = inputs.decoded, inputs.flow_features, inputs.previous_flow_features
+        if previous_feat is None:
+            raise ValueError("task 'flow' needs previous_features (the previous frame's flow features)")
+        if previous_feat.shape != current_feat.shape:
+            raise ValueError(f'previous_features {tuple(previous_feat.shape)} do not match '
+                             f'this frame\'s {tuple(current_feat.shape)}: reset the cache on a size change')
+        previous_feat = previous_feat.to(current_feat.dtype)
         if self.fine_channels:
             current_fine, current_feat = unpack_flow_features(current_feat, self.fine_channels)
             previous_fine, previous_feat = unpack_flow_features(previous_feat, self.fine_channels)
@@ -80,7 +90,7 @@ class FlowHead(nn.Module):
             # the residual is resized on its own, so a zero residual leaves the coarse flow as it was
             flow4 = flow4 + resize_flow(delta, decoded.shape[-2:])
         flow4 = flow4 + self.refine(torch.cat([decoded, flow4], dim=1))
-        return resize_flow(flow4, out_size)
+        return resize_flow(flow4, inputs.size)
 
 
 def _update_block(cin: int, hidden: int) -> nn.Sequential:

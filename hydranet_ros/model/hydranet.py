@@ -10,6 +10,7 @@ from hydranet_ros.model.decoder import LightWeightRefineDecoder
 from hydranet_ros.model.depth_head import DepthHead
 from hydranet_ros.model.detection_head import DetectionHead
 from hydranet_ros.model.encoder import MobileNetV2Encoder
+from hydranet_ros.model.head_inputs import HeadInputs
 from hydranet_ros.model.flow_head import FlowHead, pack_flow_features
 from hydranet_ros.model.segmentation_head import SegmentationHead
 
@@ -81,25 +82,11 @@ class HydraNet(nn.Module):
             out[FLOW_FEATURES] = current
         if not tasks:
             return out
-        decoded = self.decoder(feats)
-        size = padded.shape[-2:]
+        inputs = HeadInputs(self.decoder(feats), tuple(padded.shape[-2:]), current, previous_features)
         for task in tasks:
             head = self.heads[task]
-            if task == 'flow':
-                if previous_features is None:
-                    raise ValueError("task 'flow' needs previous_features (the previous frame's "
-                                     f"'{FLOW_FEATURES}' output)")
-                if previous_features.shape != current.shape:
-                    raise ValueError(f'previous_features {tuple(previous_features.shape)} do not match '
-                                     f'this frame\'s {tuple(current.shape)}: reset the cache on a size change')
-                result = head(decoded, current, previous_features.to(current.dtype), size)
-            elif task == 'detection':
-                result = head(decoded)
-                out[task] = result[..., :(h + 3) // 4, :(w + 3) // 4]
-                continue
-            else:
-                result = head(decoded, size)
-            out[task] = result[..., :h, :w]
+            stride = head.output_stride
+            out[task] = head(inputs)[..., :-(-h // stride), :-(-w // stride)]   # crop the padding
         return out
 
     @staticmethod
