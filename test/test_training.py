@@ -1,5 +1,6 @@
 """Training end to end on tiny data: single process, resume, 2-process DDP (gloo), datasets."""
 import json
+import re
 import subprocess
 import sys
 
@@ -127,12 +128,31 @@ def test_init_from_copies_the_trained_tensors_and_keeps_new_levels(tmp_path):
 def test_nested_settings_merge_key_by_key_and_unknown_keys_are_refused():
     from hydranet_ros.training.trainer import TrainConfig
     train, data = TrainConfig(train={'weights': {'segmentation': 2.0}, 'head_lr': {'flow': 0.01}}).resolved()
-    assert train['weights'] == {'segmentation': 2.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0}
-    assert train['head_lr'] == {'flow': 0.01} and data['type'] == 'synthetic'
+    assert train.weights == {'segmentation': 2.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0}
+    assert train.head_lr == {'flow': 0.01} and data.type == 'synthetic' and train.steps == 1000
     with pytest.raises(ValueError, match=r"train: unknown keys \['stpes'\]"):
         TrainConfig(train={'stpes': 10}).resolved()
     with pytest.raises(ValueError, match='data: unknown keys'):
         TrainConfig(data={'input_sise': [64, 64]}).resolved()
+
+
+@pytest.mark.parametrize('section,values,words', [
+    ('train', {'steps': 0}, 'train.steps must be an integer >= 1'),
+    ('train', {'lr': -1}, 'train.lr must be a number >= 0'),
+    ('train', {'balancing': 'magic'}, 'train.balancing must be one of'),
+    ('train', {'tasks': ['depth', 'edges']}, 'train.tasks must be a non-empty subset'),
+    ('train', {'weights': {'dpeth': 2}}, 'train.weights names unknown tasks'),
+    ('data', {'type': 'folder'}, 'data.root is needed'),
+    ('data', {'input_size': [64]}, 'data.input_size must be [height, width]'),
+])
+def test_bad_training_settings_are_refused_with_the_reason(tmp_path, section, values, words):
+    from hydranet_ros.training.trainer import TrainConfig
+    with pytest.raises(ValueError, match=re.escape(words)):
+        TrainConfig(**{section: values}).resolved()
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump({section: values}))
+    out = _run(['-m', 'hydranet_ros.training.train', '--config', str(path)])
+    assert out.returncode == 2 and words in out.stderr and 'Traceback' not in out.stderr
 
 
 def test_augment_setting_reaches_the_training_set(tmp_path):
@@ -191,5 +211,5 @@ def test_the_default_network_is_the_one_training_builds_by_default():
     from hydranet_ros.training.trainer import TrainConfig
     _, data = TrainConfig().resolved()
     config = HydraNetConfig()
-    assert (config.num_classes, config.num_detection_classes) == (len(data['segmentation_classes']),
-                                                                  len(data['detection_classes']))
+    assert (config.num_classes, config.num_detection_classes) == (len(data.segmentation_classes),
+                                                                  len(data.detection_classes))

@@ -6,6 +6,7 @@ import math
 import os
 import random
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,44 +34,115 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path) -> 'TrainConfig':
+        """Read and check a training YAML; ValueError naming the first problem."""
         raw = yaml.safe_load(Path(path).read_text()) or {}
         unknown = sorted(set(raw) - {'model', 'data', 'train', 'name'})
         if unknown:
             raise ValueError(f'{path}: unknown sections {unknown}')
-        return cls(**raw)
+        config = cls(**raw)
+        try:
+            config.resolved()
+            HydraNetConfig.from_dict(config.model)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f'{path}: {exc}') from None
+        return config
 
-    def resolved(self) -> tuple[dict, dict]:
-        """(train, data) settings: the defaults with this config's values merged in, nested
-        dicts key by key (`weights: {segmentation: 2}` keeps the other tasks' weights); an
-        unknown key is a ValueError naming it."""
-        return _merged(DEFAULT_TRAIN, self.train, 'train'), _merged(DEFAULT_DATA, self.data, 'data')
+    def resolved(self) -> tuple['TrainSettings', 'DataSettings']:
+        """The train and data sections as checked, typed settings over their defaults."""
+        return _settings(TrainSettings, self.train, 'train'), _settings(DataSettings, self.data, 'data')
 
 
-DEFAULT_TRAIN = dict(steps=1000, batch_size=8, lr=2e-3, weight_decay=1e-4, head_lr={}, balancing='fixed',
-                     weights={'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0},
-                     consistency=0.0, eval_every=250, eval_samples=64, seed=0, amp=True, tasks=list(TASKS),
-                     output='models/hydranet_trained.pt', resume=None, init_from=None, log_every=10, augment=True,
-                     threads=0)
-DEFAULT_DATA = dict(type='synthetic', camera='kitti', input_size=[128, 416], train_seeds=list(range(20)),
-                    frames_per_seed=40, val_seeds=[1000, 1001], val_frames_per_seed=20, root=None,
-                    # The dataset's classes, recorded in the checkpoint: [{name, color}] and [name].
-                    segmentation_classes=[{'name': n, 'color': list(c)} for n, c in SEGMENTATION_CLASSES],
-                    detection_classes=list(DETECTION_CLASSES))
-#: Settings whose value is a table of the user's own keys (merged key by key, any key allowed).
+_BALANCING = ('fixed', 'uncertainty', 'dwa')
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The `train:` section, every key with its default; checked by validate()."""
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    head_lr: dict = field(default_factory=dict)          # task -> learning rate of that head
+    balancing: str = 'fixed'                             # fixed, uncertainty, dwa
+    weights: dict = field(default_factory=lambda: {'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0})
+    consistency: float = 0.0
+    eval_every: int = 250
+    eval_samples: int = 64
+    seed: int = 0
+    amp: bool = True
+    tasks: tuple = TASKS
+    output: str = 'models/hydranet_trained.pt'
+    resume: str | None = None
+    init_from: str | None = None
+    log_every: int = 10
+    augment: bool = True
+    threads: int = 0
+
+    def validate(self):
+        for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every'):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
+        for name in ('lr', 'weight_decay', 'consistency'):
+            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
+                raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
+        if self.balancing not in _BALANCING:
+            raise ValueError(f'train.balancing must be one of {list(_BALANCING)}, got {self.balancing!r}')
+        if not self.tasks or set(self.tasks) - set(TASKS):
+            raise ValueError(f'train.tasks must be a non-empty subset of {list(TASKS)}, got {list(self.tasks)}')
+        for table in ('weights', 'head_lr'):
+            unknown = set(getattr(self, table)) - set(TASKS)
+            if unknown:
+                raise ValueError(f'train.{table} names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}')
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """The `data:` section, every key with its default; checked by validate()."""
+    type: str = 'synthetic'                              # synthetic, folder
+    camera: str = 'kitti'
+    input_size: tuple = (128, 416)                       # (height, width)
+    train_seeds: tuple = tuple(range(20))
+    frames_per_seed: int = 40
+    val_seeds: tuple = (1000, 1001)
+    val_frames_per_seed: int = 20
+    root: str | None = None                              # folder datasets
+    # The dataset's classes, recorded in the checkpoint: [{name, color}] (or names) and [name].
+    segmentation_classes: tuple = tuple({'name': n, 'color': list(c)} for n, c in SEGMENTATION_CLASSES)
+    detection_classes: tuple = tuple(DETECTION_CLASSES)
+
+    def validate(self):
+        if self.type not in ('synthetic', 'folder'):
+            raise ValueError(f"data.type must be 'synthetic' or 'folder', got {self.type!r}")
+        if self.type == 'folder' and not self.root:
+            raise ValueError('data.root is needed for a folder dataset')
+        if len(self.input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in self.input_size):
+            raise ValueError(f'data.input_size must be [height, width] in pixels, got {list(self.input_size)}')
+        if not self.segmentation_classes or not self.detection_classes:
+            raise ValueError('data.segmentation_classes and data.detection_classes must not be empty')
+
+
+#: Settings whose value is a table of the user's own keys (merged key by key).
 _OPEN_TABLES = {'weights', 'head_lr'}
 
 
-def _merged(defaults: dict, given: dict, section: str) -> dict:
-    unknown = sorted(set(given or {}) - set(defaults))
+def _settings(cls, given: dict, section: str):
+    """cls from the defaults with `given` merged in: nested tables key by key (`weights:
+    {segmentation: 2}` keeps the other tasks' weights); unknown keys and bad values refused."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given or {}) - set(fields))
     if unknown:
-        raise ValueError(f'{section}: unknown keys {unknown}; known: {sorted(defaults)}')
-    out = dict(defaults)
+        raise ValueError(f'{section}: unknown keys {unknown}; known: {sorted(fields)}')
+    defaults = cls()
+    values = {}
     for key, value in (given or {}).items():
         if key in _OPEN_TABLES and isinstance(value, dict):
-            out[key] = {**(defaults[key] or {}), **value}
-        else:
-            out[key] = value
-    return out
+            value = {**getattr(defaults, key), **value}
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    settings = cls(**values)
+    settings.validate()
+    return settings
 
 
 def _dist():
@@ -82,18 +154,18 @@ def _dist():
     return 0, 1
 
 
-def make_datasets(data: dict, model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True):
-    if data['type'] == 'synthetic':
-        train = SyntheticDataset(data['train_seeds'][rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
-                                 or data['train_seeds'], data['frames_per_seed'], data['input_size'],
-                                 data['camera'], model_cfg.num_detection_classes, augment=augment)
-        val = SyntheticDataset(data['val_seeds'], data['val_frames_per_seed'], data['input_size'],
-                               data['camera'], model_cfg.num_detection_classes)
+def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True):
+    if data.type == 'synthetic':
+        train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
+                                 or data.train_seeds, data.frames_per_seed, data.input_size,
+                                 data.camera, model_cfg.num_detection_classes, augment=augment)
+        val = SyntheticDataset(data.val_seeds, data.val_frames_per_seed, data.input_size,
+                               data.camera, model_cfg.num_detection_classes)
         return train, val
-    if data['type'] == 'folder':
-        return (FolderDataset(data['root'], data['input_size'], model_cfg.num_detection_classes, augment=augment),
+    if data.type == 'folder':
+        return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment),
                 None)
-    raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data['type']}'")
+    raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data.type}'")
 
 
 def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float):
@@ -148,23 +220,23 @@ def _model_config(config: TrainConfig, dcfg: dict) -> tuple[HydraNetConfig, list
     """The network's configuration and the dataset's segmentation classes ({name, color}), checked
     against each other before any step (the checkpoint records these names)."""
     seg_classes = [c if isinstance(c, dict) else {'name': str(c), 'color': [128, 128, 128]}
-                   for c in dcfg['segmentation_classes']]
+                   for c in dcfg.segmentation_classes]
     mcfg = HydraNetConfig.from_dict({'num_classes': len(seg_classes),
-                                     'num_detection_classes': len(dcfg['detection_classes']), **config.model})
-    if mcfg.num_classes != len(seg_classes) or mcfg.num_detection_classes != len(dcfg['detection_classes']):
+                                     'num_detection_classes': len(dcfg.detection_classes), **config.model})
+    if mcfg.num_classes != len(seg_classes) or mcfg.num_detection_classes != len(dcfg.detection_classes):
         raise ValueError(f'model: {mcfg.num_classes} segmentation / {mcfg.num_detection_classes} detection classes, '
-                         f'but data names {len(seg_classes)} / {len(dcfg["detection_classes"])} '
+                         f'but data names {len(seg_classes)} / {len(dcfg.detection_classes)} '
                          f'(data.segmentation_classes, data.detection_classes)')
     return mcfg, seg_classes
 
 
 def _seed_and_device(tcfg: dict, rank: int) -> torch.device:
-    seed = int(tcfg['seed']) + rank
+    seed = int(tcfg.seed) + rank
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(int(tcfg['seed']))     # same initial weights on every rank
-    if tcfg['threads']:
-        torch.set_num_threads(int(tcfg['threads']))
+    torch.manual_seed(int(tcfg.seed))     # same initial weights on every rank
+    if tcfg.threads:
+        torch.set_num_threads(int(tcfg.threads))
     if torch.cuda.is_available():
         return torch.device('cuda', rank % max(torch.cuda.device_count(), 1))
     return torch.device('cpu')
@@ -173,12 +245,12 @@ def _seed_and_device(tcfg: dict, rank: int) -> torch.device:
 def _optimizer(model: HydraNet, balancer: LossBalancer, tcfg: dict) -> torch.optim.Optimizer:
     """AdamW with one group for the shared encoder + decoder, one per head (head_lr), one for the
     balancer's learned weights (no decay)."""
-    head_lr = tcfg['head_lr'] or {}
-    groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg['lr']}]
+    head_lr = tcfg.head_lr or {}
+    groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg.lr}]
     for t in TASKS:
-        groups.append({'params': list(model.heads[t].parameters()), 'lr': float(head_lr.get(t, tcfg['lr']))})
-    groups.append({'params': list(balancer.parameters()), 'lr': tcfg['lr'], 'weight_decay': 0.0})
-    return torch.optim.AdamW(groups, weight_decay=tcfg['weight_decay'])
+        groups.append({'params': list(model.heads[t].parameters()), 'lr': float(head_lr.get(t, tcfg.lr))})
+    groups.append({'params': list(balancer.parameters()), 'lr': tcfg.lr, 'weight_decay': 0.0})
+    return torch.optim.AdamW(groups, weight_decay=tcfg.weight_decay)
 
 
 def _learning_rate_scale(step: int, total_steps: int, warmup_steps: int = 50) -> float:
@@ -187,7 +259,7 @@ def _learning_rate_scale(step: int, total_steps: int, warmup_steps: int = 50) ->
 
 
 def _state_path(tcfg: dict) -> Path:
-    return Path(tcfg['output']).with_suffix('.state.pt')
+    return Path(tcfg.output).with_suffix('.state.pt')
 
 
 def _save_state(path: Path, model, optimizer, balancer, step: int, history: list):
@@ -208,7 +280,7 @@ def _resume(path, device, model, optimizer, balancer) -> tuple[int, list]:
 def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device) -> dict:
     """One optimisation step; the per-task losses."""
     with torch.autocast(device.type, enabled=use_amp):
-        losses, extra = compute_losses(net, batch, tasks, mcfg, float(tcfg['consistency']))
+        losses, extra = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency))
         total = balancer({k: v.float() for k, v in losses.items()})
         if extra is not None:
             total = total + extra
@@ -224,9 +296,9 @@ def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scale
 def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
     meta = CheckpointMetadata(
         architecture=mcfg.to_dict(), tasks=tasks,
-        segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg['detection_classes']],
-        input_size=list(dcfg['input_size']), name=config.name, training=json.loads(json.dumps(summary, default=str)))
-    return save_checkpoint(tcfg['output'], model.cpu(), meta)
+        segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg.detection_classes],
+        input_size=list(dcfg.input_size), name=config.name, training=json.loads(json.dumps(summary, default=str)))
+    return save_checkpoint(tcfg.output, model.cpu(), meta)
 
 
 def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
@@ -236,46 +308,46 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     rank, world = _dist()
     tcfg, dcfg = config.resolved()
     mcfg, seg_classes = _model_config(config, dcfg)
-    tasks = [t for t in TASKS if t in tcfg['tasks']]
+    tasks = [t for t in TASKS if t in tcfg.tasks]
     device = _seed_and_device(tcfg, rank)
     t_data = time.time()
-    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg['augment']))
+    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment))
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
             f'({data_s:.0f} s to render)')
     model = HydraNet(mcfg).to(device)
-    resuming = bool(tcfg['resume'] and Path(tcfg['resume']).is_file())
-    if tcfg['init_from'] and not resuming:
-        report = init_from_checkpoint(model, tcfg['init_from'])
+    resuming = bool(tcfg.resume and Path(tcfg.resume).is_file())
+    if tcfg.init_from and not resuming:
+        report = init_from_checkpoint(model, tcfg.init_from)
         if rank == 0:
             log(report)
-    balancer = LossBalancer(tasks, tcfg['balancing'], tcfg['weights']).to(device)
+    balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
     optimizer = _optimizer(model, balancer, tcfg)
     base_lrs = [g['lr'] for g in optimizer.param_groups]
     step, history = 0, []
     if resuming:
-        step, history = _resume(tcfg['resume'], device, model, optimizer, balancer)
+        step, history = _resume(tcfg.resume, device, model, optimizer, balancer)
         if rank == 0:
-            log(f'resumed from {tcfg["resume"]} at step {step}')
+            log(f'resumed from {tcfg.resume} at step {step}')
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    use_amp = bool(tcfg['amp']) and device.type == 'cuda'
+    use_amp = bool(tcfg.amp) and device.type == 'cuda'
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    rng = np.random.default_rng(int(tcfg['seed']) + rank)
-    total_steps = int(tcfg['steps'])
+    rng = np.random.default_rng(int(tcfg.seed) + rank)
+    total_steps = int(tcfg.steps)
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=total_steps, initial=step, desc='train', dynamic_ncols=True)
     started = time.time()
     running = {t: [] for t in tasks}
-    epoch_len = max(len(train_set) // int(tcfg['batch_size']), 1)
+    epoch_len = max(len(train_set) // int(tcfg.batch_size), 1)
     model.train()
     while step < total_steps:
         scale = _learning_rate_scale(step, total_steps)
         for g, base in zip(optimizer.param_groups, base_lrs):
             g['lr'] = base * scale
-        items = [train_set[int(i)] for i in rng.integers(0, len(train_set), int(tcfg['batch_size']))]
+        items = [train_set[int(i)] for i in rng.integers(0, len(train_set), int(tcfg.batch_size))]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device)
         step += 1
@@ -283,13 +355,13 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             running[t].append(float(v.detach()))
         if bar is not None:
             bar.update(1)
-            if step % int(tcfg['log_every']) == 0:
+            if step % int(tcfg.log_every) == 0:
                 bar.set_postfix({t[:3]: f'{np.mean(v[-20:]):.3f}' for t, v in running.items() if v})
         if step % epoch_len == 0:
             balancer.end_epoch({t: float(np.mean(v[-epoch_len:])) for t, v in running.items() if v})
-        checkpoint_now = step % int(tcfg['eval_every']) == 0 or step == total_steps
+        checkpoint_now = step % int(tcfg.eval_every) == 0 or step == total_steps
         if rank == 0 and val_set is not None and checkpoint_now:
-            head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg['eval_samples'])))
+            head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg.eval_samples)))
             history.append({'step': step, **head, 'weights': balancer.current_weights(),
                             'elapsed_s': time.time() - started})
             log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
@@ -300,15 +372,15 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     elapsed = time.time() - started
     result = {'steps': step, 'train_seconds': elapsed, 'history': history}
     if rank == 0:
-        summary = {'data': {k: dcfg[k] for k in ('type', 'camera', 'input_size', 'frames_per_seed')}
-                   | {'train_seeds': f"{len(dcfg['train_seeds'])} seeds", 'val_seeds': dcfg['val_seeds']},
-                   'steps': step, 'batch_size': tcfg['batch_size'], 'balancing': tcfg['balancing'],
+        summary = {'data': {k: getattr(dcfg, k) for k in ('type', 'camera', 'input_size', 'frames_per_seed')}
+                   | {'train_seeds': f"{len(dcfg.train_seeds)} seeds", 'val_seeds': dcfg.val_seeds},
+                   'steps': step, 'batch_size': tcfg.batch_size, 'balancing': tcfg.balancing,
                    'train_seconds': round(elapsed, 1), 'render_seconds': round(data_s, 1),
                    'device': str(device), 'world_size': world, 'final': history[-1] if history else {}}
         sha = _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary)
         result['sha256'] = sha
-        result['output'] = tcfg['output']
-        log(f'saved {tcfg["output"]} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
+        result['output'] = tcfg.output
+        log(f'saved {tcfg.output} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
