@@ -116,6 +116,7 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
 
 
 def main(argv=None) -> int:
+    """The `make demo` job (python -m hydranet_ros.demo)."""
     parser = argparse.ArgumentParser(prog='hydranet_demo', description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', help='checkpoint (default: the bundled model)')
     parser.add_argument('--frames', type=int, default=SAMPLE['frames'])

@@ -18,6 +18,7 @@ def _where(module_name):
 
 
 def main(argv=None):
+    """The `hydranet_info` command line."""
     lines = [
         f'hydranet_ros {__version__} (tasks: {", ".join(TASKS)})',
         f'python {sys.version.split()[0]} at {sys.executable}',

@@ -18,18 +18,22 @@ def _t(name):
 
 
 def stamp(ns: int):
+    """A builtin_interfaces/Time (rosbags class) from integer nanoseconds."""
     return _t('builtin_interfaces/msg/Time')(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
 def stamp_ns(time_msg) -> int:
+    """Integer nanoseconds of a Time message."""
     return int(time_msg.sec) * 1_000_000_000 + int(time_msg.nanosec)
 
 
 def header(ns: int, frame_id: str):
+    """A std_msgs/Header (rosbags class) with this stamp and frame."""
     return _t('std_msgs/msg/Header')(stamp=stamp(ns), frame_id=frame_id)
 
 
 def image(hdr, array: np.ndarray, encoding: str | None = None):
+    """A sensor_msgs/Image (rosbags class) holding the array; the encoding follows its dtype and shape unless given."""
     array = np.ascontiguousarray(array)
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = encoding or _ENC[(array.dtype, channels)]
@@ -50,6 +54,7 @@ def camera_info(hdr, camera):
 
 
 def optical_flow(hdr, previous_ns: int, flow: np.ndarray):
+    """A hydranet_ros/OpticalFlow (rosbags class): 32FC2 flow from the frame at previous_ns to this one."""
     img = image(hdr, flow.astype(np.float32, copy=False), '32FC2')
     return _t('hydranet_ros/msg/OpticalFlow')(header=hdr, previous_stamp=stamp(previous_ns), flow=img,
                                               scale_x=1.0, scale_y=1.0)
@@ -76,6 +81,7 @@ def detections(hdr, boxes):
 
 
 def label_info(hdr, names, threshold: float = 0.0):
+    """A vision_msgs/LabelInfo (rosbags class): class id -> name, in order."""
     t = typestore().types
     return t['vision_msgs/msg/LabelInfo'](
         header=hdr, class_map=[t['vision_msgs/msg/VisionClass'](class_id=i, class_name=str(n))

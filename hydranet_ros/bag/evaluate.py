@@ -34,6 +34,7 @@ from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, Segme
 
 @dataclass
 class Options:
+    """How to read and score the bags: topic prefixes, the scored depth range, --offline model."""
     gt_prefix: str = '/ground_truth'
     pred_prefix: str = f'/{NODE_NAMESPACE}'
     camera_prefix: str = '/camera'
@@ -399,6 +400,7 @@ def write_results(scores: Scores, out: Path, report: bool = True):
 
 
 def parse_thresholds(text: str) -> dict:
+    """'miou=0.6,abs_rel=0.15' -> {'miou': 0.6, 'abs_rel': 0.15} (the --fail-under argument)."""
     out = {}
     for item in filter(None, text.split(',')):
         key, sep, value = item.partition('=')
@@ -422,6 +424,7 @@ def check_thresholds(summary: dict, thresholds: dict) -> list:
 
 
 def main(argv=None) -> int:
+    """The `evaluate` command line."""
     parser = argparse.ArgumentParser(prog='evaluate', description=__doc__.split('\n\n')[0])
     parser.add_argument('bags', nargs='+', help='bag directories, globs, or folders of bags')
     parser.add_argument('-o', '--output', help='folder for metrics.json and the report (default: <bag>_evaluation)')

@@ -69,6 +69,7 @@ def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camer
 
 
 def parse_size(text: str):
+    """'640x480' -> (480, 640) for argparse."""
     try:
         w, h = (int(v) for v in text.lower().split('x'))
     except ValueError:
@@ -79,6 +80,7 @@ def parse_size(text: str):
 
 
 def main(argv=None) -> int:
+    """The `make-bag` command line."""
     parser = argparse.ArgumentParser(prog='make-bag', description=__doc__.split('\n\n')[0])
     parser.add_argument('output', help='bag directory to create (must not exist)')
     parser.add_argument('--seed', type=int, default=4242, help='world seed (default 4242, never used in training)')

@@ -114,6 +114,7 @@ def headline(summary: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
+    """The summary as the aligned text table the tools print."""
     rows = []
     if 'segmentation' in summary:
         rows += [('segmentation mIoU', summary['segmentation']['miou']),

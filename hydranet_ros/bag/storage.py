@@ -235,6 +235,7 @@ def read_messages(reader: Reader, topics=None):
 
 
 def deserialize(raw: bytes, msgtype: str):
+    """CDR bytes of a bag message -> its rosbags message object; BagError if it cannot be decoded."""
     try:
         return typestore().deserialize_cdr(raw, msgtype)
     except Exception as exc:

@@ -14,6 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Letterbox:
+    """Fits an image into the network input keeping its aspect ratio (scale, then pad); maps back."""
     image_size: tuple[int, int]     # (h, w) of the original image
     input_size: tuple[int, int]     # (H, W) of the network input
     scale: float                    # network pixels per image pixel

@@ -63,6 +63,8 @@ def _as_out_of_memory(exc: BaseException) -> OutOfMemory | None:
 
 
 class Predictor:
+    """A checkpoint ready to run: numpy RGB images in, FrameResults in each image's own pixels out (letterbox,
+    normalisation, device and precision, per-stream flow cache, detection decoding)."""
     def __init__(self, checkpoint, device: str = 'auto', precision: str = 'fp32',
                  tasks=None, input_size=None, channels_last: bool = True,
                  score_threshold: float = 0.3, max_detections: int = 100,

@@ -103,6 +103,7 @@ def _default_color(i: int) -> list:
 
 @dataclass
 class LoadedCheckpoint:
+    """A verified checkpoint: the network, its metadata and the file's sha256."""
     model: HydraNet
     metadata: CheckpointMetadata
     sha256: str

@@ -27,6 +27,8 @@ class ChainedResidualPooling(nn.Module):
 
 
 class RefineLevel(nn.Module):
+    """One Light-Weight RefineNet level: fuse a skip connection with the coarser level, then chained residual
+    pooling."""
     def __init__(self, cin: int, channels: int, stages: int, has_coarser: bool):
         super().__init__()
         self.project = nn.Conv2d(cin, channels, 1, bias=False)
@@ -42,6 +44,7 @@ class RefineLevel(nn.Module):
 
 
 class LightWeightRefineDecoder(nn.Module):
+    """The shared decoder: encoder features at strides 32..4 fused into one stride-4 representation."""
     def __init__(self, encoder_channels: dict, channels: int, crp_stages: int):
         super().__init__()
         self.strides = sorted(encoder_channels, reverse=True)  # 32, 16, 8, 4

@@ -14,6 +14,7 @@ from hydranet_ros.model.layers import SeparableHead
 
 
 class DepthHead(nn.Module):
+    """Metric depth in metres, within [depth_min, depth_max], at the input resolution."""
     output_stride = 1
 
     def __init__(self, channels: int, depth_min: float, depth_max: float):

@@ -18,6 +18,7 @@ _PRIOR_BIAS = -math.log((1 - 0.1) / 0.1)
 
 
 class DetectionHead(nn.Module):
+    """CenterNet-style maps at stride 4: class heatmaps, box size in pixels, centre offset."""
     output_stride = STRIDE
 
     def __init__(self, channels: int, num_classes: int, hidden: int):

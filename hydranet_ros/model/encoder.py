@@ -12,6 +12,7 @@ STRIDES = (4, 8, 16, 32)
 
 
 class InvertedResidual(nn.Module):
+    """The MobileNetV2 block: expand, depthwise, project (residual when shapes allow)."""
     def __init__(self, cin, cout, stride, expand):
         super().__init__()
         hidden = int(round(cin * expand))

@@ -34,6 +34,8 @@ def unpack_flow_features(packed: torch.Tensor, fine_channels: int):
 
 
 class FlowHead(nn.Module):
+    """Optical flow previous -> current frame from a local cost volume of cached encoder features, optionally
+    refined by warped correlation levels, at the input resolution."""
     output_stride = 1
 
     def __init__(self, feature_channels: int, decoder_channels: int, radius: int,

@@ -14,6 +14,7 @@ import torch
 
 @dataclass
 class HeadInputs:
+    """The arguments of every head, in one object."""
     decoded: torch.Tensor                              # the shared decoder's stride-4 features
     size: tuple[int, int]                              # padded input (H, W); dense heads upsample to it
     flow_features: torch.Tensor | None = None          # this frame's flow features

@@ -18,6 +18,7 @@ OPSET = 17
 
 
 class SingleFrameGraph(nn.Module):
+    """The exported graph for one frame: segmentation, depth, detection and the flow features to keep."""
     def __init__(self, model: HydraNet, tasks=SINGLE_FRAME_TASKS):
         super().__init__()
         self.model, self.tasks = model, tuple(tasks)
@@ -28,6 +29,7 @@ class SingleFrameGraph(nn.Module):
 
 
 class FlowGraph(nn.Module):
+    """The exported flow graph: this frame's image and the previous frame's features in, flow out."""
     def __init__(self, model: HydraNet):
         super().__init__()
         self.model = model

@@ -18,6 +18,7 @@ DEFAULT = 'hydranet_default'
 
 @dataclass(frozen=True)
 class KnownWeights:
+    """A checkpoint known by name: its file, sha256 pin, description and model card."""
     name: str
     file: str            # in the package's models/ folder (share/hydranet_ros/models when installed)
     sha256: str          # of the file; loading refuses anything else
@@ -42,6 +43,7 @@ WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
 
 
 def weights(name: str = DEFAULT) -> KnownWeights:
+    """The known weights of that name (KeyError listing the known names otherwise)."""
     try:
         return WEIGHTS[name]
     except KeyError:

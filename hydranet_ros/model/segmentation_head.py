@@ -7,6 +7,7 @@ from hydranet_ros.model.layers import SeparableHead
 
 
 class SegmentationHead(nn.Module):
+    """Per-pixel class logits at the input resolution."""
     output_stride = 1
 
     def __init__(self, channels: int, num_classes: int):

@@ -54,6 +54,7 @@ def component_costs(model: HydraNet, size, tasks=None) -> dict:
 
 
 def main(argv=None) -> int:
+    """The `hydranet_summary` command line."""
     parser = argparse.ArgumentParser(prog='hydranet_summary', description=__doc__.split('\n\n')[0])
     parser.add_argument('--size', type=parse_size, default=(480, 640), help='WIDTHxHEIGHT (default 640x480)')
     parser.add_argument('--checkpoint', help='checkpoint file (default: an untrained default network)')

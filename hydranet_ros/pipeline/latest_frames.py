@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 @dataclass
 class PendingFrame:
+    """A received message waiting for the worker, with its camera and arrival time."""
     camera: str
     message: object
     received: float   # time.monotonic() at receipt
 
 
 class LatestFrames:
+    """The newest frame per camera for the worker; a frame replaced before it was taken is counted as dropped."""
     def __init__(self):
         self._cond = threading.Condition()
         self._pending: dict[str, PendingFrame] = {}

@@ -18,6 +18,7 @@ from hydranet_ros.ros.bag_common import message_class, start_node, to_rclpy_qos
 
 
 def parse_args(argv):
+    """The `play` command line, parsed."""
     parser = argparse.ArgumentParser(prog='play', description=__doc__.split('\n\n')[0])
     parser.add_argument('bag', help='rosbag2 bag directory')
     parser.add_argument('-r', '--rate', type=float, default=1.0, help='playback rate factor (default 1.0)')
@@ -48,6 +49,7 @@ def parse_args(argv):
 
 
 class Player:
+    """Publishes a bag's messages with their recorded QoS and timing (rate, loop, offset, remaps, /clock)."""
     def __init__(self, node, reader, topics=None, remap=None, reliable=None, clock_hz: float = 0.0):
         self.node, self.reader = node, reader
         remap = remap or {}
@@ -124,6 +126,7 @@ class Player:
 
 
 def main(argv=None) -> int:
+    """The `play` command line."""
     own, ros_args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         reader = open_reader(own.bag)

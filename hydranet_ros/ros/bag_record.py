@@ -83,6 +83,7 @@ class Recorder:
 
 
 def parse_args(argv):
+    """The `record` command line, parsed."""
     parser = argparse.ArgumentParser(prog='record', description=__doc__.split('\n\n')[0])
     parser.add_argument('output', help='bag directory to create (must not exist)')
     parser.add_argument('topics', nargs='*', help='topic names to record')
@@ -114,6 +115,7 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
+    """The `record` command line."""
     own, ros_args = parse_args(sys.argv[1:] if argv is None else argv)
     if own.reindex:
         try:

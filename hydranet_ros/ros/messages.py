@@ -20,6 +20,7 @@ def stamp_from_ns(ns: int) -> Time:
 
 
 def stamp_to_ns(stamp) -> int:
+    """Integer nanoseconds of a ROS Time, exact."""
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
@@ -74,6 +75,7 @@ def detections(header, dets) -> Detection2DArray:
 
 
 def label_info(header, names, threshold: float = 0.0) -> LabelInfo:
+    """LabelInfo: class id (the index) -> name; threshold is the score threshold in force."""
     msg = LabelInfo()
     msg.header = header
     msg.class_map = [VisionClass(class_id=i, class_name=str(n)) for i, n in enumerate(names)]
@@ -103,6 +105,7 @@ def scaled_camera_info(info: CameraInfo, header, out_size) -> CameraInfo:
 
 
 def inference_stats(header, model_id, device, tasks, timings: dict, counters: dict) -> InferenceStats:
+    """InferenceStats of one frame: stage timings (ms) and the node's counters so far."""
     msg = InferenceStats()
     msg.header = header
     msg.model_id, msg.device, msg.tasks_run = model_id, str(device), list(tasks)
@@ -120,6 +123,7 @@ def inference_stats(header, model_id, device, tasks, timings: dict, counters: di
 
 
 def diagnostics(stamp, node_name: str, level: int, message: str, values: dict) -> DiagnosticArray:
+    """One DiagnosticStatus (level 0 OK, 1 WARN, 2 ERROR) with the values as key-values."""
     arr = DiagnosticArray()
     arr.header.stamp = stamp
     status = DiagnosticStatus(level=bytes([level]), name=f'{node_name}: perception',

@@ -19,6 +19,7 @@ _LATENCY_WINDOW = 200
 
 
 class NodeHealth:
+    """The node's counters, latency window, upstream losses and last error, thread-safe."""
     def __init__(self):
         self._lock = threading.Lock()
         self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,

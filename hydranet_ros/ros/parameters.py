@@ -17,6 +17,7 @@ NODE_NAME = 'hydranet'
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One row of the parameter table: name, type, default, description, range or choices, dynamic."""
     name: str
     type: str                      # bool, int, double, string, string_array
     default: object
@@ -156,6 +157,7 @@ NodeParams.__module__ = __name__
 
 
 def defaults() -> dict:
+    """{parameter name: default}, fresh lists."""
     return {p.name: (list(p.default) if isinstance(p.default, list) else p.default) for p in PARAMETERS}
 
 
@@ -230,6 +232,7 @@ def render_yaml(node_name: str = NODE_NAME) -> str:
 
 
 def render_markdown_table() -> str:
+    """The parameter table of docs/NODE.md (a test keeps the docs equal to it)."""
     rows = ['| name | type | default | range / choices | dynamic | description |',
             '|---|---|---|---|---|---|']
     for p in PARAMETERS:
@@ -241,6 +244,7 @@ def render_markdown_table() -> str:
 
 # --- ROS side, imported lazily ----------------------------------------------------------------
 def descriptor(spec: ParamSpec):
+    """The rcl ParameterDescriptor of a table row: type, description, ranges."""
     from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                     ParameterType)
     types = {'bool': ParameterType.PARAMETER_BOOL, 'int': ParameterType.PARAMETER_INTEGER,
@@ -263,6 +267,7 @@ def descriptor(spec: ParamSpec):
 
 
 def main(argv=None):
+    """Print the table as YAML (config/perception.yaml) or markdown (docs/NODE.md)."""
     import argparse
     parser = argparse.ArgumentParser(description='Print the parameter table as YAML or markdown.')
     parser.add_argument('--yaml', action='store_true')

@@ -127,6 +127,7 @@ def take_down(node, executor, spinner=None, others=()):
 
 
 def main(argv=None) -> int:
+    """The `perception_node` entry point; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         own, rcl_args = parse_args(argv)

@@ -59,6 +59,7 @@ _topic = topics.topic
 
 
 class PerceptionNode(LifecycleNode):
+    """The `hydranet` lifecycle node (see the module docstring and docs/NODE.md)."""
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         # A start-up value (parameters file, -p) outside its range or of the wrong type must not

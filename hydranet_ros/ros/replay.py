@@ -43,6 +43,7 @@ def node_command(model: str | Path, camera_prefix: str = '/camera', params: dict
 
 
 class ReplayError(RuntimeError):
+    """The node process or the playback failed; the message says how."""
     pass
 
 

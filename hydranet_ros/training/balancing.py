@@ -9,6 +9,8 @@ from torch import nn
 
 
 class LossBalancer(nn.Module):
+    """Combines the per-task losses: fixed weights, learned uncertainty, or DWA; its state (DWA history
+    included) is in state_dict()."""
     def __init__(self, tasks, method: str = 'fixed', weights: dict | None = None, dwa_temperature: float = 2.0):
         super().__init__()
         if method not in ('fixed', 'uncertainty', 'dwa'):

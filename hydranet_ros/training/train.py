@@ -11,6 +11,7 @@ from hydranet_ros.training.trainer import InitFromError, TrainConfig, train
 
 
 def main(argv=None) -> int:
+    """The `train` command line."""
     parser = argparse.ArgumentParser(prog='train', description=__doc__.split('\n')[0])
     parser.add_argument('--config', required=True, help='training YAML (model, data, train sections)')
     parser.add_argument('--steps', type=int)

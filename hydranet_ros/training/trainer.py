@@ -27,6 +27,8 @@ from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 
 @dataclass
 class TrainConfig:
+    """A training YAML: model (HydraNetConfig keys), data and train sections (checked by resolved()), and a
+    name."""
     model: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -155,6 +157,8 @@ def _dist():
 
 
 def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True):
+    """(training set, validation set or None) for the data settings; under DDP each rank renders its share of the
+    synthetic seeds."""
     if data.type == 'synthetic':
         train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data.train_seeds, data.frames_per_seed, data.input_size,
@@ -169,6 +173,7 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
 
 
 def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float):
+    """({task: loss} for the tasks labelled in the batch, the depth-segmentation consistency term or None)."""
     out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:

@@ -8,6 +8,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PinholeCamera:
+    """Pinhole intrinsics and pose of the rendering camera (optical frame: x right, y down, z forward)."""
     width: int
     height: int
     fx: float

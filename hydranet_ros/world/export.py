@@ -20,6 +20,7 @@ from hydranet_ros.world.render import World
 
 
 def export_sequence(world: World, n: int, out: Path) -> int:
+    """Write n frames of the world in the folder layout FolderDataset reads; returns the frames written."""
     out = Path(out)
     for sub in ('images', 'segmentation', 'depth', 'flow', 'boxes'):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,7 @@ def export_sequence(world: World, n: int, out: Path) -> int:
 
 
 def main(argv=None) -> int:
+    """The world export command line."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seed', type=int, required=True)
     parser.add_argument('--frames', type=int, default=50)

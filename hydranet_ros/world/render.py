@@ -42,6 +42,7 @@ class BoxLabel:
 
 @dataclass
 class Frame:
+    """One rendered frame: RGB and its exact labels for every task."""
     index: int
     stamp: float
     rgb: np.ndarray            # [H, W, 3] uint8

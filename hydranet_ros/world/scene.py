@@ -27,6 +27,7 @@ class Box:
 
 @dataclass
 class Scene:
+    """The procedural street of one seed: boxes with classes, colours and velocities."""
     seed: int
     road_half: float
     lane_width: float
