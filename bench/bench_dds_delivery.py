@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -87,6 +86,7 @@ def _diagnostics_listener():
 
 def run_one(size, rate, reliability, setup, seconds, model) -> dict:
     import rclpy
+    from hydranet_ros.ros.replay import stop_process
     node_params, node_env, camera_profile = SETUPS[setup]
     tmp = Path(tempfile.mkdtemp())
     params = {'model_path': str(model), 'device': 'cpu', 'always_run': True, 'diagnostics_period_s': 0.5,
@@ -121,11 +121,7 @@ def run_one(size, rate, reliability, setup, seconds, model) -> dict:
                 'received': received, 'lost_upstream_estimate': int(latest.get('frames_lost_upstream', 0)),
                 'subscription': latest.get('input_reliability', '')}
     finally:
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_process(node_proc)
         listener.destroy_node()
         rclpy.shutdown()
 

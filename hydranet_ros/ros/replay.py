@@ -42,6 +42,16 @@ def node_command(model: str | Path, camera_prefix: str = '/camera', params: dict
     return cmd
 
 
+def stop_process(process, timeout_s: float = 30.0) -> int:
+    """Stop a node process the way ros2 launch does (SIGINT, then kill after timeout_s); its exit code."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 class ReplayError(RuntimeError):
     """The node process or the playback failed; the message says how."""
     pass
@@ -110,12 +120,7 @@ def replay(bag, output_bag, model, rate: float = 0.25, params: dict | None = Non
             time.sleep(0.1)
         time.sleep(0.5)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         stop.set()
         spinner.join(timeout=10)
         writer.close()
