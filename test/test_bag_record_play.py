@@ -29,8 +29,9 @@ def _read(path):
         reader.close()
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, 'SIGINT twice'])
 def test_record_loses_nothing_and_leaves_a_readable_bag_when_signalled(ros_node, tmp_path, sig):
+    """'SIGINT twice': Ctrl-C under ros2 launch reaches the recorder from the terminal and from launch."""
     n = 300
     pub = ros_node.create_publisher(String, '/chatter', RELIABLE)
     rec = _start('hydranet_ros.ros.bag_record', tmp_path / 'bag', '/chatter')
@@ -44,7 +45,10 @@ def test_record_loses_nothing_and_leaves_a_readable_bag_when_signalled(ros_node,
         assert pub.wait_for_all_acked()
         time.sleep(0.5)
     finally:
-        rec.send_signal(sig)
+        rec.send_signal(signal.SIGINT if sig == 'SIGINT twice' else sig)
+        if sig == 'SIGINT twice':
+            time.sleep(0.2)
+            rec.send_signal(signal.SIGINT)
         out, err = rec.communicate(timeout=30)
     assert rec.returncode == 0, err
     msgs = [m for t, _, m in _read(tmp_path / 'bag') if t == '/chatter']

@@ -33,6 +33,14 @@ def to_rclpy_qos(bag_qos, reliable=None, depth: int = 100) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel, durability=durable)
 
 
+def ignore_late_interrupts():
+    """Call once the work is done and saved: under `ros2 launch`, Ctrl-C reaches a process twice
+    (from the terminal and from launch), and a second SIGINT during the interpreter's exit (DDS
+    teardown takes a moment) would kill it with the default handler (exit code -2). SIGTERM keeps
+    its default, for launch's escalation."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def start_node(program: str, node_name: str, ros_args):
     """rclpy initialised with the tool's own SIGINT/SIGTERM handling, and its node.
 

@@ -14,7 +14,7 @@ import rclpy
 from rclpy.duration import Duration
 
 from hydranet_ros.bag.storage import BagError, open_reader, read_messages
-from hydranet_ros.ros.bag_common import message_class, start_node, to_rclpy_qos
+from hydranet_ros.ros.bag_common import ignore_late_interrupts, message_class, start_node, to_rclpy_qos
 
 
 def parse_args(argv):
@@ -156,6 +156,7 @@ def main(argv=None) -> int:
         reader.close()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_late_interrupts()
     if player is not None:
         print(f'play: published {sum(player.published.values())} messages from {own.bag}'
               + (' (interrupted)' if stop else ''))

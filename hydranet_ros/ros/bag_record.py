@@ -18,7 +18,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile, reindex
 from hydranet_ros.bag.types import UnknownTypeError
-from hydranet_ros.ros.bag_common import message_class, start_node
+from hydranet_ros.ros.bag_common import ignore_late_interrupts, message_class, start_node
 
 _HIDDEN = ('/rosout', '/parameter_events')
 
@@ -156,6 +156,7 @@ def main(argv=None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        ignore_late_interrupts()
     print(f'record: wrote {own.output}')
     print(format_counts(dict(sorted(writer.counts.items())), '(no matching topics were seen)'))
     return code

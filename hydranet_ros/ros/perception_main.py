@@ -28,6 +28,7 @@ from rclpy.utilities import remove_ros_args
 
 from hydranet_ros import topics
 from hydranet_ros.ros import transport
+from hydranet_ros.ros.bag_common import ignore_late_interrupts
 from hydranet_ros.ros.parameters import NODE_NAME
 
 #: How long after start-up another node of the same name is looked for on the graph.
@@ -119,11 +120,7 @@ def take_down(node, executor, spinner=None, others=()):
     for n in (node, *others):
         n.destroy_node()
     rclpy.try_shutdown()
-    # Under `ros2 launch`, Ctrl-C reaches the node twice (from the terminal and from launch). A
-    # second SIGINT during the interpreter's exit (DDS teardown takes a moment) would kill the
-    # process with the default handler (launch: 'process has died', exit code -2): ignore it,
-    # the node is already down. SIGTERM keeps its default, for launch's escalation.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_late_interrupts()      # the node is down; a second Ctrl-C must not kill the exit
 
 
 def main(argv=None) -> int:
