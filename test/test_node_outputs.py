@@ -125,6 +125,15 @@ def test_label_info_is_latched_for_late_subscribers(active):
     assert [(c.class_id, c.class_name) for c in det.class_map] == [(0, 'car'), (1, 'person')]
 
 
+def test_detection_label_info_follows_a_runtime_score_threshold(active):
+    h = active
+    h.subscribe(LabelInfo, f'{NS}/detections/label_info', LATCHED)
+    assert h.wait_for(lambda: h.received[f'{NS}/detections/label_info'])
+    assert h.received[f'{NS}/detections/label_info'][-1].threshold == 0.0
+    assert h.node.set_parameters([Parameter('detection.score_threshold', value=0.45)])[0].successful
+    assert h.wait_for(lambda: abs(h.received[f'{NS}/detections/label_info'][-1].threshold - 0.45) < 1e-6)
+
+
 def _image_transport_camera_info(image_topic):
     """image_transport's rule (getCameraInfoTopic): the image topic's namespace + 'camera_info'."""
     return image_topic[:image_topic.rfind('/') + 1] + 'camera_info'

@@ -382,6 +382,8 @@ class PerceptionNode(LifecycleNode):
                 self._predictor.set_options(score_threshold=self._params.detection_score_threshold,
                                             max_detections=self._params.detection_max_detections,
                                             flow_max_gap_s=self._params.flow_max_gap_s)
+            if 'detection.score_threshold' in updates and self._frames is not None:
+                self._publish_label_infos()     # the latched LabelInfo states the threshold in force
 
     # ------------------------------------------------------------------ worker
     def _needed_tasks(self, params) -> tuple:
