@@ -36,6 +36,29 @@ def test_local_correlation_peaks_at_the_true_shift():
     assert (dy, dx) == (1, -2)
 
 
+def _correlation_by_shifts(current, previous, radius):
+    """The definition, one shifted copy at a time (how the package computed it until the
+    vectorised version): the reference the vectorised cost volume must equal."""
+    h, w = current.shape[-2:]
+    padded = torch.nn.functional.pad(previous, (radius,) * 4)
+    size = 2 * radius + 1
+    return torch.cat([(current * padded[:, :, dy:dy + h, dx:dx + w]).mean(dim=1, keepdim=True)
+                      for dy in range(size) for dx in range(size)], dim=1)
+
+
+@pytest.mark.parametrize('shape,radius', [((1, 48, 8, 26), 4), ((2, 16, 5, 7), 2), ((1, 32, 16, 52), 3),
+                                          ((3, 8, 4, 4), 1), ((1, 4, 9, 13), 5)])
+def test_vectorised_correlation_equals_the_shifted_copies(shape, radius):
+    torch.manual_seed(1)
+    cur, prev = torch.randn(shape), torch.randn(shape)
+    got = local_correlation(cur, prev, radius)
+    ref = _correlation_by_shifts(cur, prev, radius)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    # every displacement and every pixel, edges included (tiles that pad past the border)
+    assert (ref.abs() > 0).float().mean() > 0.5
+
+
 def test_warp_previous_brings_back_each_pixels_origin():
     torch.manual_seed(0)
     prev = torch.randn(1, 4, 12, 14)
