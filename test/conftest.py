@@ -12,6 +12,14 @@ import pytest
 
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 100)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+# Exported ONNX graphs of this session's (random-weight) checkpoints go to a folder of its own,
+# shared with the node processes the tests start, instead of the user's cache.
+if 'HYDRANET_ONNX_CACHE_DIR' not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+    os.environ['HYDRANET_ONNX_CACHE_DIR'] = tempfile.mkdtemp(prefix='hydranet-test-onnx-')
+    atexit.register(shutil.rmtree, os.environ['HYDRANET_ONNX_CACHE_DIR'], True)
 
 TEST_DIR = Path(__file__).resolve().parent
 if str(TEST_DIR) not in sys.path:

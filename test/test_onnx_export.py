@@ -1,11 +1,13 @@
-"""ONNX export of the single-frame heads and the flow head matches torch in onnxruntime."""
+"""The single deployment graph matches torch in onnxruntime: every head, flow with the previous
+frame's features, a batch mixing images with and without a previous frame."""
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from hydranet_ros import TASKS
 from hydranet_ros.model import FLOW_FEATURES, HydraNet, HydraNetConfig
-from hydranet_ros.model.onnx_export import SINGLE_FRAME_TASKS, export_onnx
+from hydranet_ros.model.onnx_export import export_onnx
 
 
 @pytest.fixture(scope='module', params=['one_cost_volume', 'warped_levels'])
@@ -21,31 +23,40 @@ def exported(tmp_path_factory, request):
     for block in [*flow.updates, getattr(flow, 'fine_update', None)]:
         if block is not None:   # updates start at zero; make them count
             torch.nn.init.normal_(block[-1].weight, std=0.05)
-    paths = export_onnx(model, tmp_path_factory.mktemp('onnx'), input_size=(96, 128))
-    return model, paths
+    path = export_onnx(model, tmp_path_factory.mktemp('onnx'), input_size=(96, 128))
+    return model, path
 
 
 def _session(path):
     return ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
 
 
-def test_single_frame_graph_matches_torch(exported):
-    model, paths = exported
-    x = torch.randn(1, 3, 96, 128)
+def test_every_head_and_the_features_match_torch(exported):
+    model, path = exported
+    x0, x1 = torch.randn(2, 3, 96, 128), torch.randn(2, 3, 96, 128)
     with torch.no_grad():
-        ref = model(x, SINGLE_FRAME_TASKS, return_flow_features=True)
-    outs = _session(paths['single_frame']).run(None, {'images': x.numpy()})
-    for name, got in zip([*SINGLE_FRAME_TASKS, FLOW_FEATURES], outs):
-        np.testing.assert_allclose(got, ref[name].numpy(), atol=1e-3, rtol=0, err_msg=name)
+        previous = model.encode_flow_features(x0)
+        ref = model(x1, TASKS, previous_features=previous, return_flow_features=True)
+    sess = _session(path)
+    assert [i.name for i in sess.get_inputs()] == ['images', 'previous_features', 'previous_valid']
+    outs = sess.run(None, {'images': x1.numpy(), 'previous_features': previous.numpy(),
+                           'previous_valid': np.ones(2, np.bool_)})
+    got = dict(zip([o.name for o in sess.get_outputs()], outs))
+    assert list(got) == [*TASKS, FLOW_FEATURES]
+    seg = ref['segmentation'].argmax(1).numpy()
+    assert got['segmentation'].dtype == np.uint8 and (got['segmentation'] == seg).mean() > 0.995
+    for name in ('depth', 'flow', 'detection', FLOW_FEATURES):
+        np.testing.assert_allclose(got[name], ref[name].numpy(), atol=1e-3, rtol=0, err_msg=name)
+    assert np.abs(ref['flow'].numpy()).max() > 1e-3   # a non-trivial field was compared
 
 
-def test_flow_graph_with_previous_features_matches_torch(exported):
-    model, paths = exported
-    x0, x1 = torch.randn(1, 3, 96, 128), torch.randn(1, 3, 96, 128)
-    sess = _session(paths['single_frame'])
-    prev = sess.run([FLOW_FEATURES], {'images': x0.numpy()})[0]
+def test_batch_mixing_valid_and_missing_previous_frames(exported):
+    model, path = exported
+    x0, x1 = torch.randn(3, 3, 96, 128), torch.randn(3, 3, 96, 128)
+    valid = torch.tensor([True, False, True])
     with torch.no_grad():
-        ref = model(x1, ['flow'], previous_features=torch.from_numpy(prev))['flow']
-    flow, = _session(paths['flow']).run(['flow'], {'images': x1.numpy(), 'previous_features': prev})
+        previous = model.encode_flow_features(x0)
+        ref = model(x1, ['flow'], previous_features=previous, previous_valid=valid)['flow']
+    flow = _session(path).run(['flow'], {'images': x1.numpy(), 'previous_features': previous.numpy(),
+                                         'previous_valid': valid.numpy()})[0]
     np.testing.assert_allclose(flow, ref.numpy(), atol=1e-3, rtol=0)
-    assert np.abs(ref.numpy()).max() > 1e-3   # a non-trivial field was compared

@@ -369,7 +369,7 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoin
     h = _active(tiny_checkpoint, namespace='oom')
     try:
         predictor = h.node._predictor
-        real = predictor.model
+        real = predictor.runner.run
         calls = {'n': 0}
 
         def out_of_memory_once(*args, **kwargs):   # fault injection into the network call only
@@ -377,7 +377,7 @@ def test_out_of_memory_drops_the_frame_and_the_node_keeps_running(tiny_checkpoin
             if calls['n'] == 1:
                 raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
             return real(*args, **kwargs)
-        predictor.model = out_of_memory_once
+        predictor.runner.run = out_of_memory_once
         h.image_pub.publish(_stamp(rgb_image(32, 48), 5.0))
         assert h.wait_for(lambda: h.node.counters['oom'] == 1, timeout=20)
         assert 'out of memory' in h.node.last_error

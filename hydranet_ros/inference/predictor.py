@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from hydranet_ros.inference.backends import BACKENDS, OnnxOptions, OnnxRuntimeRunner, TorchRunner
 from hydranet_ros.inference.letterbox import Letterbox
 from hydranet_ros.inference.results import Detection, FlowStatus, FrameResult
 from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
@@ -57,8 +58,13 @@ class OutOfMemory(MemoryError):
 def _as_out_of_memory(exc: BaseException) -> OutOfMemory | None:
     if isinstance(exc, torch.OutOfMemoryError):
         return OutOfMemory(str(exc))
-    if isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc):   # DefaultCPUAllocator
-        return OutOfMemory(str(exc))
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and "can't allocate memory" in text:   # torch's DefaultCPUAllocator
+        return OutOfMemory(text)
+    # onnxruntime: its own exception types; its allocators and the CUDA provider say so in words
+    if type(exc).__module__.startswith('onnxruntime') and ('Failed to allocate memory' in text
+                                                            or 'out of memory' in text):
+        return OutOfMemory(text)
     return None
 
 
@@ -69,18 +75,24 @@ class Predictor:
                  tasks=None, input_size=None, channels_last: bool = True,
                  score_threshold: float = 0.3, max_detections: int = 100,
                  flow_max_gap_s: float | None = 0.5, fuse: bool = True,
-                 expected_sha256: str | None = None):
+                 expected_sha256: str | None = None, backend: str = 'torch',
+                 onnx: OnnxOptions | None = None, log=None):
+        """backend: 'torch', or 'onnxruntime' on the exported deployment graph (options in
+        `onnx`; device and precision keep their meaning: cpu/cuda, fp32/fp16). log: a callable
+        taking one line, told about graph exports."""
         if isinstance(checkpoint, LoadedCheckpoint):
             loaded = checkpoint
         else:
             loaded = load_checkpoint(Path(checkpoint), expected_sha256=expected_sha256)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got '{backend}'")
+        self.backend = backend
         self.metadata = loaded.metadata
         self.model_id = loaded.model_id
         self.sha256 = loaded.sha256
         self.config = loaded.metadata.config
-        self.device = resolve_device(device)
         self.precision = precision
         self.tasks = check_tasks(tasks if tasks is not None else loaded.metadata.tasks)
         missing = [t for t in self.tasks if t not in loaded.metadata.tasks]
@@ -90,12 +102,20 @@ class Predictor:
         if len(size) != 2 or min(size) < MIN_INPUT_SIZE or any(int(v) % 32 for v in size):
             raise ValueError(f'input_size must be (height, width), multiples of 32 and >= 32, got {size}')
         self.input_size = (int(size[0]), int(size[1]))
-        self.channels_last = channels_last
-        model = fuse_conv_bn(loaded.model) if fuse else loaded.model.eval()
-        model = model.to(self.device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        if backend == 'onnxruntime':
+            self.runner = OnnxRuntimeRunner(loaded, self.input_size, device, precision, onnx, log)
+            self.device = self.runner.device
+            self.channels_last = False
+            self.model = None
+        else:
+            self.device = resolve_device(device)
+            self.channels_last = channels_last
+            model = fuse_conv_bn(loaded.model) if fuse else loaded.model.eval()
+            model = model.to(self.device)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self.model = model
+            self.runner = TorchRunner(model, self.device, self._make_autocast())
         norm = loaded.metadata.normalization
         self._mean = torch.tensor(norm['mean'], device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(norm['std'], device=self.device).view(1, 3, 1, 1) * 255.0
@@ -104,7 +124,13 @@ class Predictor:
         self.cache = FlowFeatureCache(flow_max_gap_s)
         self.set_options(score_threshold=score_threshold, max_detections=max_detections)
         self.class_names = [str(n) for n in loaded.metadata.detection_classes]
-        self._autocast = self._make_autocast()
+
+    @property
+    def backend_description(self) -> str:
+        """The backend in words: 'torch on cpu', 'onnxruntime (CUDAExecutionProvider, ...)'."""
+        if self.backend == 'onnxruntime':
+            return f'onnxruntime ({", ".join(self.runner.providers)})'
+        return f'torch on {self.device}'
 
     def _make_autocast(self):
         dtype = PRECISIONS[self.precision]
@@ -140,9 +166,18 @@ class Predictor:
         """Forget the previous frame of one stream (or all): the next flow starts afresh."""
         self.cache.reset(stream)
 
+    def prepare(self, task_sets=None):
+        """Build what the backend needs for these sets of heads (default: all enabled heads,
+        and the same without flow, which a stream's first frame runs): onnxruntime exports or
+        finds the graphs and loads them. Sets never prepared are built on first use."""
+        if task_sets is None:
+            task_sets = [self.tasks, tuple(t for t in self.tasks if t != 'flow')]
+        self.runner.prepare([t for t in task_sets if t])
+
     def warmup(self, iterations: int = 1):
         """Run the network on blank input so first-frame latency is not paid by real data."""
         blank = np.zeros((*self.input_size, 3), np.uint8)
+        self.prepare()
         for i in range(iterations):
             self.predict([blank], tasks=self.tasks, streams=['__warmup__'], stamps_ns=[i * 1_000_000])
         self.cache.reset('__warmup__')
@@ -214,26 +249,25 @@ class Predictor:
                 statuses[i] = tuple(status)
         run_tasks = [t for t in tasks if t != 'flow' or any(p is not None for p in prev)]
         t1 = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            previous = None
-            if 'flow' in run_tasks:
-                ref = next(p for p in prev if p is not None)
-                previous = torch.stack([p if p is not None else torch.zeros_like(ref) for p in prev])
-            try:
-                out = self.model(x, run_tasks, previous_features=previous, return_flow_features=True)
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                oom = _as_out_of_memory(exc)
-                if oom is None:
-                    raise
-                raise oom from exc
+        previous = valid = None
+        if 'flow' in run_tasks:
+            ref = next(p for p in prev if p is not None)
+            previous = torch.stack([p if p is not None else torch.zeros_like(ref) for p in prev])
+            valid = torch.tensor([p is not None for p in prev], device=self.device)
+        try:
+            out = self.runner.run(x, run_tasks, previous, valid)
+        except Exception as exc:
+            oom = _as_out_of_memory(exc)
+            if oom is None:
+                raise
+            raise oom from exc
+        with torch.inference_mode():
             for i, (s, im, st) in enumerate(zip(streams, images, stamps)):
                 self.cache.store(s, out[FLOW_FEATURES][i], im.shape[:2], st)
             decoded = None
             if 'detection' in run_tasks:
                 decoded = decode_detections(out['detection'].float(), self.config.num_detection_classes,
                                             top_k=self.max_detections)
-            if 'segmentation' in run_tasks:
-                out['segmentation'] = out['segmentation'].argmax(dim=1).to(torch.uint8)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()

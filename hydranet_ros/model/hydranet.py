@@ -67,10 +67,14 @@ class HydraNet(nn.Module):
 
     def forward(self, images: torch.Tensor, tasks=None, previous_features: torch.Tensor | None = None,
                 return_flow_features: bool = False,
-                previous_images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                previous_images: torch.Tensor | None = None,
+                previous_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """previous_images (training): encode the previous frames inside this call instead of
         passing cached previous_features, so wrappers like DistributedDataParallel see one
-        forward."""
+        forward. previous_valid: [B] bool, False where an image has no previous frame; its own
+        features stand in, so its flow is a well-defined near-zero field instead of the
+        correlation with whatever filled that slot (one batch mixes cameras that have a
+        previous frame with cameras that have none)."""
         tasks = check_tasks(tasks)
         if previous_images is not None and previous_features is None and 'flow' in tasks:
             previous_features = self.encode_flow_features(previous_images)
@@ -82,6 +86,9 @@ class HydraNet(nn.Module):
             out[FLOW_FEATURES] = current
         if not tasks:
             return out
+        if previous_valid is not None and previous_features is not None:
+            previous_features = torch.where(previous_valid.view(-1, 1, 1, 1), previous_features.to(current.dtype),
+                                            current)
         inputs = HeadInputs(self.decoder(feats), tuple(padded.shape[-2:]), current, previous_features)
         for task in tasks:
             head = self.heads[task]

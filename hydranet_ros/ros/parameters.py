@@ -64,8 +64,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'against its sha256). Empty: `hydranet_default`.'),
     ParamSpec('model_sha256', 'string', '', 'If set, the checkpoint must have this sha256 (hex) or configure fails.'),
     ParamSpec('device', 'string', 'auto', "Compute device: `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."),
-    ParamSpec('precision', 'string', 'fp32', 'Inference precision (autocast for fp16/bf16).',
+    ParamSpec('precision', 'string', 'fp32',
+              'Inference precision. torch: autocast for fp16/bf16. onnxruntime: fp16 needs a GPU provider '
+              '(TensorRT builds fp16 engines, CUDA runs an fp16 graph); bf16 is torch only.',
               choices=('fp32', 'fp16', 'bf16')),
+    ParamSpec('backend', 'string', 'onnxruntime',
+              '`onnxruntime`: the exported deployment graph (one per set of heads, cached on disk), 2-3x '
+              'faster than torch on CPU; `torch`: the network as trained.', choices=('onnxruntime', 'torch')),
+    ParamSpec('onnx.providers', 'string_array', ['auto'],
+              'onnxruntime execution providers in order of preference, full names or `cpu`, `cuda`, '
+              '`tensorrt`; `auto`: CUDA when onnxruntime has it and `device` allows, else CPU (TensorRT only '
+              'when named: its first engine build takes minutes). A named provider that is missing fails '
+              'configure.'),
+    ParamSpec('onnx.cache_dir', 'string', '',
+              'Where exported graphs (and TensorRT engines, under tensorrt/) are kept, keyed by checkpoint '
+              'sha256, input size and heads; empty: ~/.cache/hydranet_ros/onnx.'),
+    ParamSpec('onnx.threads', 'int', 0,
+              'onnxruntime intra-op threads; 0: one per physical core.', min=0, max=256),
+    ParamSpec('onnx.tensorrt_workspace_mb', 'int', 2048,
+              'TensorRT builder workspace in MiB.', min=64, max=262144),
+    ParamSpec('onnx.tensorrt_engine_cache', 'bool', True,
+              'Keep built TensorRT engines (and the timing cache) in the cache directory.'),
     ParamSpec('input_height', 'int', 0, 'Network input height in pixels, a multiple of 32; 0: the checkpoint\'s.',
               min=0, max=4096),
     ParamSpec('input_width', 'int', 0, 'Network input width in pixels, a multiple of 32; 0: the checkpoint\'s.',

@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from hydranet_ros import TASKS, topics
+from hydranet_ros.inference.backends import OnnxOptions
 from hydranet_ros.inference.predictor import OutOfMemory, Predictor
 from hydranet_ros.inference.results import FlowStatus
 from hydranet_ros.msg import InferenceStats, OpticalFlow
@@ -136,14 +137,20 @@ class PerceptionNode(LifecycleNode):
                 if not (params.input_height and params.input_width):
                     raise ValueError('set both input_height and input_width, or neither')
                 size = (params.input_height, params.input_width)
+            onnx = OnnxOptions(providers=tuple(params.onnx_providers), cache_dir=params.onnx_cache_dir,
+                               threads=params.onnx_threads,
+                               tensorrt_workspace_mb=params.onnx_tensorrt_workspace_mb,
+                               tensorrt_engine_cache=params.onnx_tensorrt_engine_cache)
             predictor = Predictor(
                 str(model_path), device=params.device, precision=params.precision, input_size=size,
                 score_threshold=params.detection_score_threshold, max_detections=params.detection_max_detections,
-                flow_max_gap_s=params.flow_max_gap_s, expected_sha256=pin)
+                flow_max_gap_s=params.flow_max_gap_s, expected_sha256=pin, backend=params.backend, onnx=onnx,
+                log=self.get_logger().info)
             unknown = sorted(set(params.detection_classes) - set(predictor.class_names))
             if unknown:
                 raise ValueError(f'detection.classes names classes the model does not have: {unknown}; '
                                  f'it has {predictor.class_names}')
+            predictor.prepare()
             predictor.warmup(params.warmup_iterations)
         except Exception as exc:  # any problem: report, undo, stay unconfigured
             self.get_logger().error(f'configure failed: {exc}')
@@ -158,7 +165,7 @@ class PerceptionNode(LifecycleNode):
                                    for task, name in topics.DEBUG_TOPICS.items()},
                                   [c['color'] for c in predictor.metadata.segmentation_classes])
         self.get_logger().info(
-            f'configured: model {predictor.model_id} on {predictor.device} ({predictor.precision}), '
+            f'configured: model {predictor.model_id}, {predictor.backend_description} ({predictor.precision}), '
             f'input {predictor.input_size[1]}x{predictor.input_size[0]}, cameras {self._cameras}')
         return TransitionCallbackReturn.SUCCESS
 
@@ -527,6 +534,7 @@ class PerceptionNode(LifecycleNode):
         values.update({'input_reliability': ', '.join(f'{name}: {rel}'
                                                       for (_, name), (_, rel) in self._input_subs.items()),
                        'device': self._predictor.device, 'precision': self._predictor.precision,
+                       'backend': self._predictor.backend_description,
                        'model': self._predictor.model_id})
         self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))
