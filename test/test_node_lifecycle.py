@@ -57,6 +57,9 @@ def test_shutdown_from_any_state(harness, from_state):
     ('detection.classes', ['car', 'unicorn'], 'unicorn'),
     ('model_sha256', '0' * 64, 'does not match the pinned'),
     ('depth.min_m', 10.0, 'must be below depth.max_m'),
+    ('onnx.providers', ['CUDAExecutionProvider'], "provider(s) ['CUDAExecutionProvider'] are not available here"),
+    ('precision', 'bf16', "'bf16' is not available with the onnxruntime backend"),
+    ('backend', 'tensorrt', 'backend must be one of'),
 ])
 def test_configure_failure_reports_the_reason_and_leaves_nothing(tiny_checkpoint, param, value, reason, caplog):
     extra = {'depth__max_m': 5.0} if param == 'depth.min_m' else {}
@@ -70,7 +73,8 @@ def test_configure_failure_reports_the_reason_and_leaves_nothing(tiny_checkpoint
         assert h.node._predictor is None and not h.node._pubs
         # Fix the parameter: the same node configures fine.
         good = {'model_path': str(tiny_checkpoint), 'precision': 'fp32', 'device': 'cpu', 'input_height': 0,
-                'detection.classes': ['car'], 'model_sha256': '', 'depth.min_m': 0.0}[param]
+                'detection.classes': ['car'], 'model_sha256': '', 'depth.min_m': 0.0,
+                'onnx.providers': ['cpu'], 'backend': 'onnxruntime'}[param]
         fixes = [Parameter(param, value=good)]
         if param == 'input_height':
             fixes.append(Parameter('input_width', value=0))

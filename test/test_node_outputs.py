@@ -19,9 +19,15 @@ def _start(checkpoint, **params):
     return h
 
 
+@pytest.fixture(params=['onnxruntime', 'torch'])
+def backend(request):
+    """Both inference backends for the tests that check what the node publishes."""
+    return request.param
+
+
 @pytest.fixture
-def active(tiny_checkpoint):
-    h = _start(tiny_checkpoint, detection__score_threshold=0.0, detection__max_detections=3)
+def active(tiny_checkpoint, backend):
+    h = _start(tiny_checkpoint, detection__score_threshold=0.0, detection__max_detections=3, backend=backend)
     yield h
     h.close()
 
@@ -190,8 +196,8 @@ def test_compressed_input(tiny_checkpoint):
         h.close()
 
 
-def test_two_cameras_batched_each_with_its_own_outputs_and_flow(tiny_checkpoint):
-    h = _start(tiny_checkpoint, cameras=['front', 'left'])
+def test_two_cameras_batched_each_with_its_own_outputs_and_flow(tiny_checkpoint, backend):
+    h = _start(tiny_checkpoint, cameras=['front', 'left'], backend=backend)
     try:
         for cam in ('front', 'left'):
             h.subscribe(OpticalFlow, f'{NS}/{cam}/flow')
