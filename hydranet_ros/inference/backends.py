@@ -169,9 +169,6 @@ class OnnxRuntimeRunner:
         so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.options.threads:
             so.intra_op_num_threads = int(self.options.threads)
-        # Idle pool threads would otherwise spin after each run, taking the cores the
-        # pre- and post-processing around the graph (torch, OpenCV) runs on next.
-        so.add_session_config_entry('session.intra_op.allow_spinning', '0')
         return so
 
     def _provider_options(self, flow: bool) -> list:

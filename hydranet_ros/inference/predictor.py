@@ -20,7 +20,6 @@ from hydranet_ros.inference.results import Detection, FlowStatus, FrameResult
 from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from hydranet_ros.model.config import check_tasks
 from hydranet_ros.model.detection_decode import decode_detections
-from hydranet_ros.model.flow_ops import resize_flow
 from hydranet_ros.model.fuse import fuse_conv_bn
 from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE
 from hydranet_ros.model.temporal_cache import FlowFeatureCache
@@ -299,12 +298,15 @@ class Predictor:
         if 'flow' in tasks:
             res.flow_status, res.flow_status_detail = status
             if res.flow_status is FlowStatus.OK:
-                target = tuple(flow_size) if flow_size is not None else (h, w)
+                th, tw = tuple(flow_size) if flow_size is not None else (h, w)
                 # Crop to the image area (vectors in network pixels), then resize to the target
-                # grid; resize_flow scales the vectors with the grid.
-                field = out['flow'][i:i + 1, :, :ch, :cw].float()
-                field = resize_flow(field, target)[0]
-                res.flow = np.ascontiguousarray(field.permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
+                # grid, scaling the vectors with it. HxWx2 at network resolution first: the
+                # transposing copy is then the small one, and OpenCV resizes both channels at once.
+                field = np.ascontiguousarray(out['flow'][i, :, :ch, :cw].float().cpu().numpy().transpose(1, 2, 0))
+                if (th, tw) != (ch, cw):
+                    field = cv2_resize(field, (tw, th))
+                    field *= np.array([tw / cw, th / ch], np.float32)
+                res.flow = field
                 res.flow_previous_stamp_ns = prev_stamp
         if 'detection' in run_tasks:
             scores = decoded.scores[i].cpu().numpy()
