@@ -5,8 +5,8 @@
 Two models, all four heads, a flow sequence (every frame after the first has a previous one):
   bundled  the bundled checkpoint, 416x128 input, fed 640x480 frames
   default  the default architecture (random weights; cost does not depend on them), 640x480
-1. Predictor: one frame at a time, round-robin between the backends (each frame goes to both,
-   the order alternating), median ms per backend and the ratio.
+1. Predictor: one process per backend, one frame at a time, round-robin (each frame goes to
+   both, the order alternating), median ms per backend and the ratio.
 2. Node latency: one node process per backend, both alive; each frame is published to one
    node and its last output awaited, then to the other; median end-to-end ms, the ratio to the
    Predictor's median in this same run, and the backends' ratio.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -50,19 +51,39 @@ def drive(n):
     return [f.rgb for f in World(2000, size=(480, 640)).frames(n)]
 
 
-def bench_predictor(checkpoint, images, cache_dir, tasks=None):
-    predictors = {b: Predictor(checkpoint, device='cpu', backend=b, onnx=OnnxOptions(cache_dir=cache_dir))
-                  for b in BACKENDS}
-    for p in predictors.values():
-        p.warmup(3)
+def _predictor_worker(conn, checkpoint, backend, cache_dir, tasks, frames):
+    """One backend's Predictor in a process of its own: times predict() on the frame index it
+    is sent, so neither backend's idle threads run while the other is measured."""
+    predictor = Predictor(checkpoint, device='cpu', backend=backend, onnx=OnnxOptions(cache_dir=cache_dir))
+    predictor.warmup(3)
+    images = drive(frames)
+    conn.send('ready')
+    while (i := conn.recv()) is not None:
+        s = time.perf_counter()
+        predictor.predict(images[i % len(images)], tasks=tasks, stamps_ns=[1_000_000_000 + i * 50_000_000])
+        conn.send((time.perf_counter() - s) * 1e3)
+
+
+def bench_predictor(checkpoint, frames, cache_dir, tasks=None):
+    """Round-robin over one process per backend: each frame to both, the order alternating."""
+    ctx = multiprocessing.get_context('spawn')
+    workers = {}
+    for b in BACKENDS:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_predictor_worker, args=(child, str(checkpoint), b, cache_dir, tasks, frames))
+        proc.start()
+        workers[b] = (proc, parent)
+    for _, conn in workers.values():
+        assert conn.recv() == 'ready'
     times = {b: [] for b in BACKENDS}
-    for i, image in enumerate(images * 2):
-        stamp = [1_000_000_000 + i * 50_000_000]
-        order = BACKENDS if i % 2 == 0 else BACKENDS[::-1]
-        for b in order:
-            s = time.perf_counter()
-            predictors[b].predict(image, tasks=tasks, stamps_ns=stamp)
-            times[b].append((time.perf_counter() - s) * 1e3)
+    for i in range(2 * frames):
+        for b in (BACKENDS if i % 2 == 0 else BACKENDS[::-1]):
+            workers[b][1].send(i)
+            times[b].append(workers[b][1].recv())
+            time.sleep(0.02)    # let the other process's pools settle before it is timed
+    for proc, conn in workers.values():
+        conn.send(None)
+        proc.join(timeout=30)
     return {b: statistics.median(t[2:]) for b, t in times.items()}
 
 
@@ -167,10 +188,10 @@ def main(argv=None):
     rclpy.init()
     try:
         for label, ckpt in models.items():
-            pred = bench_predictor(ckpt, images, cache_dir)
+            pred = bench_predictor(ckpt, args.frames, cache_dir)
             entry = {'predictor_ms': pred}
             if label.startswith('bundled'):
-                entry['onnxruntime_depth_only_ms'] = bench_predictor(ckpt, images, cache_dir, ['depth'])
+                entry['onnxruntime_depth_only_ms'] = bench_predictor(ckpt, args.frames, cache_dir, ['depth'])
             nodes = Nodes(ckpt, cache_dir, always_run=True, warmup_iterations=3)
             try:
                 entry['node_ms'] = bench_node_latency(nodes, images, 100_000_000_000)
