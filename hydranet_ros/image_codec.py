@@ -192,3 +192,53 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = 'jpeg', header=None, quality: 
     msg.format = fmt
     msg.data = data.tobytes()
     return msg
+
+
+# --- compressed depth, in the layout of image_transport's compressed_depth plugin ---------------
+#: CompressedImage.format of a 32FC1 depth image compressed the compressed_depth way.
+COMPRESSED_DEPTH_FORMAT = '32FC1; compressedDepth png'
+_INV_DEPTH = 0          # the plugin's compressionFormat enum: INV_DEPTH
+
+
+def encode_compressed_depth(depth: np.ndarray, depth_max: float = 10.0, quantization: float = 100.0,
+                            png_level: int = 1) -> bytes:
+    """A 32FC1 depth image (metres) as compressed_depth data: a 12-byte header (int32 format =
+    INV_DEPTH, float32 A, float32 B, little endian), then a 16-bit PNG of the quantised inverse
+    depth A / z + B, with A = q (q + 1) and B = 1 - A / depth_max (the plugin's parameters
+    `depth_max` and `depth_quantization`). Depths at or beyond depth_max, NaN, +-Inf and <= 0
+    are stored as 0, which decoders read as NaN."""
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ImageConversionError(f'compressed depth needs a single-channel image, got shape {depth.shape}')
+    if not depth_max > 0 or not quantization > 0:
+        raise ValueError(f'depth_max and quantization must be > 0, got {depth_max}, {quantization}')
+    a = np.float32(quantization * (quantization + 1.0))
+    b = np.float32(1.0 - a / np.float32(depth_max))
+    valid = np.isfinite(depth) & (depth > 0) & (depth < depth_max)
+    inv = np.zeros(depth.shape, np.uint16)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        q = a / depth[valid] + b
+    inv[valid] = np.clip(q, 1, 65535).astype(np.uint16)      # truncation, as the C++ cast does
+    ok, png = cv2.imencode('.png', inv, [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)])
+    if not ok:
+        raise ImageConversionError('PNG encoding of the inverse depth failed')
+    header = np.array([_INV_DEPTH], '<i4').tobytes() + np.array([a, b], '<f4').tobytes()
+    return header + png.tobytes()
+
+
+def decode_compressed_depth(data: bytes, fmt: str = COMPRESSED_DEPTH_FORMAT) -> np.ndarray:
+    """compressed_depth data back to 32FC1 metres (NaN where 0 was stored), as the plugin's
+    subscriber decodes it."""
+    if not fmt.startswith('32FC1') or 'compressedDepth' not in fmt:
+        raise ImageConversionError(f"not a 32FC1 compressedDepth format: '{fmt}'")
+    data = bytes(data)
+    if len(data) <= 12:
+        raise ImageConversionError(f'compressed depth data of {len(data)} bytes has no image after its header')
+    a, b = np.frombuffer(data[4:12], '<f4')
+    inv = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
+    if inv is None or inv.dtype != np.uint16:
+        raise ImageConversionError('compressed depth payload is not a 16-bit PNG')
+    out = np.full(inv.shape, np.nan, np.float32)
+    nz = inv > 0
+    out[nz] = a / (inv[nz].astype(np.float32) - b)
+    return out

@@ -29,8 +29,26 @@ LABEL_INFO = {'segmentation': 'segmentation/label_info', 'detection': 'detection
 STATS = 'stats'
 DIAGNOSTICS = '/diagnostics'
 
-#: What `record:=true` and the replay keep of the node's outputs (debug images excluded).
-RECORDED_OUTPUTS = (*TASK_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS)
+#: Outputs derived from the heads' outputs, each computed only while it has subscribers, with
+#: the heads it needs: the semantic point cloud, 3D detections and their RViz markers, and
+#: compressed copies of the dense outputs for links with little bandwidth.
+POINTS = 'points'
+DETECTIONS_3D = 'detections_3d'
+MARKERS_3D = 'detections_3d/markers'
+SEGMENTATION_COMPRESSED = 'segmentation/compressed'
+DEPTH_COMPRESSED = 'depth/compressedDepth'
+DERIVED_NEEDS = {
+    POINTS: ('segmentation', 'depth'),
+    DETECTIONS_3D: ('segmentation', 'depth', 'detection'),
+    MARKERS_3D: ('segmentation', 'depth', 'detection'),
+    SEGMENTATION_COMPRESSED: ('segmentation',),
+    DEPTH_COMPRESSED: ('depth',),
+}
+
+#: What `record:=true` and the replay keep of the node's outputs (debug images and the
+#: compressed copies excluded).
+RECORDED_OUTPUTS = (*TASK_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS,
+                    POINTS, DETECTIONS_3D, MARKERS_3D)
 
 
 def topic(camera: str, name: str) -> str:

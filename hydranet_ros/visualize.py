@@ -55,14 +55,14 @@ def flow_to_color(flow: np.ndarray, max_magnitude: float | None = None) -> np.nd
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
-def draw_detections(image: np.ndarray, detections, colors=None) -> np.ndarray:
-    """Boxes with 'name score' labels drawn on a copy of the RGB image."""
+def draw_detections(image: np.ndarray, detections, colors=None, ids=None) -> np.ndarray:
+    """Boxes with 'name score' labels (and '#id' with track ids) drawn on a copy of the RGB image."""
     out = np.ascontiguousarray(image).copy()
-    for det in detections:
+    for k, det in enumerate(detections):
         color = tuple(int(c) for c in (colors[det.class_id] if colors else (255, 64, 0)))
         p1, p2 = (int(round(det.x1)), int(round(det.y1))), (int(round(det.x2)), int(round(det.y2)))
         cv2.rectangle(out, p1, p2, color, 2)
-        label = f'{det.class_name} {det.score:.2f}'
+        label = f'{det.class_name} {det.score:.2f}' + (f' #{ids[k]}' if ids is not None else '')
         cv2.putText(out, label, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1,
                     cv2.LINE_AA)
     return out

@@ -12,13 +12,14 @@ class DebugImages:
     def __init__(self, publishers: dict, colors):
         self.publishers, self.colors = publishers, colors
 
-    def publish(self, camera: str, header, rgb, result, detections):
-        """One frame's debug images; a task without output or without a subscriber costs nothing."""
+    def publish(self, camera: str, header, rgb, result, detections, ids=None):
+        """One frame's debug images; a task without output or without a subscriber costs nothing.
+        ids: the track id of each of `detections`, shown beside its label."""
         render = {
             'segmentation': lambda: visualize.segmentation_overlay(result.segmentation, self.colors, rgb),
             'depth': lambda: visualize.depth_colormap(result.depth),
             'flow': lambda: visualize.flow_to_color(result.flow),
-            'detection': lambda: visualize.draw_detections(rgb, detections),
+            'detection': lambda: visualize.draw_detections(rgb, detections, ids=ids),
         }
         present = {'segmentation': result.segmentation is not None, 'depth': result.depth is not None,
                    'flow': result.flow is not None, 'detection': detections is not None}

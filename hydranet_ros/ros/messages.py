@@ -6,12 +6,22 @@ import copy
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CameraInfo
-from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
-                             VisionClass)
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA
+from vision_msgs.msg import (Detection2D, Detection2DArray, Detection3D, Detection3DArray, LabelInfo,
+                             ObjectHypothesisWithPose, VisionClass)
+from visualization_msgs.msg import Marker, MarkerArray
 
 from hydranet_ros.msg import InferenceStats, OpticalFlow
-from hydranet_ros.image_codec import numpy_to_image
+from hydranet_ros.image_codec import COMPRESSED_DEPTH_FORMAT, encode_compressed_depth, numpy_to_image
+
+#: PointCloud2 layout of the semantic cloud: x, y, z float32 metres, rgb as RViz reads it (a
+#: float32 whose bytes are 0x00RRGGBB, little endian), label uint8 (segmentation class id), and
+#: 3 bytes of padding so each point starts 4-byte aligned (point_step 20).
+CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
+                        'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
+                        'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
 
 
 def stamp_from_ns(ns: int) -> Time:
@@ -52,14 +62,129 @@ def optical_flow(header, previous_stamp_ns: int, flow: np.ndarray, image_size) -
     return msg
 
 
-def detections(header, dets) -> Detection2DArray:
+def point_cloud(header, cloud) -> PointCloud2:
+    """A SemanticCloud as an unorganised PointCloud2 (height 1) in the header's optical frame."""
+    n = len(cloud)
+    points = np.zeros(n, CLOUD_DTYPE)
+    points['x'], points['y'], points['z'] = cloud.xyz[:, 0], cloud.xyz[:, 1], cloud.xyz[:, 2]
+    if cloud.rgb is not None:
+        rgb = cloud.rgb.astype(np.uint32)
+        points['rgb'] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    if cloud.label is not None:
+        points['label'] = cloud.label
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, n
+    msg.fields = [PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1),
+                  PointField(name='y', offset=4, datatype=PointField.FLOAT32, count=1),
+                  PointField(name='z', offset=8, datatype=PointField.FLOAT32, count=1),
+                  PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1),
+                  PointField(name='label', offset=16, datatype=PointField.UINT8, count=1)]
+    msg.is_bigendian = False
+    msg.point_step = CLOUD_DTYPE.itemsize
+    msg.row_step = msg.point_step * n
+    msg.data = points.tobytes()
+    msg.is_dense = True          # every point is finite: invalid depths are left out, not NaN
+    return msg
+
+
+def detections_3d(header, objects, dets, ids=None) -> Detection3DArray:
+    """Detection3DArray: per lifted detection its class and score (as the 2D one), the 3D box
+    centre and size in metres (optical frame, orientation identity) and the track id."""
+    out = Detection3DArray()
+    out.header = header
+    for obj in objects:
+        det = dets[obj.index]
+        d = Detection3D()
+        d.header = header
+        d.id = str(ids[obj.index]) if ids is not None else ''
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = str(det.class_id)
+        hyp.hypothesis.score = float(det.score)
+        hyp.pose.pose.position.x, hyp.pose.pose.position.y, hyp.pose.pose.position.z = obj.center
+        hyp.pose.pose.orientation.w = 1.0
+        d.results.append(hyp)
+        d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z = obj.center
+        d.bbox.center.orientation.w = 1.0
+        d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = obj.size
+        out.detections.append(d)
+    return out
+
+
+def markers_3d(header, objects, dets, ids, colors, lifetime_s: float = 0.5) -> MarkerArray:
+    """RViz markers for the 3D boxes: a wire cube and a text label (class, id) per object; a
+    DELETEALL first, so boxes of earlier frames never linger."""
+    out = MarkerArray()
+    clear = Marker()
+    clear.header = header
+    clear.action = Marker.DELETEALL
+    out.markers.append(clear)
+    life_sec, life_ns = int(lifetime_s), int(round((lifetime_s % 1) * 1e9))
+    for k, obj in enumerate(objects):
+        det = dets[obj.index]
+        r, g, b = (c / 255.0 for c in colors[det.class_id % len(colors)])
+        cube = Marker()
+        cube.header, cube.ns, cube.id = header, 'hydranet_boxes', 2 * k
+        cube.type, cube.action = Marker.LINE_LIST, Marker.ADD
+        cube.pose.orientation.w = 1.0
+        cube.scale.x = 0.05
+        cube.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+        cube.lifetime.sec, cube.lifetime.nanosec = life_sec, life_ns
+        cube.points = _box_edges(obj.center, obj.size)
+        text = Marker()
+        text.header, text.ns, text.id = header, 'hydranet_labels', 2 * k + 1
+        text.type, text.action = Marker.TEXT_VIEW_FACING, Marker.ADD
+        text.pose.position.x, text.pose.position.y = obj.center[0], obj.center[1] - obj.size[1] / 2 - 0.3
+        text.pose.position.z = obj.center[2]
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.4
+        text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        text.text = f'{det.class_name} {ids[obj.index]}' if ids is not None else det.class_name
+        text.lifetime.sec, text.lifetime.nanosec = life_sec, life_ns
+        out.markers.extend([cube, text])
+    return out
+
+
+def _box_edges(center, size) -> list:
+    c, h = np.asarray(center, float), np.asarray(size, float) / 2
+    corners = [c + h * np.array([sx, sy, sz]) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+    edges = [(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count('1') == 1]
+    return [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for i, j in edges for p in (corners[i], corners[j])]
+
+
+def compressed_segmentation(header, seg: np.ndarray, png_level: int = 1) -> CompressedImage:
+    """mono8 class ids as a lossless PNG CompressedImage, format 'mono8; png compressed ' exactly as
+    image_transport's compressed plugin writes it for a mono image (so its subscriber decodes it)."""
+    import cv2
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(seg, dtype=np.uint8),
+                           [cv2.IMWRITE_PNG_COMPRESSION, int(png_level)])
+    if not ok:
+        raise ValueError('PNG encoding of the segmentation failed')
+    msg = CompressedImage()
+    msg.header = header
+    msg.format = 'mono8; png compressed '
+    msg.data = png.tobytes()
+    return msg
+
+
+def compressed_depth(header, depth: np.ndarray, depth_max: float, quantization: float) -> CompressedImage:
+    """32FC1 metres in the compressed_depth plugin's layout (its subscriber decodes it)."""
+    msg = CompressedImage()
+    msg.header = header
+    msg.format = COMPRESSED_DEPTH_FORMAT
+    msg.data = encode_compressed_depth(depth, depth_max, quantization)
+    return msg
+
+
+def detections(header, dets, ids=None) -> Detection2DArray:
     """Detection2DArray; class_id is the detection class id as a string (see the detection
-    LabelInfo), box centre and size in input-image pixels."""
+    LabelInfo), box centre and size in input-image pixels, id the track id (ids[k]) if given."""
     out = Detection2DArray()
     out.header = header
-    for det in dets:
+    for k, det in enumerate(dets):
         d = Detection2D()
         d.header = header
+        d.id = str(ids[k]) if ids is not None else ''
         cx, cy = det.center
         w, h = det.size
         d.bbox.center.position.x, d.bbox.center.position.y = float(cx), float(cy)

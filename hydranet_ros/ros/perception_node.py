@@ -19,8 +19,9 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
 
 from hydranet_ros import TASKS, topics
 from hydranet_ros.inference.backends import OnnxOptions
@@ -32,6 +33,7 @@ from hydranet_ros.pipeline.latest_frames import LatestFrames
 from hydranet_ros.ros import messages
 from hydranet_ros.ros.camera_info_relay import CameraInfoRelay
 from hydranet_ros.ros.debug_images import DebugImages
+from hydranet_ros.ros.derived_outputs import DerivedOutputs
 from hydranet_ros.ros.node_health import NodeHealth
 from hydranet_ros.image_codec import (ImageConversionError, check_compressed_message, check_image_message,
                                       compressed_to_rgb, image_to_rgb)
@@ -96,6 +98,7 @@ class PerceptionNode(LifecycleNode):
         self._input_subs = {}      # (camera, topic) -> (subscription, reliability)
         self._camera_infos = CameraInfoRelay()
         self._debug = None
+        self._derived = None
         self._health = NodeHealth()
         self._frames = None
         self._worker = None
@@ -146,10 +149,9 @@ class PerceptionNode(LifecycleNode):
                 score_threshold=params.detection_score_threshold, max_detections=params.detection_max_detections,
                 flow_max_gap_s=params.flow_max_gap_s, expected_sha256=pin, backend=params.backend, onnx=onnx,
                 log=self.get_logger().info)
-            unknown = sorted(set(params.detection_classes) - set(predictor.class_names))
-            if unknown:
-                raise ValueError(f'detection.classes names classes the model does not have: {unknown}; '
-                                 f'it has {predictor.class_names}')
+            problems = _model_problems(params.to_dict(), predictor)
+            if problems:
+                raise ValueError('; '.join(problems))
             predictor.prepare()
             predictor.warmup(params.warmup_iterations)
         except Exception as exc:  # any problem: report, undo, stay unconfigured
@@ -164,6 +166,11 @@ class PerceptionNode(LifecycleNode):
         self._debug = DebugImages({(cam, task): self._pubs[(cam, name)] for cam in self._cameras
                                    for task, name in topics.DEBUG_TOPICS.items()},
                                   [c['color'] for c in predictor.metadata.segmentation_classes])
+        seg_classes = predictor.metadata.segmentation_classes
+        seg_colors = {c['name']: c['color'] for c in seg_classes}
+        self._derived = DerivedOutputs(self._pubs, self._cameras, [c['name'] for c in seg_classes],
+                                       predictor.class_names,
+                                       [seg_colors.get(n, (255, 64, 0)) for n in predictor.class_names])
         self.get_logger().info(
             f'configured: model {predictor.model_id}, {predictor.backend_description} ({predictor.precision}), '
             f'input {predictor.input_size[1]}x{predictor.input_size[0]}, cameras {self._cameras}')
@@ -178,6 +185,8 @@ class PerceptionNode(LifecycleNode):
         types = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
                  topics.TASK_TOPICS['flow']: OpticalFlow, topics.TASK_TOPICS['detection']: Detection2DArray,
                  topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
+                 topics.POINTS: PointCloud2, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
+                 topics.SEGMENTATION_COMPRESSED: CompressedImage, topics.DEPTH_COMPRESSED: CompressedImage,
                  **{name: Image for name in topics.DEBUG_TOPICS.values()}}
         for cam in self._cameras:
             for name, msg_type in types.items():
@@ -370,10 +379,7 @@ class PerceptionNode(LifecycleNode):
         if updates and self._predictor is not None:
             merged = {**self._params.to_dict(), **updates}
             problems = validate_all(merged)
-            unknown = sorted(set(merged['detection.classes']) - set(self._predictor.class_names))
-            if unknown:
-                problems.append(f'detection.classes: unknown classes {unknown}; the model has '
-                                f'{self._predictor.class_names}')
+            problems += _model_problems(merged, self._predictor)
             if problems:
                 return SetParametersResult(successful=False, reason='; '.join(problems))
         return SetParametersResult(successful=True)
@@ -401,7 +407,10 @@ class PerceptionNode(LifecycleNode):
             if params.always_run:
                 tasks.append(task)
                 continue
-            outputs = (topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ()))
+            outputs = [topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ())]
+            outputs += [name for name, needs in topics.DERIVED_NEEDS.items() if task in needs]
+            if task == 'flow' and params.tracking_mode == 'flow' and params.enabled('detection'):
+                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D]
             if any(self._pubs[(cam, name)].get_subscription_count() > 0
                    for cam in self._cameras for name in outputs):
                 tasks.append(task)
@@ -479,19 +488,24 @@ class PerceptionNode(LifecycleNode):
             self._publish(frame, rgb, result, tasks, params, start)
 
     def _publish(self, frame, rgb, result, tasks, params, start):
-        """One frame's outputs, debug images, output camera_info and stats, in that order."""
+        """One frame's outputs, derived outputs, debug images, output camera_info and stats, in that order."""
         cam = frame.camera
         header = frame.message.header
         if params.frame_id:
             header = type(header)(stamp=header.stamp, frame_id=params.frame_id)
-        detections = self._publish_outputs(cam, header, result, params)
-        if params.debug_images:
-            self._debug.publish(cam, header, rgb, result, detections)
         dense = next((a.shape[:2] for a in (result.segmentation, result.depth, result.flow) if a is not None), None)
         info, problem = self._camera_infos.for_outputs(cam, header, rgb.shape[:2], dense)
         if problem is not None:
             self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
-        elif info is not None:
+        detections, ids = self._publish_outputs(cam, header, result, params, self._derived.track(cam, result, params))
+        wanted = self._derived.wanted(cam)
+        if wanted:
+            skipped = self._derived.publish(cam, header, result, rgb, info, detections, ids, params, wanted)
+            if skipped:
+                self.get_logger().warning(f'{self._image_topic(cam)}: {skipped}', throttle_duration_sec=10.0)
+        if params.debug_images:
+            self._debug.publish(cam, header, rgb, result, detections, ids)
+        if info is not None:
             self._pubs[(cam, topics.CAMERA_INFO)].publish(info)
         timings = dict(result.timings_ms)
         timings['queue_ms'] = (start - frame.received) * 1e3
@@ -500,9 +514,10 @@ class PerceptionNode(LifecycleNode):
         self._pubs[(cam, topics.STATS)].publish(messages.inference_stats(
             header, self._predictor.model_id, self._predictor.device, tasks, timings, self.counters))
 
-    def _publish_outputs(self, cam, header, result, params):
+    def _publish_outputs(self, cam, header, result, params, ids=None):
         """The task outputs present in result; returns the detections published (class filter
-        applied), or None."""
+        applied) and their track ids, or None for either. ids: track ids of result.detections,
+        published as Detection2D.id."""
         def out(task):
             return self._pubs[(cam, topics.TASK_TOPICS[task])]
         if result.segmentation is not None:
@@ -513,11 +528,13 @@ class PerceptionNode(LifecycleNode):
             out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
                                                       result.image_size))
         if result.detections is None:
-            return None
+            return None, None
         wanted = set(params.detection_classes)
-        detections = [d for d in result.detections if not wanted or d.class_name in wanted]
-        out('detection').publish(messages.detections(header, detections))
-        return detections
+        keep = [i for i, d in enumerate(result.detections) if not wanted or d.class_name in wanted]
+        detections = [result.detections[i] for i in keep]
+        ids = None if ids is None else [ids[i] for i in keep]
+        out('detection').publish(messages.detections(header, detections, ids))
+        return detections, ids
 
     def _publish_label_infos(self):
         header = type(Image().header)()
@@ -538,3 +555,18 @@ class PerceptionNode(LifecycleNode):
                        'model': self._predictor.model_id})
         self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))
+
+
+def _model_problems(values: dict, predictor) -> list[str]:
+    """Parameter values that name classes the loaded model does not have."""
+    problems = []
+    unknown = sorted(set(values['detection.classes']) - set(predictor.class_names))
+    if unknown:
+        problems.append(f'detection.classes names classes the model does not have: {unknown}; '
+                        f'it has {predictor.class_names}')
+    seg_names = [c['name'] for c in predictor.metadata.segmentation_classes]
+    unknown = sorted(set(values['points.drop_classes']) - set(seg_names))
+    if unknown:
+        problems.append(f'points.drop_classes names segmentation classes the model does not have: {unknown}; '
+                        f'it has {seg_names}')
+    return problems

@@ -1,0 +1,87 @@
+"""The node's derived outputs: the semantic point cloud, 3D detections with RViz markers, track
+ids, and compressed copies of segmentation and depth; each built only while subscribed.
+
+The arithmetic lives in hydranet_ros.spatial and hydranet_ros.image_codec (no ROS); this part
+decides what is wanted, keeps one tracker per camera and publishes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hydranet_ros import topics
+from hydranet_ros.inference.results import FrameResult
+from hydranet_ros.ros import messages
+from hydranet_ros.spatial import FlowTracker, Intrinsics, lift_detections, semantic_cloud
+from hydranet_ros.spatial.objects3d import class_label_map
+
+
+class DerivedOutputs:
+    """Per frame: track ids for the detections, then whichever derived outputs have subscribers."""
+
+    def __init__(self, pubs: dict, cameras, segmentation_names, detection_names, colors):
+        self._pubs = pubs
+        self._seg_names = [str(n) for n in segmentation_names]
+        self._class_labels = class_label_map(detection_names, self._seg_names)
+        self._colors = colors
+        self._trackers = {cam: None for cam in cameras}
+
+    def wanted(self, cam: str) -> set:
+        """The derived topic names of this camera that have subscribers."""
+        return {name for name in topics.DERIVED_NEEDS if self._pubs[(cam, name)].get_subscription_count() > 0}
+
+    def track(self, cam: str, result: FrameResult, params) -> list[int] | None:
+        """Ids for result.detections (None with tracking off or no detections)."""
+        if params.tracking_mode == 'off' or result.detections is None:
+            self._trackers[cam] = None
+            return None
+        tracker = self._trackers.get(cam)
+        if tracker is None:
+            tracker = self._trackers[cam] = FlowTracker(params.tracking_max_age_s, params.tracking_iou_threshold)
+        tracker.max_age_s, tracker.iou_threshold = params.tracking_max_age_s, params.tracking_iou_threshold
+        boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in result.detections]).reshape(-1, 4)
+        flow = result.flow if params.tracking_mode == 'flow' else None
+        return tracker.update(boxes, [d.class_id for d in result.detections], result.stamp_ns, flow,
+                              result.image_size)
+
+    def publish(self, cam: str, header, result: FrameResult, rgb: np.ndarray, info, detections, ids, params,
+                wanted: set) -> str | None:
+        """Publish what is wanted; detections and ids are those published (class filter applied).
+        Returns why 3D outputs were skipped (no camera_info), or None."""
+        pub = {name: self._pubs[(cam, name)] for name in wanted}
+        if topics.SEGMENTATION_COMPRESSED in pub and result.segmentation is not None:
+            pub[topics.SEGMENTATION_COMPRESSED].publish(
+                messages.compressed_segmentation(header, result.segmentation, params.compressed_png_level))
+        if topics.DEPTH_COMPRESSED in pub and result.depth is not None:
+            pub[topics.DEPTH_COMPRESSED].publish(messages.compressed_depth(
+                header, result.depth, params.compressed_depth_max_m, params.compressed_depth_quantization))
+        spatial = wanted & {topics.POINTS, topics.DETECTIONS_3D, topics.MARKERS_3D}
+        if not spatial or result.depth is None:
+            return None
+        if info is None:
+            return 'no camera_info for this camera: points and detections_3d need its intrinsics'
+        h, w = result.depth.shape
+        intrinsics = Intrinsics.from_k(info.k, h, w)
+        labels = result.segmentation
+        if topics.POINTS in spatial:
+            colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
+            drop = [self._seg_names.index(n) for n in params.points_drop_classes if n in self._seg_names]
+            cloud = semantic_cloud(result.depth, intrinsics, colors, labels, params.points_stride,
+                                   params.points_min_m, params.points_max_m or float('inf'), drop)
+            pub[topics.POINTS].publish(messages.point_cloud(header, cloud))
+        if spatial & {topics.DETECTIONS_3D, topics.MARKERS_3D} and detections is not None:
+            ih, iw = result.image_size
+            scale = np.array([w / iw, h / ih, w / iw, h / ih])
+            boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections]).reshape(-1, 4) * scale
+            objects = lift_detections(boxes, [d.class_id for d in detections], result.depth, intrinsics, labels,
+                                      self._class_labels, params.detections_3d_min_points)
+            if topics.DETECTIONS_3D in pub:
+                pub[topics.DETECTIONS_3D].publish(messages.detections_3d(header, objects, detections, ids))
+            if topics.MARKERS_3D in pub:
+                pub[topics.MARKERS_3D].publish(messages.markers_3d(header, objects, detections, ids,
+                                                                   self._colors))
+        return None
+
+
+def _resize(rgb, size_wh):
+    import cv2
+    return cv2.resize(rgb, size_wh, interpolation=cv2.INTER_AREA)

@@ -1,0 +1,77 @@
+"""Back-projection of a depth image through pinhole intrinsics into a labelled, coloured cloud.
+
+Camera optical frame (REP 103/105): x right, y down, z forward, metres. A pixel (u, v) is
+taken at its centre as camera_info's K defines it: x = (u - cx) z / fx, y = (v - cy) z / fy,
+exactly as depth_image_proc does, so this cloud and depth_image_proc's agree point for point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics of an image of (height, width) pixels."""
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    height: int
+    width: int
+
+    @classmethod
+    def from_k(cls, k, height: int, width: int) -> Intrinsics:
+        """From a row-major 3x3 K (camera_info.k)."""
+        k = [float(v) for v in k]
+        if len(k) != 9 or k[0] <= 0 or k[4] <= 0:
+            raise ValueError(f'K must be 9 values with fx, fy > 0, got {k}')
+        return cls(k[0], k[4], k[2], k[5], int(height), int(width))
+
+
+@dataclass
+class SemanticCloud:
+    """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None),
+    and the (row, col) of the pixel each came from."""
+    xyz: np.ndarray
+    rgb: np.ndarray | None
+    label: np.ndarray | None
+    rows: np.ndarray
+    cols: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+
+def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
+                   labels: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
+                   max_m: float = float('inf'), drop_labels=()) -> SemanticCloud:
+    """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m] and a label
+    not in drop_labels, back-projected. rgb and labels, when given, must have depth's size."""
+    depth = np.asarray(depth, dtype=np.float32)
+    h, w = depth.shape
+    if (h, w) != (intrinsics.height, intrinsics.width):
+        raise ValueError(f'depth is {w}x{h} but the intrinsics are for '
+                         f'{intrinsics.width}x{intrinsics.height}')
+    for name, array in (('rgb', rgb), ('labels', labels)):
+        if array is not None and array.shape[:2] != (h, w):
+            raise ValueError(f'{name} is {array.shape[1]}x{array.shape[0]}, depth is {w}x{h}')
+    if stride < 1:
+        raise ValueError(f'stride must be >= 1, got {stride}')
+    sub = depth[::stride, ::stride]
+    keep = np.isfinite(sub) & (sub > max(min_m, 0.0)) & (sub <= max_m)
+    lab = None
+    if labels is not None:
+        lab = labels[::stride, ::stride]
+        if len(drop_labels):
+            keep &= ~np.isin(lab, np.asarray(list(drop_labels)))
+    rr, cc = np.nonzero(keep)
+    rows, cols = rr * stride, cc * stride
+    z = sub[rr, cc]
+    xyz = np.empty((z.size, 3), np.float32)
+    xyz[:, 0] = (cols - intrinsics.cx) * z / intrinsics.fx
+    xyz[:, 1] = (rows - intrinsics.cy) * z / intrinsics.fy
+    xyz[:, 2] = z
+    return SemanticCloud(xyz, None if rgb is None else rgb[rows, cols],
+                         None if lab is None else lab[rr, cc].astype(np.uint8), rows, cols)
