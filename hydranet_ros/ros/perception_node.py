@@ -152,6 +152,11 @@ class PerceptionNode(LifecycleNode):
             problems = _model_problems(params.to_dict(), predictor)
             if problems:
                 raise ValueError('; '.join(problems))
+            seg_names = [c['name'] for c in predictor.metadata.segmentation_classes]
+            unknown = sorted(set(params.points_drop_classes) - set(seg_names))
+            if unknown:     # the default names `sky`, which not every model has: a warning here
+                self.get_logger().warning(f'points.drop_classes: model {predictor.model_id} has no class '
+                                          f'{unknown}; ignored (it has {seg_names})')
             predictor.prepare()
             predictor.warmup(params.warmup_iterations)
         except Exception as exc:  # any problem: report, undo, stay unconfigured
@@ -379,7 +384,7 @@ class PerceptionNode(LifecycleNode):
         if updates and self._predictor is not None:
             merged = {**self._params.to_dict(), **updates}
             problems = validate_all(merged)
-            problems += _model_problems(merged, self._predictor)
+            problems += _model_problems(merged, self._predictor, 'points.drop_classes' in updates)
             if problems:
                 return SetParametersResult(successful=False, reason='; '.join(problems))
         return SetParametersResult(successful=True)
@@ -557,8 +562,9 @@ class PerceptionNode(LifecycleNode):
                                                     message, values))
 
 
-def _model_problems(values: dict, predictor) -> list[str]:
-    """Parameter values that name classes the loaded model does not have."""
+def _model_problems(values: dict, predictor, drop_classes: bool = False) -> list[str]:
+    """Parameter values that name classes the loaded model does not have (points.drop_classes
+    too with drop_classes: runtime changes; at configure its default may name a missing class)."""
     problems = []
     unknown = sorted(set(values['detection.classes']) - set(predictor.class_names))
     if unknown:
@@ -566,7 +572,7 @@ def _model_problems(values: dict, predictor) -> list[str]:
                         f'it has {predictor.class_names}')
     seg_names = [c['name'] for c in predictor.metadata.segmentation_classes]
     unknown = sorted(set(values['points.drop_classes']) - set(seg_names))
-    if unknown:
+    if unknown and drop_classes:
         problems.append(f'points.drop_classes names segmentation classes the model does not have: {unknown}; '
                         f'it has {seg_names}')
     return problems

@@ -304,6 +304,24 @@ class World:
         self.scene = generate_scene(seed, static=static)
         self.renderer = Renderer(self.scene, cam)
 
+    def objects_in_camera(self, index: int) -> dict:
+        """Ground truth in 3D at frame `index`: instance -> (centre [3], size [3]) of each
+        countable object's box in the camera optical frame (x right, y down, z forward, metres),
+        the axis-aligned extent of its eight corners."""
+        t = index * self.dt
+        centre, yaw = self.scene.camera_pose(t)
+        rot = _rotation(yaw)
+        lo, hi = self.scene.box_arrays(t)
+        out = {}
+        for k, box in enumerate(self.scene.boxes):
+            if not box.instance:
+                continue
+            corners = np.array([[x, y, z] for x in (lo[k, 0], hi[k, 0]) for y in (lo[k, 1], hi[k, 1])
+                                for z in (lo[k, 2], hi[k, 2])])
+            cam = (corners - centre) @ rot
+            out[box.instance] = ((cam.min(0) + cam.max(0)) / 2, cam.max(0) - cam.min(0))
+        return out
+
     def frames(self, n: int, start: int = 0):
         previous = None
         if start > 0:

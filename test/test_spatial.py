@@ -1,0 +1,148 @@
+"""Point clouds, 3D boxes, flow-guided tracking and the compressed depth codec, on hand-made data
+and on the synthetic world (no ROS)."""
+import numpy as np
+import pytest
+
+from hydranet_ros.image_codec import ImageConversionError, decode_compressed_depth, encode_compressed_depth
+from hydranet_ros.spatial import FlowTracker, Intrinsics, lift_detections, semantic_cloud
+from hydranet_ros.spatial.objects3d import class_label_map
+from hydranet_ros.spatial.tracking import box_motion, iou_matrix
+from hydranet_ros.world import World
+from hydranet_ros.world.classes import DETECTION_CLASSES, SEG_ID, SEGMENTATION_CLASSES
+
+K = Intrinsics(fx=500.0, fy=400.0, cx=31.5, cy=23.5, height=48, width=64)
+
+
+def test_each_point_is_its_pixel_back_projected_through_k():
+    depth = np.random.default_rng(0).uniform(1, 20, (48, 64)).astype(np.float32)
+    depth[5, 7] = np.nan
+    depth[6, 8] = np.inf
+    cloud = semantic_cloud(depth, K)
+    assert len(cloud) == 48 * 64 - 2
+    for i in (0, 100, len(cloud) - 1):
+        r, c = cloud.rows[i], cloud.cols[i]
+        z = depth[r, c]
+        np.testing.assert_allclose(cloud.xyz[i], [(c - 31.5) * z / 500.0, (r - 23.5) * z / 400.0, z], rtol=1e-6)
+    # the principal point lies on the optical axis
+    flat = np.full((48, 64), 5.0, np.float32)
+    centre = semantic_cloud(flat, Intrinsics(500, 400, 10.0, 20.0, 48, 64))
+    k = np.nonzero((centre.rows == 20) & (centre.cols == 10))[0][0]
+    np.testing.assert_allclose(centre.xyz[k], [0, 0, 5.0])
+
+
+def test_stride_range_and_dropped_classes():
+    depth = np.full((48, 64), 10.0, np.float32)
+    depth[:, :32] = 50.0
+    labels = np.zeros((48, 64), np.uint8)
+    labels[:10] = 7
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    cloud = semantic_cloud(depth, K, rgb, labels, stride=2, max_m=20.0, drop_labels=[7])
+    assert (cloud.rows % 2 == 0).all() and (cloud.cols % 2 == 0).all()
+    assert (cloud.xyz[:, 2] == 10.0).all() and (cloud.label == 0).all() and (cloud.rows >= 10).all()
+    assert len(cloud) == len(range(10, 48, 2)) * len(range(32, 64, 2))
+    assert (cloud.rgb == [200, 0, 0]).all()
+    with pytest.raises(ValueError, match='intrinsics are for'):
+        semantic_cloud(depth[:40], K)
+
+
+def test_a_box_lifts_to_its_class_pixels_not_the_background():
+    """A car 8 m away fills the middle of a box whose edges show a wall at 30 m."""
+    depth = np.full((48, 64), 30.0, np.float32)
+    labels = np.full((48, 64), SEG_ID['building'], np.uint8)
+    depth[16:32, 20:44] = 8.0
+    labels[16:32, 20:44] = SEG_ID['car']
+    cmap = class_label_map(DETECTION_CLASSES, [n for n, _ in SEGMENTATION_CLASSES])
+    obj, = lift_detections([[16, 12, 48, 36]], [DETECTION_CLASSES.index('car')], depth, K, labels, cmap)
+    assert obj.points == 16 * 24
+    assert obj.center[2] == pytest.approx(8.0) and obj.near_z == pytest.approx(8.0)
+    # x spans columns 20..43 at 8 m: the 10-90 percentile span of the car's own pixels
+    xs = (np.arange(20, 44) - 31.5) * 8.0 / 500.0
+    assert obj.center[0] == pytest.approx((np.percentile(xs, 10) + np.percentile(xs, 90)) / 2, abs=1e-6)
+    # without the class map, the wall at 30 m drags the box back: the class map is what helps
+    whole, = lift_detections([[16, 12, 48, 36]], [0], depth, K, labels, {})
+    assert whole.size[2] > 20
+    # too few usable pixels: left out
+    assert lift_detections([[0, 0, 2, 2]], [0], depth, K, labels, cmap) == []
+
+
+def test_lifted_boxes_match_the_synthetic_worlds_objects():
+    """With exact depth and segmentation, each lifted box's near face and lateral centre lie where the
+    world put the object (its camera-frame box), within a few percent of the distance."""
+    world = World(2000, size=(192, 640))
+    frames = list(world.frames(3))
+    k = Intrinsics.from_k(world.camera.k, 192, 640)
+    cmap = class_label_map(DETECTION_CLASSES, [n for n, _ in SEGMENTATION_CLASSES])
+    errors = []
+    for f in frames:
+        truth = world.objects_in_camera(f.index)
+        boxes = [b for b in f.boxes if b.detectable() and b.truncation < 0.1 and b.occlusion < 0.2]
+        objs = lift_detections([[b.x1, b.y1, b.x2, b.y2] for b in boxes], [b.class_id for b in boxes],
+                               f.depth, k, f.segmentation, cmap)
+        for obj in objs:
+            centre, size = truth[boxes[obj.index].instance]
+            near = centre[2] - size[2] / 2
+            errors.append((abs(obj.near_z - near) / near, abs(obj.center[0] - centre[0]) / near))
+    assert len(errors) >= 3
+    errors = np.array(errors)
+    assert np.median(errors[:, 0]) < 0.05 and np.median(errors[:, 1]) < 0.05, errors
+
+
+def test_iou_matrix():
+    iou = iou_matrix([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
+
+
+def test_flow_moves_boxes_back_to_where_they_came_from():
+    flow = np.zeros((50, 100, 2), np.float32)
+    flow[10:30, 40:60] = (12.0, -4.0)              # at half the image resolution
+    motion = box_motion(np.array([[80.0, 20.0, 120.0, 60.0]]), flow, (100, 200))
+    np.testing.assert_allclose(motion, [[24.0, -8.0]])
+
+
+def test_flow_keeps_an_id_where_overlap_alone_loses_it():
+    """An object jumps 30 px between frames (no overlap): with the flow it keeps its id, without
+    the flow it gets a new one; a second object keeps its id either way."""
+    flow = np.zeros((100, 200, 2), np.float32)
+    flow[20:40, 60:80] = (30.0, 0.0)
+    first = [[30, 20, 50, 40], [150, 60, 170, 80]]
+    second = [[60, 20, 80, 40], [150, 60, 170, 80]]
+    with_flow, without = FlowTracker(), FlowTracker()
+    a = with_flow.update(first, [0, 1], 0)
+    b = with_flow.update(second, [0, 1], 100_000_000, flow, (100, 200))
+    assert a == b == [1, 2]
+    c = without.update(first, [0, 1], 0)
+    d = without.update(second, [0, 1], 100_000_000)
+    assert c == [1, 2] and d == [3, 2]
+
+
+def test_tracks_end_after_their_lifetime_and_ids_are_never_reused():
+    tracker = FlowTracker(max_age_s=0.25)
+    assert tracker.update([[0, 0, 10, 10]], [0], 0) == [1]
+    assert tracker.update([], [], 100_000_000) == []
+    assert tracker.update([[0, 0, 10, 10]], [0], 200_000_000) == [1]          # within its lifetime
+    assert tracker.update([[0, 0, 10, 10]], [0], 600_000_000) == [2]          # gone 0.4 s: new track
+    assert tracker.update([[0, 0, 10, 10]], [1], 700_000_000) == [3]          # another class never matches
+    assert tracker.update([[0, 0, 10, 10]], [1], 100) == [4]                  # time went back: new sequence
+
+
+def test_compressed_depth_round_trip_and_layout():
+    depth = np.linspace(0.5, 79.0, 48 * 64, dtype=np.float32).reshape(48, 64)
+    depth[0, :4] = (np.nan, np.inf, -np.inf, 0.0)
+    depth[1, 0] = 85.0                                            # beyond depth_max
+    data = encode_compressed_depth(depth, depth_max=80.0, quantization=100.0)
+    assert np.frombuffer(data[:4], '<i4')[0] == 0                 # INV_DEPTH
+    a, b = np.frombuffer(data[4:12], '<f4')
+    assert a == pytest.approx(100 * 101) and b == pytest.approx(1 - 10100 / 80)
+    assert data[12:20] == b'\x89PNG\r\n\x1a\n'
+    back = decode_compressed_depth(data)
+    invalid = np.zeros(depth.shape, bool)
+    invalid[0, :4] = invalid[1, 0] = True
+    assert np.isnan(back[invalid]).all() and np.isfinite(back[~invalid]).all()
+    # truncating the inverse depth A / z + B loses under one step: z' = A / (A / z - f), f < 1,
+    # so 0 <= z' - z < z^2 / (A - z)
+    z = depth[~invalid]
+    err = back[~invalid] - z
+    assert (err >= -1e-4 * z).all() and (err < z ** 2 / (a - z) + 1e-4 * z).all()
+    with pytest.raises(ImageConversionError, match='no image after its header'):
+        decode_compressed_depth(data[:12])
