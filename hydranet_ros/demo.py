@@ -52,7 +52,8 @@ def sample_bag(cache: Path, seed: int, frames: int, size, log=print) -> Path:
 
 
 def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
-    """A PNG: one row per chosen frame, input | segmentation | depth | flow | detections."""
+    """A PNG: one row per chosen frame, input | segmentation | depth | flow | detections (with
+    track ids) | a bird's-eye view of the semantic point cloud and the 3D boxes."""
     import cv2
 
     from hydranet_ros import visualize
@@ -60,12 +61,14 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
     from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
     from hydranet_ros.image_codec import image_to_numpy, image_to_rgb
     from hydranet_ros.inference.results import Detection
-    from hydranet_ros.world.classes import SEGMENTATION_CLASSES
+    from hydranet_ros.world.classes import SEG_ID, SEGMENTATION_CLASSES
     colors = [c for _, c in SEGMENTATION_CLASSES]
     def output(task):
         return topics.absolute(topics.NODE_NAMESPACE, topics.TASK_TOPICS[task])
     wanted = {'/camera/image_raw': 'rgb', output('segmentation'): 'seg', output('depth'): 'depth',
-              output('flow'): 'flow', output('detection'): 'det'}
+              output('flow'): 'flow', output('detection'): 'det',
+              topics.absolute(topics.NODE_NAMESPACE, topics.POINTS): 'points',
+              topics.absolute(topics.NODE_NAMESPACE, topics.DETECTIONS_3D): 'det3d'}
     names = {}
     frames = {}
     reader = open_reader(recorded)
@@ -84,8 +87,14 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
                 value = image_to_numpy(msg.flow)
             elif key == 'det':
                 boxes, scores, classes = convert.detection_boxes(msg)
-                value = [Detection(*b, int(c), names.get(int(c), str(c)), float(s))
-                         for b, s, c in zip(boxes, scores, classes)]
+                value = ([Detection(*b, int(c), names.get(int(c), str(c)), float(s))
+                          for b, s, c in zip(boxes, scores, classes)], [d.id for d in msg.detections])
+            elif key == 'points':
+                value = _cloud_arrays(msg)
+            elif key == 'det3d':
+                value = [((d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z),
+                          (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z), d.results[0].hypothesis.class_id, d.id)
+                         for d in msg.detections]
             else:
                 value = image_to_numpy(msg)
             frames.setdefault(stamp, {})[key] = value
@@ -103,16 +112,34 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
 
         def fit(img):
             return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
+        dets, ids = f['det']
+        det_colors = {str(i): colors[SEG_ID[n]] if n in SEG_ID else (255, 64, 0) for i, n in names.items()}
+        boxes = [(c, s, det_colors.get(cls, (255, 64, 0)), f'{names.get(int(cls), cls)} #{i}')
+                 for c, s, cls, i in f['det3d']]
+        top = visualize.birds_eye(*f['points'], boxes, (h, w))
         lines.append(np.hstack([rgb, fit(visualize.segmentation_overlay(f['seg'], colors, rgb)),
                                 fit(visualize.depth_colormap(f['depth'], 0.5, 80.0)),
-                                fit(visualize.flow_to_color(f['flow'])), visualize.draw_detections(rgb, f['det'])]))
+                                fit(visualize.flow_to_color(f['flow'])),
+                                visualize.draw_detections(rgb, dets, ids=ids or None), top]))
     header = np.full((24, lines[0].shape[1], 3), 255, np.uint8)
-    for i, title in enumerate(('input', 'segmentation', 'depth (0.5-80 m, log)', 'optical flow', 'detections')):
-        cv2.putText(header, title, (i * (lines[0].shape[1] // 5) + 6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+    titles = ('input', 'segmentation', 'depth (0.5-80 m, log)', 'optical flow', 'detections #track id',
+              'top view: points, 3D boxes')
+    for i, title in enumerate(titles):
+        cv2.putText(header, title, (i * (lines[0].shape[1] // len(titles)) + 6, 17), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.55, (0, 0, 0), 1, cv2.LINE_AA)
     image = np.vstack([header, *lines])
     cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return out
+
+
+def _cloud_arrays(msg):
+    """(xyz [N, 3], rgb [N, 3] uint8) of a PointCloud2 in the node's layout."""
+    from hydranet_ros.spatial.cloud import CLOUD_DTYPE
+    points = np.frombuffer(bytes(msg.data), CLOUD_DTYPE)
+    xyz = np.stack([points['x'], points['y'], points['z']], axis=1)
+    packed = points['rgb']
+    rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+    return xyz, rgb
 
 
 def main(argv=None) -> int:
@@ -152,7 +179,7 @@ def main(argv=None) -> int:
     summary, report = write_results(scores, out / 'evaluation')
     picture = montage(recorded, out / 'montage.png')
     outputs = {t: counts.get(topics.absolute(topics.NODE_NAMESPACE, t), 0)
-               for t in (*topics.TASK_TOPICS.values(), topics.STATS)}
+               for t in (*topics.TASK_TOPICS.values(), topics.POINTS, topics.DETECTIONS_3D, topics.STATS)}
     print()
     print(f'model: {model.name}; node outputs recorded per topic: '
           + ', '.join(f'{k} {v}' for k, v in outputs.items()))

@@ -66,3 +66,34 @@ def draw_detections(image: np.ndarray, detections, colors=None, ids=None) -> np.
         cv2.putText(out, label, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1,
                     cv2.LINE_AA)
     return out
+
+
+def birds_eye(xyz: np.ndarray, rgb: np.ndarray | None, boxes, size_hw, x_range=(-20.0, 20.0),
+              z_range=(0.0, 60.0)) -> np.ndarray:
+    """A top view of a camera-frame point cloud (x right, z forward; the camera at the bottom
+    centre) with 3D boxes as rectangles: boxes are (center, size, color, label) tuples."""
+    h, w = int(size_hw[0]), int(size_hw[1])
+    out = np.full((h, w, 3), 24, np.uint8)
+    def to_px(x, z):
+        u = (np.asarray(x) - x_range[0]) / (x_range[1] - x_range[0]) * (w - 1)
+        v = (1 - (np.asarray(z) - z_range[0]) / (z_range[1] - z_range[0])) * (h - 1)
+        return u, v
+    for z in np.arange(10, z_range[1], 10):        # range rings every 10 m
+        _, v = to_px(0, z)
+        cv2.line(out, (0, int(v)), (w - 1, int(v)), (60, 60, 60), 1)
+        cv2.putText(out, f'{z:.0f} m', (2, int(v) - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (120, 120, 120), 1)
+    if len(xyz):
+        u, v = to_px(xyz[:, 0], xyz[:, 2])
+        keep = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        colors = rgb[keep] if rgb is not None else np.full((int(keep.sum()), 3), 200, np.uint8)
+        out[v[keep].astype(int), u[keep].astype(int)] = colors
+    for center, box_size, color, label in boxes:
+        (u0, u1), (v1, v0) = (to_px([center[0] - box_size[0] / 2, center[0] + box_size[0] / 2],
+                                    [center[2] - box_size[2] / 2, center[2] + box_size[2] / 2]))
+        p1, p2 = (int(u0), int(v0)), (int(max(u1, u0 + 2)), int(max(v1, v0 + 2)))
+        cv2.rectangle(out, p1, p2, tuple(int(c) for c in color), 2)
+        cv2.putText(out, label, (p1[0], max(p1[1] - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    tuple(int(c) for c in color), 1, cv2.LINE_AA)
+    cam_u, cam_v = to_px(0, 0)
+    cv2.circle(out, (int(cam_u), int(cam_v) - 3), 4, (255, 255, 255), -1)
+    return out

@@ -6,8 +6,9 @@ CORE_MODULES = ['hydranet_ros.model', 'hydranet_ros.model.checkpoint', 'hydranet
                 'hydranet_ros.model.summary', 'hydranet_ros.inference', 'hydranet_ros.world',
                 'hydranet_ros.training.trainer', 'hydranet_ros.training.train', 'hydranet_ros.metrics',
                 'hydranet_ros.visualize', 'hydranet_ros.image_codec', 'hydranet_ros.bag',
-                'hydranet_ros.bag.make_bag', 'hydranet_ros.bag.evaluate', 'hydranet_ros.pipeline.latest_frames']
-ROS_PREFIXES = ('rclpy', 'rosidl', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'hydranet_ros.msg',
+                'hydranet_ros.bag.make_bag', 'hydranet_ros.bag.evaluate', 'hydranet_ros.pipeline.latest_frames',
+                'hydranet_ros.spatial', 'hydranet_ros.spatial.evaluation', 'hydranet_ros.demo']
+ROS_PREFIXES = ('rclpy', 'rosidl', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'visualization_msgs', 'hydranet_ros.msg',
                 'hydranet_ros.ros')
 
 

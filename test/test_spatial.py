@@ -146,3 +146,14 @@ def test_compressed_depth_round_trip_and_layout():
     assert (err >= -1e-4 * z).all() and (err < z ** 2 / (a - z) + 1e-4 * z).all()
     with pytest.raises(ImageConversionError, match='no image after its header'):
         decode_compressed_depth(data[:12])
+
+
+def test_clear_mot_counts_by_hand():
+    from hydranet_ros.spatial.evaluation import MotCounts
+    c = MotCounts()
+    truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float)
+    c.add_frame(truth, [7, 8], [0, 0], truth + 1, [1, 2], [0, 0])             # both matched
+    c.add_frame(truth, [7, 8], [0, 0], np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float), [3, 2], [0, 0])
+    # frame 2: object 7 matched with a new id (switch), object 8 missed, one false positive
+    assert (c.truth, c.matches, c.switches, c.misses, c.false_positives) == (4, 3, 1, 1, 1)
+    assert c.mota == pytest.approx(1 - 3 / 4)

@@ -47,3 +47,33 @@ def test_docs_list_every_topic_of_the_table():
              *topics.LABEL_INFO.values()}
     assert names <= listed, f'docs/NODE.md does not list {sorted(names - listed)}'
     assert not {'image', 'depth/camera_info'} & listed, 'docs/NODE.md lists a topic the node no longer has'
+
+
+def test_rviz_and_foxglove_views_name_the_nodes_topics():
+    """The shipped views subscribe to topics the node publishes (under the default namespace),
+    with the display types that read them."""
+    import json
+
+    import yaml
+
+    from hydranet_ros import topics
+    from hydranet_ros.paths import SOURCE_ROOT
+    published = {topics.absolute(topics.NODE_NAMESPACE, n) for n in (
+        *topics.TASK_TOPICS.values(), *topics.DEBUG_TOPICS.values(), *topics.DERIVED_NEEDS, topics.STATS)}
+    rviz = yaml.safe_load((SOURCE_ROOT / 'config' / 'hydranet.rviz').read_text())
+    displays = {d['Class']: d for d in rviz['Visualization Manager']['Displays']}
+    assert displays['rviz_default_plugins/PointCloud2']['Topic']['Value'] == '/hydranet/points'
+    assert displays['rviz_default_plugins/PointCloud2']['Color Transformer'] == 'RGB8'
+    assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/hydranet/detections_3d/markers'
+    rviz_topics = {d['Topic']['Value'] for d in rviz['Visualization Manager']['Displays'] if 'Topic' in d}
+    assert rviz_topics <= published, rviz_topics - published
+    fox = json.loads((SOURCE_ROOT / 'config' / 'hydranet.foxglove.json').read_text())
+    panels = fox['configById']
+    fox_topics = set(panels['3D!hydranet']['topics']) | {p['imageMode']['imageTopic'] for k, p in panels.items()
+                                                         if k.startswith('Image!')}
+    fox_topics |= {p['value'].split('.')[0] for p in panels['Plot!latency']['paths']}
+    assert fox_topics <= published, fox_topics - published
+
+    def leaves(node):
+        return [node] if isinstance(node, str) else leaves(node['first']) + leaves(node['second'])
+    assert sorted(leaves(fox['layout'])) == sorted(panels)

@@ -15,13 +15,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.image_codec import COMPRESSED_DEPTH_FORMAT, encode_compressed_depth, numpy_to_image
+from hydranet_ros.spatial.cloud import CLOUD_DTYPE
 
-#: PointCloud2 layout of the semantic cloud: x, y, z float32 metres, rgb as RViz reads it (a
-#: float32 whose bytes are 0x00RRGGBB, little endian), label uint8 (segmentation class id), and
-#: 3 bytes of padding so each point starts 4-byte aligned (point_step 20).
-CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
-                        'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
-                        'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
 
 
 def stamp_from_ns(ns: int) -> Time:

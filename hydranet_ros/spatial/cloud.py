@@ -11,6 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 
+#: PointCloud2 (sensor_msgs) layout of the semantic cloud: x, y, z float32 metres, rgb as RViz reads it (a
+#: float32 whose bytes are 0x00RRGGBB, little endian), label uint8 (segmentation class id), and
+#: 3 bytes of padding so each point starts 4-byte aligned (point_step 20).
+CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
+                        'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
+                        'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics of an image of (height, width) pixels."""
