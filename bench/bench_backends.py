@@ -72,6 +72,7 @@ def bench_predictor(checkpoint, frames, cache_dir, tasks=None):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_predictor_worker, args=(child, str(checkpoint), b, cache_dir, tasks, frames))
         proc.start()
+        child.close()          # so a worker that dies shows as EOFError here, not a hang
         workers[b] = (proc, parent)
     for _, conn in workers.values():
         assert conn.recv() == 'ready'

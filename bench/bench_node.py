@@ -59,7 +59,7 @@ class Rig:
         self.tmp = Path(tempfile.mkdtemp())
         for i, (ns, params) in enumerate(nodes_params):
             values = {'model_path': str(checkpoint), 'device': 'cpu', 'always_run': True,
-                      'warmup_iterations': 2, **params}
+                      'warmup_iterations': 2, 'backend': 'torch', **params}
             path = self.tmp / f'params_{i}.yaml'
             path.write_text(yaml.safe_dump({'/**/hydranet': {'ros__parameters': values}}))
             self.procs.append(subprocess.Popen(

@@ -1,6 +1,7 @@
 """Building the node's output messages from predictor results: each message type in one place."""
 from __future__ import annotations
 
+import array
 import copy
 
 import numpy as np
@@ -60,13 +61,15 @@ def optical_flow(header, previous_stamp_ns: int, flow: np.ndarray, image_size) -
 def point_cloud(header, cloud) -> PointCloud2:
     """A SemanticCloud as an unorganised PointCloud2 (height 1) in the header's optical frame."""
     n = len(cloud)
-    points = np.zeros(n, CLOUD_DTYPE)
-    points['x'], points['y'], points['z'] = cloud.xyz[:, 0], cloud.xyz[:, 1], cloud.xyz[:, 2]
+    # CLOUD_DTYPE as five little-endian 32-bit words per point: x, y, z bits, 0x00RRGGBB, label
+    # in the low byte of the last (its other bytes are the padding, zero)
+    points = np.zeros((n, 5), '<u4')
+    points[:, :3] = cloud.xyz.astype('<f4', copy=False).view('<u4')
     if cloud.rgb is not None:
-        rgb = cloud.rgb.astype(np.uint32)
-        points['rgb'] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+        rgb = cloud.rgb
+        points[:, 3] = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
     if cloud.label is not None:
-        points['label'] = cloud.label
+        points[:, 4] = cloud.label
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, n
@@ -78,7 +81,9 @@ def point_cloud(header, cloud) -> PointCloud2:
     msg.is_bigendian = False
     msg.point_step = CLOUD_DTYPE.itemsize
     msg.row_step = msg.point_step * n
-    msg.data = points.tobytes()
+    data = array.array('B')
+    data.frombytes(memoryview(points).cast('B'))      # one copy into the message
+    msg.data = data
     msg.is_dense = True          # every point is finite: invalid depths are left out, not NaN
     return msg
 

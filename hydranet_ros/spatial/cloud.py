@@ -40,16 +40,24 @@ class Intrinsics:
 
 @dataclass
 class SemanticCloud:
-    """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None),
-    and the (row, col) of the pixel each came from."""
+    """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None);
+    rows and cols give the pixel each came from."""
     xyz: np.ndarray
     rgb: np.ndarray | None
     label: np.ndarray | None
-    rows: np.ndarray
-    cols: np.ndarray
+    _keep: np.ndarray
+    _stride: int
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.nonzero(self._keep)[0] * self._stride
+
+    @property
+    def cols(self) -> np.ndarray:
+        return np.nonzero(self._keep)[1] * self._stride
 
 
 def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
@@ -68,18 +76,20 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     if stride < 1:
         raise ValueError(f'stride must be >= 1, got {stride}')
     sub = depth[::stride, ::stride]
-    keep = np.isfinite(sub) & (sub > max(min_m, 0.0)) & (sub <= max_m)
+    with np.errstate(invalid='ignore'):
+        keep = np.isfinite(sub) & (sub > max(min_m, 0.0)) & (sub <= max_m)
     lab = None
     if labels is not None:
         lab = labels[::stride, ::stride]
         if len(drop_labels):
             keep &= ~np.isin(lab, np.asarray(list(drop_labels)))
-    rr, cc = np.nonzero(keep)
-    rows, cols = rr * stride, cc * stride
-    z = sub[rr, cc]
+    # boolean masks over the subsampled grid (cheaper than gathering by index)
+    z = sub[keep]
+    x_ray = ((np.arange(0, w, stride, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx))
+    y_ray = ((np.arange(0, h, stride, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy))
     xyz = np.empty((z.size, 3), np.float32)
-    xyz[:, 0] = (cols - intrinsics.cx) * z / intrinsics.fx
-    xyz[:, 1] = (rows - intrinsics.cy) * z / intrinsics.fy
+    xyz[:, 0] = np.broadcast_to(x_ray[None, :], sub.shape)[keep] * z
+    xyz[:, 1] = np.broadcast_to(y_ray[:, None], sub.shape)[keep] * z
     xyz[:, 2] = z
-    return SemanticCloud(xyz, None if rgb is None else rgb[rows, cols],
-                         None if lab is None else lab[rr, cc].astype(np.uint8), rows, cols)
+    return SemanticCloud(xyz, None if rgb is None else rgb[::stride, ::stride][keep],
+                         None if lab is None else lab[keep].astype(np.uint8, copy=False), keep, stride)
