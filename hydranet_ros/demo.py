@@ -186,7 +186,8 @@ def main(argv=None) -> int:
     print(format_table(summary))
     print(f'report:        {report}')
     print(f'recorded bag:  {recorded}   (open with Foxglove, rosbags, or `ros2 bag info`)')
-    print(f'picture:       {picture}   (rows: frames; input | segmentation | depth | flow | detections #id | top view: points, 3D boxes)')
+    print(f'picture:       {picture}   (rows: frames; input | segmentation | depth | flow | detections #id | '
+          'top view: points, 3D boxes)')
     print(f'node log:      {out / "node.log"}')
     print(f'demo took {time.monotonic() - started:.0f} s')
     return 0 if outputs['stats'] > 0 else 1
