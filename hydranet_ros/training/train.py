@@ -1,12 +1,15 @@
 """`ros2 run hydranet_ros train --config config/train_synthetic.yaml` (or python -m
 hydranet_ros.training.train). Under torchrun it trains with DDP (gloo on CPU, nccl on GPU).
 Overrides: --steps N, --output PATH, --resume PATH, --no-progress. `train.init_from` starts
-from a trained checkpoint (matching tensors copied, new modules kept at their start)."""
+from a trained checkpoint (matching tensors copied, new modules kept at their start);
+`model.encoder_weights: PATH` starts the encoder from ImageNet MobileNetV2 weights in
+torchvision's layout (width_mult 1.0)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from hydranet_ros.model.imagenet import EncoderWeightsError
 from hydranet_ros.training.trainer import InitFromError, TrainConfig, train
 
 
@@ -29,7 +32,7 @@ def main(argv=None) -> int:
             config.train[key] = getattr(args, key)
     try:
         train(config, progress=not args.no_progress)
-    except InitFromError as exc:
+    except (InitFromError, EncoderWeightsError) as exc:
         print(f'train: {exc}', file=sys.stderr)
         return 2
     return 0

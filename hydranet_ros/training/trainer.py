@@ -44,7 +44,7 @@ class TrainConfig:
         config = cls(**raw)
         try:
             config.resolved()
-            HydraNetConfig.from_dict(config.model)
+            HydraNetConfig.from_dict(_architecture(config.model))
         except (TypeError, ValueError) as exc:
             raise ValueError(f'{path}: {exc}') from None
         return config
@@ -55,6 +55,13 @@ class TrainConfig:
 
 
 _BALANCING = ('fixed', 'uncertainty', 'dwa')
+#: `model:` keys that are not architecture: where the weights start.
+_MODEL_START_KEYS = ('encoder_weights',)
+
+
+def _architecture(model: dict) -> dict:
+    """The HydraNetConfig keys of a `model:` section (encoder_weights left out)."""
+    return {k: v for k, v in (model or {}).items() if k not in _MODEL_START_KEYS}
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,8 @@ def _model_config(config: TrainConfig, dcfg: dict) -> tuple[HydraNetConfig, list
     seg_classes = [c if isinstance(c, dict) else {'name': str(c), 'color': [128, 128, 128]}
                    for c in dcfg.segmentation_classes]
     mcfg = HydraNetConfig.from_dict({'num_classes': len(seg_classes),
-                                     'num_detection_classes': len(dcfg.detection_classes), **config.model})
+                                     'num_detection_classes': len(dcfg.detection_classes),
+                                     **_architecture(config.model)})
     if mcfg.num_classes != len(seg_classes) or mcfg.num_detection_classes != len(dcfg.detection_classes):
         raise ValueError(f'model: {mcfg.num_classes} segmentation / {mcfg.num_detection_classes} detection classes, '
                          f'but data names {len(seg_classes)} / {len(dcfg.detection_classes)} '
@@ -325,6 +333,11 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     resuming = bool(tcfg.resume and Path(tcfg.resume).is_file())
     if tcfg.init_from and not resuming:
         report = init_from_checkpoint(model, tcfg.init_from)
+        if rank == 0:
+            log(report)
+    elif config.model.get('encoder_weights') and not resuming:
+        from hydranet_ros.model.imagenet import load_encoder_weights
+        report = load_encoder_weights(model.encoder, config.model['encoder_weights'])
         if rank == 0:
             log(report)
     balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
