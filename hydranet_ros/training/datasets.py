@@ -26,6 +26,7 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     h, w = img.shape[:2]
     seg, depth, flow = sample.get('segmentation'), sample.get('depth'), sample.get('flow')
     boxes, classes = sample.get('boxes'), sample.get('classes')
+    ignore = sample.get('ignore_boxes')
     if flip:
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
@@ -36,6 +37,9 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
         if boxes is not None:
             boxes = boxes.copy()
             boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
+        if ignore is not None:
+            ignore = ignore.copy()
+            ignore[:, [0, 2]] = w - ignore[:, [2, 0]]
     mean_t = np.asarray(mean, np.float32) * 255
     std_t = np.asarray(std, np.float32) * 255
 
@@ -56,7 +60,21 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
         boxes if boxes is not None else np.zeros((0, 4)), classes if classes is not None else np.zeros(0),
         num_classes_det, oh, ow)
     out.update(det_heat=torch.from_numpy(heat), det_size=torch.from_numpy(size),
-               det_offset=torch.from_numpy(offset), det_mask=torch.from_numpy(mask))
+               det_offset=torch.from_numpy(offset), det_mask=torch.from_numpy(mask),
+               det_ignore=torch.from_numpy(ignore_cells(ignore, oh, ow)))
+    return out
+
+
+def ignore_cells(boxes, out_h: int, out_w: int) -> np.ndarray:
+    """[h, w] float32, 1 at detection cells whose centre lies in an ignore box (DontCare, a class
+    the model lacks): the heatmap loss neither rewards nor punishes detections there."""
+    out = np.zeros((out_h, out_w), np.float32)
+    if boxes is None:
+        return out
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        c0, c1 = int(np.ceil(x1 / STRIDE - 0.5)), int(np.floor(x2 / STRIDE - 0.5))
+        r0, r1 = int(np.ceil(y1 / STRIDE - 0.5)), int(np.floor(y2 / STRIDE - 0.5))
+        out[max(r0, 0):max(r1 + 1, 0), max(c0, 0):max(c1 + 1, 0)] = 1.0
     return out
 
 

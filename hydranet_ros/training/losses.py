@@ -37,11 +37,14 @@ def flow_loss(pred, target, has):
     return torch.linalg.vector_norm(diff, dim=1)[valid].mean()
 
 
-def focal_heatmap_loss(pred, target, alpha: float = 2.0, beta: float = 4.0):
-    """CenterNet's penalty-reduced focal loss, normalised by the number of object centres."""
+def focal_heatmap_loss(pred, target, alpha: float = 2.0, beta: float = 4.0, ignore=None):
+    """CenterNet's penalty-reduced focal loss, normalised by the number of object centres.
+    ignore [B, h, w]: 1 where negatives do not count (DontCare and unmapped-class regions)."""
     pred = pred.clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).float()
     neg = 1 - pos
+    if ignore is not None:
+        neg = neg * (1 - ignore.unsqueeze(1))
     pos_loss = torch.log(pred) * (1 - pred) ** alpha * pos
     neg_loss = torch.log(1 - pred) * pred ** alpha * (1 - target) ** beta * neg
     num_pos = pos.sum()
@@ -49,11 +52,13 @@ def focal_heatmap_loss(pred, target, alpha: float = 2.0, beta: float = 4.0):
 
 
 def detection_loss(maps, heat, size, offset, mask, has, num_classes: int,
-                   size_weight: float = 0.1, offset_weight: float = 1.0):
-    """Focal loss on the heatmap + L1 on size (pixels) and offset (cells) at object centres."""
+                   size_weight: float = 0.1, offset_weight: float = 1.0, ignore=None):
+    """Focal loss on the heatmap + L1 on size (pixels) and offset (cells) at object centres;
+    ignore [B, h, w] marks cells left out of the heatmap's negatives."""
     if not has.any():
         return maps.sum() * 0.0
     maps, heat, size, offset, mask = maps[has], heat[has], size[has], offset[has], mask[has]
+    ignore = ignore[has] if ignore is not None else None
     pred_heat = maps[:, :num_classes]
     pred_size = maps[:, num_classes:num_classes + 2]
     pred_off = maps[:, num_classes + 2:num_classes + 4]
@@ -61,7 +66,7 @@ def detection_loss(maps, heat, size, offset, mask, has, num_classes: int,
     n = torch.clamp(mask.sum(), min=1.0)
     l_size = (torch.abs(pred_size - size) * m).sum() / n
     l_off = (torch.abs(pred_off - offset) * m).sum() / n
-    return focal_heatmap_loss(pred_heat, heat) + size_weight * l_size + offset_weight * l_off
+    return focal_heatmap_loss(pred_heat, heat, ignore=ignore) + size_weight * l_size + offset_weight * l_off
 
 
 def depth_edge_consistency(depth_pred, seg_target, has):

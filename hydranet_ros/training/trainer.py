@@ -21,6 +21,7 @@ from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from hydranet_ros.training import losses as L
 from hydranet_ros.training.balancing import LossBalancer
 from hydranet_ros.training.datasets import FolderDataset, SyntheticDataset
+from hydranet_ros.training.real_data import ClassMap, MixtureDataset, RealDataset
 from hydranet_ros.training.evaluation import evaluate, headline
 from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 
@@ -55,6 +56,9 @@ class TrainConfig:
 
 
 _BALANCING = ('fixed', 'uncertainty', 'dwa')
+#: Real datasets read as published (hydranet_ros.training.real_data).
+REAL_TYPES = ('kitti_raw', 'kitti_tracking', 'kitti_flow', 'cityscapes')
+DATA_TYPES = ('synthetic', 'folder', *REAL_TYPES, 'mixture')
 #: `model:` keys that are not architecture: where the weights start.
 _MODEL_START_KEYS = ('encoder_weights',)
 
@@ -107,7 +111,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class DataSettings:
     """The `data:` section, every key with its default; checked by validate()."""
-    type: str = 'synthetic'                              # synthetic, folder
+    type: str = 'synthetic'                              # synthetic, folder, kitti_*, cityscapes, mixture
     camera: str = 'kitti'
     input_size: tuple = (128, 416)                       # (height, width)
     train_seeds: tuple = tuple(range(20))
@@ -118,12 +122,29 @@ class DataSettings:
     # The dataset's classes, recorded in the checkpoint: [{name, color}] (or names) and [name].
     segmentation_classes: tuple = tuple({'name': n, 'color': list(c)} for n, c in SEGMENTATION_CLASSES)
     detection_classes: tuple = tuple(DETECTION_CLASSES)
+    # real datasets (docs/TRAINING.md): the dataset's classes onto the model's, and where to read
+    class_map: dict = field(default_factory=dict)        # {segmentation: {theirs: ours}, detection: {...}}
+    split: str = 'train'                                 # cityscapes
+    sequences: tuple = ()                                # kitti_tracking: these sequences only
+    depth_source: str = 'lidar'                          # kitti_raw: lidar or completion
+    completion_root: str | None = None                   # kitti_raw with depth_source completion
+    sources: tuple = ()                                  # mixture: [{type, root, weight, ...}]
 
     def validate(self):
-        if self.type not in ('synthetic', 'folder'):
-            raise ValueError(f"data.type must be 'synthetic' or 'folder', got {self.type!r}")
-        if self.type == 'folder' and not self.root:
-            raise ValueError('data.root is needed for a folder dataset')
+        if self.type not in DATA_TYPES:
+            raise ValueError(f'data.type must be one of {list(DATA_TYPES)}, got {self.type!r}')
+        if self.type not in ('synthetic', 'mixture') and not self.root:
+            raise ValueError(f'data.root is needed for a {self.type} dataset')
+        if self.depth_source not in ('lidar', 'completion'):
+            raise ValueError(f"data.depth_source must be 'lidar' or 'completion', got {self.depth_source!r}")
+        if self.type == 'mixture':
+            if not self.sources:
+                raise ValueError('data.sources is needed for a mixture: [{type, root, weight}, ...]')
+            for k, src in enumerate(self.sources):
+                if not isinstance(src, dict) or src.get('type') not in REAL_TYPES or not src.get('root'):
+                    raise ValueError(f'data.sources[{k}] needs type (one of {list(REAL_TYPES)}) and root, got {src!r}')
+                if not float(src.get('weight', 1.0)) > 0:
+                    raise ValueError(f'data.sources[{k}].weight must be > 0')
         if len(self.input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in self.input_size):
             raise ValueError(f'data.input_size must be [height, width] in pixels, got {list(self.input_size)}')
         if not self.segmentation_classes or not self.detection_classes:
@@ -131,7 +152,7 @@ class DataSettings:
 
 
 #: Settings whose value is a table of the user's own keys (merged key by key).
-_OPEN_TABLES = {'weights', 'head_lr'}
+_OPEN_TABLES = {'weights', 'head_lr', 'class_map'}
 
 
 def _settings(cls, given: dict, section: str):
@@ -176,6 +197,12 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
     if data.type == 'folder':
         return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment),
                 None)
+    if data.type in REAL_TYPES:
+        return real_dataset(dataclasses.asdict(data), data, model_cfg, augment), None
+    if data.type == 'mixture':
+        parts = [(real_dataset({**dataclasses.asdict(data), 'class_map': {}, **src}, data, model_cfg, augment),
+                  float(src.get('weight', 1.0))) for src in data.sources]
+        return MixtureDataset(parts), None
     raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data.type}'")
 
 
@@ -193,12 +220,31 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float)
     if 'detection' in tasks:
         losses['detection'] = L.detection_loss(out['detection'], batch['det_heat'], batch['det_size'],
                                                batch['det_offset'], batch['det_mask'], batch['has_detection'],
-                                               cfg.num_detection_classes)
+                                               cfg.num_detection_classes, ignore=batch.get('det_ignore'))
     extra = None
     if consistency > 0 and 'depth' in tasks:
         extra = consistency * L.depth_edge_consistency(out['depth'], batch['segmentation'],
                                                        batch['has_segmentation'] & batch['has_depth'])
     return losses, extra
+
+
+def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False):
+    """A RealDataset for one source: spec holds type, root and the source's own class_map, split,
+    sequences, depth_source, completion_root; the model's classes come from data."""
+    from hydranet_ros.training import cityscapes, kitti
+    kind = spec['type']
+    dataset = 'cityscapes' if kind == 'cityscapes' else 'kitti'
+    class_map = ClassMap.from_names(spec.get('class_map'), dataset, data.segmentation_classes,
+                                    data.detection_classes)
+    if kind == 'kitti_raw':
+        items = kitti.raw_frames(spec['root'], spec.get('depth_source', 'lidar'), spec.get('completion_root'))
+    elif kind == 'kitti_tracking':
+        items = kitti.tracking_frames(spec['root'], spec.get('sequences') or None)
+    elif kind == 'kitti_flow':
+        items = kitti.flow_frames(spec['root'])
+    else:
+        items = cityscapes.frames(spec['root'], spec.get('split', 'train'))
+    return RealDataset(items, dataset, data.input_size, class_map, model_cfg.num_detection_classes, augment=augment)
 
 
 class InitFromError(ValueError):
@@ -365,7 +411,11 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         scale = _learning_rate_scale(step, total_steps)
         for g, base in zip(optimizer.param_groups, base_lrs):
             g['lr'] = base * scale
-        items = [train_set[int(i)] for i in rng.integers(0, len(train_set), int(tcfg.batch_size))]
+        if hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
+            indices = [train_set.sample_index(rng) for _ in range(int(tcfg.batch_size))]
+        else:
+            indices = rng.integers(0, len(train_set), int(tcfg.batch_size))
+        items = [train_set[int(i)] for i in indices]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device)
         step += 1

@@ -1,0 +1,207 @@
+"""Real datasets for training: KITTI and Cityscapes read as published, mapped onto the model's
+classes, resized to the network input, mixed with sampling weights.
+
+Each sample carries the labels its dataset has; every other task is missing for it (the
+asymmetric-annotation training the trainer already does): KITTI raw gives depth (LiDAR) and
+frame pairs, KITTI tracking adds boxes, KITTI flow 2015 gives flow, Cityscapes gives
+segmentation, boxes and depth (stereo). DontCare regions and objects of classes the model does
+not have become ignore regions of the detection loss, never background.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from hydranet_ros.training import cityscapes, kitti
+from hydranet_ros.training.datasets import Sample, to_tensors
+
+IGNORE = 255
+#: The class names a dataset's labels come in (what a class map's keys name).
+DATASET_CLASSES = {
+    'kitti': {'segmentation': [], 'detection': list(kitti.KITTI_TYPES)},
+    'cityscapes': {'segmentation': cityscapes.TRAIN_NAMES, 'detection': list(cityscapes.INSTANCE_CLASSES.values())},
+}
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """A dataset's classes onto the model's, many-to-one; anything unmapped is ignored."""
+    segmentation: dict        # dataset class id -> model class id
+    detection: dict           # dataset class name -> model detection class id
+
+    @classmethod
+    def from_names(cls, table: dict | None, dataset: str, model_segmentation, model_detection) -> ClassMap:
+        """table: {'segmentation': {dataset name: model name}, 'detection': {...}} (names); a name
+        neither side knows is a ValueError naming it."""
+        table = table or {}
+        unknown = sorted(set(table) - {'segmentation', 'detection'})
+        if unknown:
+            raise ValueError(f'class_map: unknown sections {unknown}; use segmentation and detection')
+        known = DATASET_CLASSES[dataset]
+        seg_names = [c['name'] if isinstance(c, dict) else str(c) for c in model_segmentation]
+        det_names = [str(n) for n in model_detection]
+        seg, det = {}, {}
+        for section, theirs, ours, out in (('segmentation', known['segmentation'], seg_names, seg),
+                                           ('detection', known['detection'], det_names, det)):
+            for src, dst in (table.get(section) or {}).items():
+                if src not in theirs:
+                    raise ValueError(f'class_map.{section}: {dataset} has no class {src!r}; it has {theirs}')
+                if dst not in ours:
+                    raise ValueError(f'class_map.{section}: the model has no class {dst!r}; it has {ours}')
+                out[theirs.index(src) if section == 'segmentation' else src] = ours.index(dst)
+        return cls(seg, det)
+
+    def segmentation_lut(self) -> np.ndarray:
+        lut = np.full(256, IGNORE, np.uint8)
+        for src, dst in self.segmentation.items():
+            lut[src] = dst
+        return lut
+
+
+def resize_sparse_depth(depth: np.ndarray, size) -> np.ndarray:
+    """Depth [H, W] (NaN = none) onto an (h, w) grid point by point: each valid pixel lands in the
+    cell its centre falls in, the nearest depth wins. Keeps sparse LiDAR depth sparse and exact
+    where interpolation would invent depths between points."""
+    h, w = size
+    H, W = depth.shape
+    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
+    d = depth[rows, cols]
+    r = np.minimum(((rows + 0.5) * h / H).astype(np.int64), h - 1)
+    c = np.minimum(((cols + 0.5) * w / W).astype(np.int64), w - 1)
+    order = np.argsort(-d)
+    out = np.full((h, w), np.nan, np.float32)
+    out[r[order], c[order]] = d[order]
+    return out
+
+
+def resize_sample(sample: Sample, size) -> Sample:
+    """Every label of a native-resolution sample onto the network input (h, w): images by area,
+    classes nearest, depth point by point, flow nearest with its vectors scaled, boxes scaled."""
+    h, w = size
+    H, W = sample['image'].shape[:2]
+    sx, sy = w / W, h / H
+    out = Sample(sample)
+    for key in ('image', 'prev_image'):
+        out[key] = cv2.resize(sample[key], (w, h), interpolation=cv2.INTER_AREA)
+    if sample.get('segmentation') is not None:
+        out['segmentation'] = cv2.resize(sample['segmentation'], (w, h), interpolation=cv2.INTER_NEAREST)
+    if sample.get('depth') is not None:
+        out['depth'] = resize_sparse_depth(sample['depth'], (h, w))
+    if sample.get('flow') is not None:
+        flow = cv2.resize(sample['flow'], (w, h), interpolation=cv2.INTER_NEAREST)
+        flow[..., 0] *= sx
+        flow[..., 1] *= sy
+        out['flow'] = flow
+    for key in ('boxes', 'ignore_boxes'):
+        if sample.get(key) is not None:
+            out[key] = (np.asarray(sample[key], np.float32).reshape(-1, 4) * [sx, sy, sx, sy]).astype(np.float32)
+    return out
+
+
+def _rgb(path) -> np.ndarray:
+    return cv2.cvtColor(cityscapes.read_png(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _boxes(objects, class_map: ClassMap):
+    """[(name, box)] -> (boxes, classes, ignore boxes): mapped classes become targets, the rest
+    (DontCare, classes the model lacks) ignore regions."""
+    boxes, classes, ignore = [], [], []
+    for name, box in objects:
+        if name in class_map.detection:
+            boxes.append(box)
+            classes.append(class_map.detection[name])
+        else:
+            ignore.append(box)
+    return (np.array(boxes, np.float32).reshape(-1, 4), np.array(classes, np.int64),
+            np.array(ignore, np.float32).reshape(-1, 4))
+
+
+def load_kitti(item: dict, class_map: ClassMap) -> Sample:
+    """One KITTI frame (raw, tracking or flow 2015 item) at native resolution."""
+    image = _rgb(item['image'])
+    sample = Sample(image=image, prev_image=_rgb(item['previous']) if item.get('previous') else image)
+    if item.get('velodyne') is not None and item['velodyne'].is_file():
+        c = item['calib']
+        sample['depth'] = kitti.lidar_depth(kitti.read_velodyne(item['velodyne']), c['P2'], c['R_rect'],
+                                            c['Tr_velo_cam'], image.shape[:2])
+    elif item.get('depth_png') is not None:
+        sample['depth'] = kitti.read_depth_png(item['depth_png'])
+    if item.get('labels') is not None:
+        sample['boxes'], sample['classes'], sample['ignore_boxes'] = _boxes(
+            [(obj['type'], obj['box']) for obj in item['labels']], class_map)
+    if item.get('flow_png') is not None:
+        flow, _ = kitti.read_flow_png(item['flow_png'])
+        sample['flow'] = -flow                     # the time-reversed pair (kitti module docstring)
+    return sample
+
+
+def load_cityscapes(item: dict, class_map: ClassMap) -> Sample:
+    """One Cityscapes frame at native resolution."""
+    image = _rgb(item['image'])
+    sample = Sample(image=image, prev_image=_rgb(item['previous']) if item.get('previous') else image)
+    if item.get('label_ids') is not None:
+        train_ids = cityscapes.label_ids_to_train_ids(cityscapes.read_png(item['label_ids']))
+        sample['segmentation'] = class_map.segmentation_lut()[train_ids]
+    if item.get('instance_ids') is not None:
+        sample['boxes'], sample['classes'], sample['ignore_boxes'] = _boxes(
+            cityscapes.instance_boxes(cityscapes.read_png(item['instance_ids'])), class_map)
+    if item.get('disparity') is not None and item.get('camera') is not None:
+        baseline, fx = cityscapes.read_camera(item['camera'])
+        sample['depth'] = cityscapes.disparity_to_depth(cityscapes.read_png(item['disparity']), baseline, fx)
+    return sample
+
+
+class RealDataset(Dataset):
+    """A list of dataset items, each loaded at native resolution, resized to input_size and
+    made into training tensors. `has_flow` is false for a frame without a previous one."""
+
+    LOADERS = {'kitti': load_kitti, 'cityscapes': load_cityscapes}
+
+    def __init__(self, items: list[dict], dataset: str, input_size, class_map: ClassMap,
+                 num_detection_classes: int, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 augment: bool = False, seed: int = 0):
+        self.items, self.dataset, self.size = items, dataset, tuple(int(v) for v in input_size)
+        self.class_map, self.num_det = class_map, num_detection_classes
+        self.mean, self.std, self.augment = mean, std, augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.items)
+
+    def load(self, i) -> Sample:
+        """Item i resized to the network input, as numpy arrays."""
+        return resize_sample(self.LOADERS[self.dataset](self.items[i], self.class_map), self.size)
+
+    def __getitem__(self, i):
+        sample = self.load(i)
+        if self.items[i].get('previous') is None:
+            sample['flow'], sample['flow_valid'] = None, False
+        flip = bool(self.augment and self.rng.random() < 0.5)
+        return to_tensors(sample, self.num_det, self.mean, self.std, flip)
+
+
+class MixtureDataset(Dataset):
+    """Several datasets in one run, each drawn with its weight (sample_index), whatever its size."""
+
+    def __init__(self, parts: list[tuple[Dataset, float]]):
+        if not parts or any(w <= 0 for _, w in parts):
+            raise ValueError('a mixture needs datasets with weights > 0')
+        self.parts = [p for p, _ in parts]
+        weights = np.array([w for _, w in parts], np.float64)
+        self.weights = weights / weights.sum()
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i):
+        part = int(np.searchsorted(self.offsets, i, side='right') - 1)
+        return self.parts[part][int(i - self.offsets[part])]
+
+    def sample_index(self, rng) -> int:
+        """A dataset by weight, then one of its samples uniformly: the global index."""
+        part = int(rng.choice(len(self.parts), p=self.weights))
+        return int(self.offsets[part] + rng.integers(0, len(self.parts[part])))
