@@ -218,3 +218,34 @@ def test_depth_loss_uses_only_the_few_valid_pixels():
     loss = depth_loss(pred, target, torch.tensor([True]), 0.5, 80.0)
     d = torch.log(pred.view(-1)[idx]) - torch.log(target.view(-1)[idx])
     assert float(loss) == pytest.approx(float(torch.sqrt((d ** 2).mean() - 0.85 * d.mean() ** 2) * 10), rel=1e-5)
+
+
+@pytest.mark.parametrize('kind,writer,expect', [
+    ('kitti', write_kitti_raw, {'type': 'kitti_raw', 'samples': 2, 'labels_per_task': {'depth': 2, 'pairs': 1}}),
+    ('kitti', write_kitti_tracking, {'type': 'kitti_tracking', 'samples': 2,
+                                     'boxes_per_class': {'Car': 2, 'Van': 1, 'Tram': 1}, 'ignore_regions': 1}),
+    ('cityscapes', write_cityscapes, {'type': 'cityscapes', 'samples': 1, 'boxes_per_class': {'car': 2, 'person': 1}}),
+])
+def test_dataset_info_on_each_layout(tmp_path, kind, writer, expect):
+    import subprocess
+
+    from hydranet_ros.paths import SOURCE_ROOT
+    root = writer(tmp_path / 'data')
+    exe = SOURCE_ROOT / 'install' / 'hydranet_ros' / 'lib' / 'hydranet_ros' / 'dataset-info'
+    preview = tmp_path / 'preview.png'
+    out = subprocess.run([str(exe), '--type', kind, '--root', str(root), '--preview', str(preview)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    for key, value in expect.items():
+        if isinstance(value, dict):
+            assert all(summary[key].get(k) == v for k, v in value.items()), summary[key]
+        else:
+            assert summary[key] == value
+    if 'depth' in summary['labels_per_task']:
+        assert 0 < summary['valid_depth_pixels_per_frame']['mean'] < 0.5
+    image = cv2.imread(str(preview))
+    assert image.shape[1] == 4 * image.shape[0] * W // H     # image | depth | boxes | segmentation
+    bad = subprocess.run([str(exe), '--type', 'kitti', '--root', str(tmp_path / 'nothing')],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and 'not a KITTI' in bad.stderr and 'Traceback' not in bad.stderr
