@@ -249,3 +249,42 @@ def test_dataset_info_on_each_layout(tmp_path, kind, writer, expect):
     bad = subprocess.run([str(exe), '--type', 'kitti', '--root', str(tmp_path / 'nothing')],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and 'not a KITTI' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def test_shipped_real_data_configs_load():
+    from hydranet_ros.paths import SOURCE_ROOT
+    from hydranet_ros.training.trainer import TrainConfig
+    for name in ('train_kitti.yaml', 'train_cityscapes_kitti.yaml'):
+        cfg = TrainConfig.load(SOURCE_ROOT / 'config' / name)
+        _, data = cfg.resolved()
+        assert data.type == 'mixture' and len(data.sources) >= 2 and cfg.model['encoder_weights']
+
+
+def test_a_short_fine_tune_of_the_bundled_model_on_miniature_kitti(tmp_path):
+    """A few CPU steps from the bundled model on a KITTI tracking set (boxes, LiDAR depth) mixed
+    with flow 2015: every loss finite, and the total falls."""
+    from hydranet_ros.model.registry import weights
+    from hydranet_ros.training.trainer import TrainConfig, train
+    tracking = write_kitti_tracking(tmp_path / 'tracking')
+    flow_root = tmp_path / 'flow'
+    _png(flow_root / 'image_2' / '000000_10.png', _image(40))
+    _png(flow_root / 'image_2' / '000000_11.png', _image(41))
+    raw = np.zeros((H, W, 3), np.uint16)
+    raw[..., 2], raw[..., 1], raw[..., 0] = int(3 * 64 + 2 ** 15), 2 ** 15, 1
+    _png(flow_root / 'flow_occ' / '000000_10.png', raw)
+    config = TrainConfig(
+        name='kitti_mini', model={'width_mult': 0.5, 'decoder_channels': 64, 'flow_iterations': 1,
+                                  'flow_fine_radius': 3},
+        data={'type': 'mixture', 'input_size': [128, 416], 'sources': [
+            {'type': 'kitti_tracking', 'root': str(tracking), 'weight': 1.0,
+             'class_map': {'detection': {'Car': 'car', 'Van': 'car', 'Pedestrian': 'pedestrian'}}},
+            {'type': 'kitti_flow', 'root': str(flow_root), 'weight': 0.5}]},
+        train={'steps': 12, 'batch_size': 2, 'lr': 0.0005, 'tasks': ['depth', 'flow', 'detection'],
+               'init_from': str(weights().path()), 'augment': False, 'threads': 2, 'eval_every': 12,
+               'output': str(tmp_path / 'kitti_mini.pt')})
+    result = train(config, progress=False, log=lambda m: None)
+    losses = result['losses']
+    assert set(losses) == {'depth', 'flow', 'detection'}
+    total = np.sum([losses[t] for t in ('depth', 'detection')], axis=0)
+    assert np.isfinite(total).all() and np.isfinite(losses['flow']).all()
+    assert total[-4:].mean() < total[:4].mean(), total

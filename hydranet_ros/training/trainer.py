@@ -438,7 +438,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     if bar is not None:
         bar.close()
     elapsed = time.time() - started
-    result = {'steps': step, 'train_seconds': elapsed, 'history': history}
+    result = {'steps': step, 'train_seconds': elapsed, 'history': history, 'losses': running}
     if rank == 0:
         summary = {'data': {k: getattr(dcfg, k) for k in ('type', 'camera', 'input_size', 'frames_per_seed')}
                    | {'train_seeds': f"{len(dcfg.train_seeds)} seeds", 'val_seeds': dcfg.val_seeds},
