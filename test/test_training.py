@@ -61,13 +61,57 @@ def test_train_cli_init_from_a_missing_file(tmp_path):
     assert out.returncode == 2 and 'init_from' in out.stderr and 'Traceback' not in out.stderr
 
 
-def test_two_process_ddp_smoke_run(tmp_path):
-    cfg = _config(tmp_path, steps=2, eval_every=2)
-    out = _run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                '-m', 'hydranet_ros.training.train', '--config', str(cfg), '--no-progress'])
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    meta = load_checkpoint(tmp_path / 'out' / 'tiny.pt').metadata
-    assert meta.training['world_size'] == 2
+def test_two_processes_step_like_one_with_the_same_global_batch(tmp_path):
+    """torchrun with 2 gloo processes and batch_size 2 (one sample each) against one process with
+    batch_size 2: the same losses at every step and the same weights at the end. The samples are
+    all one image, so BatchNorm's per-process statistics (CPU has no SyncBatchNorm) equal the
+    single process's; what is checked is the rest: the shared draw of the global batch, gradient
+    averaging, the optimiser, rank 0 saving."""
+    root = tmp_path / 'data'
+    for sub in ('images', 'segmentation', 'depth'):
+        (root / sub).mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / 'images' / '000.png'), rgb)
+    cv2.imwrite(str(root / 'segmentation' / '000.png'), (np.arange(96)[None, :] // 24).repeat(64, 0).astype(np.uint8))
+    np.save(root / 'depth' / '000.npy', np.linspace(2, 30, 64 * 96, dtype=np.float32).reshape(64, 96))
+    runs = {}
+    for label, launcher in (('one', ['-m', 'hydranet_ros.training.train']),
+                            ('two', ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                                     '-m', 'hydranet_ros.training.train'])):
+        cfg = {'name': 'ddp', 'model': {'width_mult': 0.35, 'decoder_channels': 16},
+               'data': {'type': 'folder', 'root': str(root), 'input_size': [64, 96]},
+               'train': {'steps': 4, 'batch_size': 2, 'lr': 0.001, 'threads': 1, 'augment': False,
+                         'tasks': ['segmentation', 'depth'], 'eval_every': 4,
+                         'output': str(tmp_path / label / 'ddp.pt')}}
+        path = tmp_path / f'{label}.yaml'
+        path.write_text(yaml.safe_dump(cfg))
+        out = _run([*launcher, '--config', str(path), '--no-progress'])
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        runs[label] = (load_checkpoint(tmp_path / label / 'ddp.pt'),
+                       torch.load(tmp_path / label / 'ddp.state.pt', weights_only=True))
+    (one, one_state), (two, two_state) = runs['one'], runs['two']
+    assert two.metadata.training['world_size'] == 2 and one.metadata.training['world_size'] == 1
+    losses_one, losses_two = json.loads(one_state['running']), json.loads(two_state['running'])
+    for task in ('segmentation', 'depth'):
+        np.testing.assert_allclose(losses_two[task], losses_one[task], rtol=1e-4, err_msg=task)
+    # Weights agree within half of one Adam step (lr 1e-3): Adam divides by sqrt(v), so float
+    # rounding in the tiniest gradients moves a weight by a fraction of lr. BatchNorm's running
+    # statistics are buffers, not weights, and are left out: running_var's unbiased estimate
+    # divides by (pixels - 1) per process (6 vs 12 pixels at stride 32 for one sample vs two).
+    a, b = dict(one.model.named_parameters()), dict(two.model.named_parameters())
+    for key in a:
+        torch.testing.assert_close(b[key].detach(), a[key].detach(), atol=5e-4, rtol=0, msg=key)
+    assert len(a) > 200
+    first = next(k for k in a if k.endswith('weight'))
+    assert not torch.equal(a[first].detach(), HydraNet_init_weight(first)), 'training moved the weights'
+
+
+def HydraNet_init_weight(key):
+    """The tensor `key` as the trainer initialises it (seed 0, the test's architecture)."""
+    from hydranet_ros.model import HydraNet, HydraNetConfig
+    torch.manual_seed(0)
+    return HydraNet(HydraNetConfig(width_mult=0.35, decoder_channels=16, num_classes=10,
+                                   num_detection_classes=2)).state_dict()[key]
 
 
 def test_flip_augmentation_flips_flow_and_boxes():
@@ -213,3 +257,38 @@ def test_the_default_network_is_the_one_training_builds_by_default():
     config = HydraNetConfig()
     assert (config.num_classes, config.num_detection_classes) == (len(data.segmentation_classes),
                                                                   len(data.detection_classes))
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path, monkeypatch):
+    """Crash right after the state is saved at step 3 of 6, resume: the same weights as 6 steps in
+    one go. Checks that resume restores the optimiser, the schedule, the loss balancing (DWA and
+    its loss history), the data position and the augmentation's random state."""
+    from hydranet_ros.training import trainer
+    from hydranet_ros.training.trainer import TrainConfig, train
+
+    def config(out, resume=None):
+        cfg = json.loads(json.dumps(TINY))
+        cfg['train'].update(steps=6, eval_every=3, balancing='dwa', augment=True, output=str(out),
+                            **({'resume': str(resume)} if resume else {}))
+        return TrainConfig(**cfg)
+    train(config(tmp_path / 'straight.pt'), progress=False, log=lambda m: None)
+    real = trainer._save_state
+
+    class Crash(Exception):
+        pass
+
+    def save_then_crash(path, model, optimizer, balancer, step, *args, **kwargs):
+        real(path, model, optimizer, balancer, step, *args, **kwargs)
+        if step == 3:
+            raise Crash
+    monkeypatch.setattr(trainer, '_save_state', save_then_crash)
+    with pytest.raises(Crash):
+        train(config(tmp_path / 'resumed.pt'), progress=False, log=lambda m: None)
+    monkeypatch.setattr(trainer, '_save_state', real)
+    result = train(config(tmp_path / 'resumed.pt', resume=tmp_path / 'resumed.state.pt'), progress=False,
+                   log=lambda m: None)
+    assert result['steps'] == 6
+    a = load_checkpoint(tmp_path / 'straight.pt').model.state_dict()
+    b = load_checkpoint(tmp_path / 'resumed.pt').model.state_dict()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)

@@ -82,7 +82,9 @@ class TrainSettings:
     eval_every: int = 250
     eval_samples: int = 64
     seed: int = 0
-    amp: bool = True
+    amp: bool = True                                     # CUDA only: autocast in amp_dtype
+    amp_dtype: str = 'bf16'                              # bf16 (no loss scaling needed) or fp16
+    channels_last: bool = True                           # CUDA only: NHWC convolutions
     tasks: tuple = TASKS
     output: str = 'models/hydranet_trained.pt'
     resume: str | None = None
@@ -98,6 +100,8 @@ class TrainSettings:
         for name in ('lr', 'weight_decay', 'consistency'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
+        if self.amp_dtype not in ('bf16', 'fp16'):
+            raise ValueError(f"train.amp_dtype must be 'bf16' or 'fp16', got {self.amp_dtype!r}")
         if self.balancing not in _BALANCING:
             raise ValueError(f'train.balancing must be one of {list(_BALANCING)}, got {self.balancing!r}')
         if not self.tasks or set(self.tasks) - set(TASKS):
@@ -321,24 +325,48 @@ def _state_path(tcfg: dict) -> Path:
     return Path(tcfg.output).with_suffix('.state.pt')
 
 
-def _save_state(path: Path, model, optimizer, balancer, step: int, history: list):
+def _data_rngs(train_set) -> list:
+    """The random generators that decide what the next batches are: the sampler's is passed
+    separately; these are the datasets' own (augmentation), mixtures' parts included."""
+    parts = getattr(train_set, 'parts', [train_set])
+    return [p.rng for p in parts if isinstance(getattr(p, 'rng', None), np.random.Generator)]
+
+
+def _save_state(path: Path, model, optimizer, balancer, step: int, history: list, rng=None, scaler=None,
+                running=None, train_set=None):
     path.parent.mkdir(parents=True, exist_ok=True)
+    rngs = ([rng] if rng is not None else []) + (_data_rngs(train_set) if train_set is not None else [])
     torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
-                'balancer': balancer.state_dict(), 'step': step, 'history': history}, path)
+                'balancer': balancer.state_dict(), 'step': step, 'history': history,
+                'data_rng': json.dumps([g.bit_generator.state for g in rngs]),
+                'scaler': scaler.state_dict() if scaler is not None else None,
+                'running': json.dumps(running) if running is not None else None}, path)
 
 
-def _resume(path, device, model, optimizer, balancer) -> tuple[int, list]:
-    """Model, optimiser and balancing state (DWA history included) from a .state.pt."""
+def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, running=None,
+            train_set=None) -> tuple[int, list]:
+    """Everything a run needs to go on as if it never stopped, from a .state.pt: model, optimiser,
+    balancing state (DWA history included), the data position (the sampler's random state), the
+    loss scaler and the running losses (DWA's epochs)."""
     state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state['model'])
     optimizer.load_state_dict(state['optimizer'])
     balancer.load_state_dict(state['balancer'])
+    rngs = ([rng] if rng is not None else []) + (_data_rngs(train_set) if train_set is not None else [])
+    saved = json.loads(state['data_rng']) if state.get('data_rng') else []
+    for generator, saved_state in zip(rngs, saved):
+        generator.bit_generator.state = saved_state
+    if scaler is not None and state.get('scaler'):
+        scaler.load_state_dict(state['scaler'])
+    if running is not None and state.get('running'):
+        running.update(json.loads(state['running']))
     return int(state['step']), list(state.get('history', []))
 
 
 def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device) -> dict:
     """One optimisation step; the per-task losses."""
-    with torch.autocast(device.type, enabled=use_amp):
+    dtype = torch.bfloat16 if tcfg.amp_dtype == 'bf16' else torch.float16
+    with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
         losses, extra = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency))
         total = balancer({k: v.float() for k, v in losses.items()})
         if extra is not None:
@@ -390,21 +418,32 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     optimizer = _optimizer(model, balancer, tcfg)
     base_lrs = [g['lr'] for g in optimizer.param_groups]
     step, history = 0, []
+    use_amp = bool(tcfg.amp) and device.type == 'cuda'
+    # bf16 keeps fp32's range: no loss scaling; fp16 needs it
+    scaler = torch.amp.GradScaler('cuda', enabled=use_amp and tcfg.amp_dtype == 'fp16')
+    # Every process draws the same global batch and trains on its share of it, so N processes
+    # with batch_size B step like one process with B (BatchNorm statistics aside: per process
+    # on CPU, synchronised on CUDA).
+    rng = np.random.default_rng(int(tcfg.seed))
+    if int(tcfg.batch_size) % world:
+        raise ValueError(f'train.batch_size {tcfg.batch_size} is the global batch: it must divide by the '
+                         f'{world} processes')
+    running = {t: [] for t in tasks}
     if resuming:
-        step, history = _resume(tcfg.resume, device, model, optimizer, balancer)
+        step, history = _resume(tcfg.resume, device, model, optimizer, balancer, rng, scaler, running, train_set)
         if rank == 0:
             log(f'resumed from {tcfg.resume} at step {step}')
+    if device.type == 'cuda' and tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world > 1 and device.type == 'cuda':
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    use_amp = bool(tcfg.amp) and device.type == 'cuda'
-    scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    rng = np.random.default_rng(int(tcfg.seed) + rank)
     total_steps = int(tcfg.steps)
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=total_steps, initial=step, desc='train', dynamic_ncols=True)
     started = time.time()
-    running = {t: [] for t in tasks}
     epoch_len = max(len(train_set) // int(tcfg.batch_size), 1)
     model.train()
     while step < total_steps:
@@ -415,8 +454,11 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             indices = [train_set.sample_index(rng) for _ in range(int(tcfg.batch_size))]
         else:
             indices = rng.integers(0, len(train_set), int(tcfg.batch_size))
-        items = [train_set[int(i)] for i in indices]
+        items = [train_set[int(i) % len(train_set)] for i in indices[rank::world]]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        if device.type == 'cuda' and tcfg.channels_last:
+            for key in ('image', 'prev_image'):
+                batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
         losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device)
         step += 1
         for t, v in losses.items():
@@ -434,7 +476,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                             'elapsed_s': time.time() - started})
             log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
         if rank == 0 and checkpoint_now:
-            _save_state(_state_path(tcfg), model, optimizer, balancer, step, history)
+            _save_state(_state_path(tcfg), model, optimizer, balancer, step, history, rng, scaler, running,
+                        train_set)
     if bar is not None:
         bar.close()
     elapsed = time.time() - started
