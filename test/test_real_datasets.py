@@ -288,3 +288,29 @@ def test_a_short_fine_tune_of_the_bundled_model_on_miniature_kitti(tmp_path):
     total = np.sum([losses[t] for t in ('depth', 'detection')], axis=0)
     assert np.isfinite(total).all() and np.isfinite(losses['flow']).all()
     assert total[-4:].mean() < total[:4].mean(), total
+
+
+def test_a_bag_recorded_by_the_package_trains_with_whatever_ground_truth_it_has(tmp_path):
+    from hydranet_ros.bag.make_bag import write_drive
+    from hydranet_ros.training.real_data import bag_class_map, bag_frames
+    bag = tmp_path / 'drive'
+    write_drive(bag, 7, 3, (64, 96))
+    items, names = bag_frames(bag)
+    assert len(items) == 3 and names['segmentation'][:2] == ['road', 'lane_marking']
+    assert names['detection'] == DETECTION_CLASSES
+    cmap = bag_class_map(names, None, MODEL_SEG, DETECTION_CLASSES)
+    ds = RealDataset(items, 'bag', (64, 96), cmap, 2)
+    first, second = ds[0], ds[1]
+    assert first['has_segmentation'] and first['has_depth'] and first['has_detection'] and not first['has_flow']
+    assert second['has_flow']
+    raw = items[1]
+    np.testing.assert_array_equal(second['segmentation'].numpy(), raw['segmentation'])     # identity by name
+    # the same bag read with a prefix it does not have: images only, every task missing
+    bare, _ = bag_frames(bag, ground_truth='/nothing')
+    t = RealDataset(bare, 'bag', (64, 96), cmap, 2)[1]
+    assert not any(bool(t[f'has_{k}']) for k in ('segmentation', 'depth', 'flow', 'detection'))
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.training.trainer import TrainConfig, make_datasets
+    _, data = TrainConfig(data={'type': 'bag', 'root': str(tmp_path), 'input_size': [64, 96]}).resolved()
+    train_set, _ = make_datasets(data, HydraNetConfig())
+    assert len(train_set) == 3 and train_set[2]['has_flow']

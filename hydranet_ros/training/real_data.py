@@ -177,7 +177,8 @@ class RealDataset(Dataset):
 
     def __getitem__(self, i):
         sample = self.load(i)
-        if self.items[i].get('previous') is None:
+        item = self.items[i]
+        if item.get('previous') is None and item.get('previous_image') is None:
             sample['flow'], sample['flow_valid'] = None, False
         flip = bool(self.augment and self.rng.random() < 0.5)
         return to_tensors(sample, self.num_det, self.mean, self.std, flip)
@@ -205,3 +206,92 @@ class MixtureDataset(Dataset):
         """A dataset by weight, then one of its samples uniformly: the global index."""
         part = int(rng.choice(len(self.parts), p=self.weights))
         return int(self.offsets[part] + rng.integers(0, len(self.parts[part])))
+
+
+def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth') -> tuple[list[dict], dict]:
+    """A bag recorded with this package's tools (make-bag, record): one item per camera image
+    with whatever ground truth shares its stamp (segmentation, depth, flow, detections under the
+    ground-truth prefix; any subset), and the class names of the bag's LabelInfo topics. Decoded
+    into memory: split very long bags (or record fewer topics) for training."""
+    from hydranet_ros.bag import convert
+    from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
+    from hydranet_ros.image_codec import image_to_numpy, image_to_rgb
+    topics = {f'{camera}/image_raw': 'image', f'{ground_truth}/segmentation': 'segmentation',
+              f'{ground_truth}/depth': 'depth', f'{ground_truth}/flow': 'flow',
+              f'{ground_truth}/detections': 'detection',
+              f'{ground_truth}/segmentation/label_info': 'segmentation_names',
+              f'{ground_truth}/detections/label_info': 'detection_names'}
+    by_stamp: dict[int, dict] = {}
+    names = {'segmentation': [], 'detection': []}
+    reader = open_reader(path)
+    try:
+        for conn, _, raw in read_messages(reader, set(topics)):
+            key = topics[conn.topic]
+            msg = deserialize(raw, conn.msgtype)
+            if key.endswith('_names'):
+                table = {int(c.class_id): c.class_name for c in msg.class_map}
+                names[key[:-len('_names')]] = [table.get(i, f'class_{i}') for i in range(max(table, default=-1) + 1)]
+                continue
+            entry = by_stamp.setdefault(convert.stamp_ns(msg.header.stamp), {})
+            if key == 'image':
+                entry['image'] = image_to_rgb(msg).copy()
+            elif key == 'flow':
+                entry['flow'] = image_to_numpy(msg.flow).astype(np.float32)
+            elif key == 'detection':
+                boxes, scores, classes = convert.detection_boxes(msg)
+                entry['detection'] = (boxes[scores > 0], classes[scores > 0], boxes[scores <= 0])
+            else:
+                entry[key] = image_to_numpy(msg).copy()
+    finally:
+        reader.close()
+    items, previous = [], None
+    for stamp in sorted(by_stamp):
+        entry = by_stamp[stamp]
+        if 'image' not in entry:
+            continue
+        items.append({**entry, 'previous_image': previous, 'sequence': str(path), 'stamp': stamp})
+        previous = entry['image']
+    if not items:
+        raise FileNotFoundError(f'{path}: no {camera}/image_raw images')
+    return items, names
+
+
+def load_bag(item: dict, class_map: ClassMap) -> Sample:
+    """One bag frame (items from bag_frames) at native resolution, classes mapped."""
+    image = item['image']
+    sample = Sample(image=image, prev_image=item['previous_image'] if item['previous_image'] is not None else image)
+    if item.get('segmentation') is not None:
+        sample['segmentation'] = class_map.segmentation_lut()[item['segmentation']]
+    if item.get('depth') is not None:
+        depth = item['depth'].astype(np.float32)
+        sample['depth'] = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan).astype(np.float32)
+    if item.get('flow') is not None and item['previous_image'] is not None:
+        sample['flow'] = item['flow']
+    if item.get('detection') is not None:
+        boxes, classes, ignore = item['detection']
+        keep = [i for i, c in enumerate(classes) if int(c) in class_map.detection]
+        sample['boxes'] = boxes[keep].astype(np.float32).reshape(-1, 4)
+        sample['classes'] = np.array([class_map.detection[int(classes[i])] for i in keep], np.int64)
+        dropped = [i for i in range(len(classes)) if i not in keep]
+        sample['ignore_boxes'] = np.concatenate([ignore, boxes[dropped]]).astype(np.float32).reshape(-1, 4)
+    return sample
+
+
+def bag_class_map(names: dict, table: dict | None, model_segmentation, model_detection) -> ClassMap:
+    """A bag's classes (from its LabelInfo) onto the model's: by the table {theirs: ours} where
+    given, else by equal names; unmatched classes are ignored."""
+    table = table or {}
+    seg_names = [c['name'] if isinstance(c, dict) else str(c) for c in model_segmentation]
+    det_names = [str(n) for n in model_detection]
+    seg, det = {}, {}
+    for section, theirs, ours, out in (('segmentation', names['segmentation'], seg_names, seg),
+                                       ('detection', names['detection'], det_names, det)):
+        mapping = table.get(section) or {n: n for n in theirs if n in ours}
+        for src, dst in mapping.items():
+            if src not in theirs or dst not in ours:
+                raise ValueError(f'class_map.{section}: {src!r} -> {dst!r}: the bag has {theirs}, the model {ours}')
+            out[theirs.index(src)] = ours.index(dst)
+    return ClassMap(seg, det)
+
+
+RealDataset.LOADERS['bag'] = load_bag

@@ -21,7 +21,7 @@ from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from hydranet_ros.training import losses as L
 from hydranet_ros.training.balancing import LossBalancer
 from hydranet_ros.training.datasets import FolderDataset, SyntheticDataset
-from hydranet_ros.training.real_data import ClassMap, MixtureDataset, RealDataset
+from hydranet_ros.training.real_data import ClassMap, MixtureDataset, RealDataset, bag_class_map, bag_frames
 from hydranet_ros.training.evaluation import evaluate, headline
 from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 
@@ -57,7 +57,7 @@ class TrainConfig:
 
 _BALANCING = ('fixed', 'uncertainty', 'dwa')
 #: Real datasets read as published (hydranet_ros.training.real_data).
-REAL_TYPES = ('kitti_raw', 'kitti_tracking', 'kitti_flow', 'cityscapes')
+REAL_TYPES = ('kitti_raw', 'kitti_tracking', 'kitti_flow', 'cityscapes', 'bag')
 DATA_TYPES = ('synthetic', 'folder', *REAL_TYPES, 'mixture')
 #: `model:` keys that are not architecture: where the weights start.
 _MODEL_START_KEYS = ('encoder_weights',)
@@ -237,6 +237,13 @@ def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, au
     sequences, depth_source, completion_root; the model's classes come from data."""
     from hydranet_ros.training import cityscapes, kitti
     kind = spec['type']
+    if kind == 'bag':
+        items, names = [], None
+        for path in sorted(Path(spec['root']).glob('*/metadata.yaml')) or [Path(spec['root']) / 'metadata.yaml']:
+            more, names = bag_frames(path.parent)
+            items += more
+        class_map = bag_class_map(names, spec.get('class_map'), data.segmentation_classes, data.detection_classes)
+        return RealDataset(items, 'bag', data.input_size, class_map, model_cfg.num_detection_classes, augment=augment)
     dataset = 'cityscapes' if kind == 'cityscapes' else 'kitti'
     class_map = ClassMap.from_names(spec.get('class_map'), dataset, data.segmentation_classes,
                                     data.detection_classes)
