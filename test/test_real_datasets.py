@@ -314,3 +314,15 @@ def test_a_bag_recorded_by_the_package_trains_with_whatever_ground_truth_it_has(
     _, data = TrainConfig(data={'type': 'bag', 'root': str(tmp_path), 'input_size': [64, 96]}).resolved()
     train_set, _ = make_datasets(data, HydraNetConfig())
     assert len(train_set) == 3 and train_set[2]['has_flow']
+
+
+def test_raw_drive_with_depth_completion_ground_truth(tmp_path):
+    root = write_kitti_raw(tmp_path / 'raw')
+    completion = tmp_path / 'completion'
+    raw = np.zeros((H, W), np.uint16)
+    raw[7, 9] = int(33.25 * 256)
+    _png(completion / '2011_09_26_drive_0001_sync' / 'proj_depth' / 'groundtruth' / 'image_02' / '0000000001.png', raw)
+    items = kitti.raw_frames(root, depth_source='completion', completion_root=completion)
+    assert items[0]['depth_png'] is None            # the benchmark has no ground truth for some frames
+    sample = load_kitti(items[1], KITTI_MAP)
+    assert sample['depth'][7, 9] == 33.25 and np.isfinite(sample['depth']).sum() == 1
