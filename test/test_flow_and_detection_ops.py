@@ -59,6 +59,16 @@ def test_vectorised_correlation_equals_the_shifted_copies(shape, radius):
     assert (ref.abs() > 0).float().mean() > 0.5
 
 
+def test_correlation_serves_training_after_inference_in_one_process():
+    """Its index tensors are cached: created under inference_mode they must still work with autograd."""
+    cur, prev = torch.randn(1, 8, 7, 9), torch.randn(1, 8, 7, 9)
+    with torch.inference_mode():
+        local_correlation(cur, prev, 3)
+    cur.requires_grad_(True)
+    local_correlation(cur, prev, 3).sum().backward()
+    assert cur.grad is not None and torch.isfinite(cur.grad).all()
+
+
 def test_warp_previous_brings_back_each_pixels_origin():
     torch.manual_seed(0)
     prev = torch.randn(1, 4, 12, 14)

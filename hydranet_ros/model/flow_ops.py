@@ -43,6 +43,11 @@ def _correlation_indices(rows: int, cols: int, radius: int, device: str):
     """(window_index, pick_index) for local_correlation: the flat padded-grid position of every
     pixel of every tile's window, and for each pixel of a tile and each displacement, the
     position of its product in the tile's [t*t, win*win] product matrix."""
+    with torch.inference_mode(False):    # cached: must serve autograd too, whoever asked first
+        return _build_correlation_indices(rows, cols, radius, device)
+
+
+def _build_correlation_indices(rows: int, cols: int, radius: int, device: str):
     t, size = CORRELATION_TILE, 2 * radius + 1
     win = t + 2 * radius
     grid_w = cols * t + 2 * radius
