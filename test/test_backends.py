@@ -184,3 +184,29 @@ def test_an_invalid_previous_frame_is_replaced_by_the_frame_itself():
         ref_self = model(x[1:], ['flow'], previous_features=own[1:])['flow']
     torch.testing.assert_close(mixed[:1], ref_valid, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(mixed[1:], ref_self, atol=1e-5, rtol=1e-4)
+
+
+def test_depth_is_metric_for_the_camera_in_use_via_its_focal_length(predictors):
+    """The synthetic world rendered through lenses of 1x, 1.5x and 0.75x the training focal
+    length: given each camera's focal length, depth error stays near the training camera's;
+    without it, a zoomed lens makes everything look nearer (or farther) by the zoom."""
+    from hydranet_ros.world import PinholeCamera
+    p = predictors[1]
+    base = PinholeCamera.preset('kitti')
+    scaled, raw = {}, {}
+    for zoom in (1.0, 1.5, 0.75):
+        cam = PinholeCamera(1242, 375, base.fx * zoom, base.fy * zoom, base.cx, base.cy)
+        errs, errs_raw = [], []
+        for f in World(2001, camera=cam).frames(4, start=5):
+            r, = p.predict(f.rgb, tasks=['depth'], stamps_ns=[0], focal_px=[cam.fx])
+            u, = p.predict(f.rgb, tasks=['depth'], stamps_ns=[0])
+            assert r.depth_scale == pytest.approx(zoom, rel=1e-6) and u.depth_scale is None
+            ok = np.isfinite(f.depth) & (f.depth > 0.5) & (f.depth < 80)
+            errs.append(np.mean(np.abs(r.depth[ok] - f.depth[ok]) / f.depth[ok]))
+            errs_raw.append(np.mean(np.abs(u.depth[ok] - f.depth[ok]) / f.depth[ok]))
+        scaled[zoom], raw[zoom] = float(np.mean(errs)), float(np.mean(errs_raw))
+    for zoom in (1.5, 0.75):
+        assert raw[zoom] > 0.2, raw                                  # the problem is real
+        assert abs(scaled[zoom] - scaled[1.0]) < 0.06, scaled        # and the focal ratio removes it
+    with pytest.raises(ValueError, match='focal_px'):
+        p.predict(np.zeros((64, 64, 3), np.uint8), focal_px=[0.0])

@@ -183,3 +183,21 @@ def test_without_camera_info_the_3d_outputs_wait_and_nothing_else_stops(node, dr
     _run(h, drive, [], with_info=False, frames=2)
     assert not h.received[f'{NS}/points'] and len(h.received[f'{NS}/depth']) >= 2
     assert h.node.state_label == 'active' and h.node.counters['errors'] == 0
+
+
+def test_diagnostics_say_how_depth_is_made_metric(node, drive):
+    from diagnostic_msgs.msg import DiagnosticArray
+    h = node
+    h.subscribe(DiagnosticArray, '/diagnostics')
+    h.subscribe(Image, f'{NS}/depth')
+    _run(h, drive, [], frames=3)      # the first frame may arrive before its camera_info
+
+    def said():
+        for msg in h.received['/diagnostics']:
+            for status in msg.status:
+                values = {kv.key: kv.value for kv in status.values}
+                if 'scaled x1.000 by its camera_info' in values.get('depth_camera', ''):
+                    return True
+        return False
+    assert h.wait_for(said, timeout=10), [kv.value for m in h.received['/diagnostics'] for st in m.status
+                                           for kv in st.values if kv.key == 'depth_camera']

@@ -37,6 +37,8 @@ def test_train_cli_writes_a_loadable_checkpoint_and_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     ckpt = load_checkpoint(tmp_path / 'out' / 'tiny.pt')
     assert ckpt.metadata.name == 'tiny' and ckpt.metadata.training['steps'] == 4
+    # the training camera's focal length at the network input: KITTI's fx at 192 px wide
+    assert ckpt.metadata.camera_focal_px == pytest.approx(721.5377 * 192 / 1242)
     assert [c['name'] for c in ckpt.metadata.segmentation_classes][:2] == ['road', 'lane_marking']
     assert ckpt.metadata.training['final']['step'] == 4 and 'miou' in ckpt.metadata.training['final']
     state = tmp_path / 'out' / 'tiny.state.pt'

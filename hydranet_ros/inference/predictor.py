@@ -123,6 +123,8 @@ class Predictor:
         self.cache = FlowFeatureCache(flow_max_gap_s)
         self.set_options(score_threshold=score_threshold, max_detections=max_detections)
         self.class_names = [str(n) for n in loaded.metadata.detection_classes]
+        #: focal length (network-input pixels) the depth head is metric for; None: unknown
+        self.training_focal_px = loaded.metadata.training_focal_px()
 
     @property
     def backend_description(self) -> str:
@@ -196,7 +198,7 @@ class Predictor:
         return image
 
     def predict(self, images, tasks=None, streams=None, stamps_ns=None, flow_size=None,
-                dense_output: str = 'input') -> list[FrameResult]:
+                dense_output: str = 'input', focal_px=None) -> list[FrameResult]:
         """Run the requested tasks on one image or a list of images (one per camera).
 
         images: HxWx3 uint8 RGB (any size >= 32x32), or a list of them.
@@ -207,6 +209,10 @@ class Predictor:
         dense_output: 'input' returns segmentation, depth and flow at each image's size; 'model'
             at the network's resolution of the image (as scaled into the input, padding cut).
             Detection boxes are always in the input image's pixels.
+        focal_px: per-image horizontal focal length in that image's pixels (camera_info K[0]), or
+            None. Monocular depth is metric for the camera the network was trained with; given
+            the actual focal length, depth is scaled by (focal at the network input) / (training
+            focal): a longer lens sees the same object larger, hence nearer (FrameResult.depth_scale).
         """
         if dense_output not in ('input', 'model'):
             raise ValueError(f"dense_output must be 'input' or 'model', got '{dense_output}'")
@@ -221,6 +227,9 @@ class Predictor:
         if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in stamps):
             raise TypeError(f'stamps_ns must be integer nanoseconds, got {stamps}')
         stamps = [int(s) for s in stamps]
+        focals = list(focal_px) if isinstance(focal_px, (list, tuple)) else [focal_px] * n
+        if len(focals) != n or any(f is not None and not f > 0 for f in focals):
+            raise ValueError(f'focal_px must be one focal length > 0 (or None) per image, got {focal_px}')
         if len(streams) != n or len(stamps) != n:
             raise ValueError(f'{n} images but {len(streams)} streams and {len(stamps)} stamps')
         if len(set(streams)) != n:
@@ -273,7 +282,8 @@ class Predictor:
         results = []
         for i, (lb, im) in enumerate(zip(boxes, images)):
             results.append(self._postprocess(i, lb, out, decoded, run_tasks, tasks, prev_stamps[i],
-                                             statuses[i], flow_size, streams[i], stamps[i], dense_output))
+                                             statuses[i], flow_size, streams[i], stamps[i], dense_output,
+                                             focals[i]))
         t3 = time.perf_counter()
         timings = {'preprocess_ms': (t1 - t0) * 1e3, 'inference_ms': (t2 - t1) * 1e3,
                    'postprocess_ms': (t3 - t2) * 1e3}
@@ -282,7 +292,7 @@ class Predictor:
         return results
 
     def _postprocess(self, i, lb: Letterbox, out, decoded, run_tasks, tasks, prev_stamp, status,
-                     flow_size, stream, stamp, dense_output='input') -> FrameResult:
+                     flow_size, stream, stamp, dense_output='input', focal=None) -> FrameResult:
         ch, cw = lb.content_size
         res = FrameResult(image_size=lb.image_size, stream=stream, stamp_ns=stamp)
         # Dense outputs go to (h, w): the image's size, or the content size at model resolution.
@@ -295,6 +305,9 @@ class Predictor:
             depth = out['depth'][i, 0, :ch, :cw].float().cpu().numpy()
             res.depth = np.ascontiguousarray(
                 cv2_resize(depth, (w, h)) if (ch, cw) != (h, w) else depth, dtype=np.float32)
+            if focal is not None and self.training_focal_px:
+                res.depth_scale = float(focal * lb.scale / self.training_focal_px)
+                res.depth *= np.float32(res.depth_scale)
         if 'flow' in tasks:
             res.flow_status, res.flow_status_detail = status
             if res.flow_status is FlowStatus.OK:

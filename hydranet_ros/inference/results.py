@@ -49,3 +49,5 @@ class FrameResult:
     stamp_ns: int | None = None                       # the image's stamp, integer nanoseconds
     stream: str = 'default'
     timings_ms: dict = field(default_factory=dict)    # preprocess, inference, postprocess (batch)
+    depth_scale: float | None = None                  # depth multiplied by this for the actual camera
+                                                      # (focal ratio); None: no focal length given

@@ -51,6 +51,21 @@ class CheckpointMetadata:
     name: str = 'hydranet'
     #: free-form training summary (dataset, steps, losses, metrics).
     training: dict = field(default_factory=dict)
+    #: horizontal focal length, in pixels of the network input, of the camera the network was
+    #: trained with (its metric depth is for that focal length); None: not known.
+    camera_focal_px: float | None = None
+
+    def training_focal_px(self) -> float | None:
+        """The training camera's focal length at the network input: recorded, or (checkpoints
+        from before it was recorded) derived from a synthetic-world training summary."""
+        if self.camera_focal_px:
+            return float(self.camera_focal_px)
+        data = (self.training or {}).get('data') or {}
+        if data.get('type') == 'synthetic' and data.get('camera') and data.get('input_size'):
+            from hydranet_ros.world.camera import PinholeCamera
+            h, w = data['input_size']
+            return float(PinholeCamera.preset(data['camera']).scaled(int(w), int(h)).fx)
+        return None
 
     def __post_init__(self):
         config = HydraNetConfig.from_dict(self.architecture)  # validates

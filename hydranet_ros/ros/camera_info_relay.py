@@ -33,5 +33,17 @@ class CameraInfoRelay:
             return None, exc
         return messages.scaled_camera_info(info, header, dense_size), None
 
+    def focal_px(self, camera: str, image_size) -> float | None:
+        """The camera's horizontal focal length (K[0]) when its latest camera_info fits an image
+        of image_size (height, width); None otherwise (none yet, or another size)."""
+        info = self._latest.get(camera)
+        if info is None:
+            return None
+        try:
+            check_camera_info(info, image_size)
+        except ImageConversionError:
+            return None
+        return float(info.k[0])
+
     def has(self, camera: str) -> bool:
         return camera in self._latest

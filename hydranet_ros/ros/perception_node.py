@@ -99,6 +99,7 @@ class PerceptionNode(LifecycleNode):
         self._camera_infos = CameraInfoRelay()
         self._debug = None
         self._derived = None
+        self._depth_scales = {}    # camera -> last depth focal scaling (None: no camera_info)
         self._health = NodeHealth()
         self._frames = None
         self._worker = None
@@ -473,7 +474,9 @@ class PerceptionNode(LifecycleNode):
         try:
             results = self._predictor.predict([rgb for _, rgb in decoded], tasks=tasks,
                                               streams=[f.camera for f, _ in decoded], stamps_ns=stamps,
-                                              dense_output=params.output_resolution)
+                                              dense_output=params.output_resolution,
+                                              focal_px=[self._camera_infos.focal_px(f.camera, rgb.shape[:2])
+                                                        for f, rgb in decoded])
         except OutOfMemory as exc:
             # Drop these frames, free what the allocator holds, keep running.
             self._predictor.reset()
@@ -485,6 +488,8 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().error(error, throttle_duration_sec=5.0)
             return
         self._health.processed(len(results), tasks)
+        if 'depth' in tasks:
+            self._depth_scales.update({f.camera: r.depth_scale for (f, _), r in zip(decoded, results)})
         for (frame, rgb), result in zip(decoded, results):
             if result.flow_status is FlowStatus.TIME_WENT_BACKWARDS:
                 self._health.count('flow_resets')
@@ -550,6 +555,17 @@ class PerceptionNode(LifecycleNode):
             self._pubs[(cam, topics.LABEL_INFO['detection'])].publish(
                 messages.label_info(header, self._predictor.class_names, self._params.detection_score_threshold))
 
+    def _depth_camera_text(self) -> str:
+        """How depth is made metric for each camera: the focal ratio from its camera_info, or why not."""
+        if self._predictor.training_focal_px is None:
+            return 'the model does not record its training focal length: depth as trained, unscaled'
+        if not self._depth_scales:
+            return 'no depth computed yet'
+        return '; '.join(
+            f'{cam or "camera"}: ' + (f'scaled x{scale:.3f} by its camera_info focal length' if scale is not None
+                                      else 'no camera_info: depth as for the training camera, unscaled')
+            for cam, scale in sorted(self._depth_scales.items()))
+
     def _publish_diagnostics(self):
         frames = self._frames
         level, message, values = self._health.report(frames.dropped if frames is not None else None)
@@ -557,6 +573,7 @@ class PerceptionNode(LifecycleNode):
                                                       for (_, name), (_, rel) in self._input_subs.items()),
                        'device': self._predictor.device, 'precision': self._predictor.precision,
                        'backend': self._predictor.backend_description,
+                       'depth_camera': self._depth_camera_text(),
                        'model': self._predictor.model_id})
         self._diag_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))

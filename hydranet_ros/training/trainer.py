@@ -388,8 +388,12 @@ def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scale
 
 
 def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
+    focal = None
+    if dcfg.type == 'synthetic':     # real datasets mix cameras: not one focal length (docs/TRAINING.md)
+        from hydranet_ros.world.camera import PinholeCamera
+        focal = PinholeCamera.preset(dcfg.camera).scaled(int(dcfg.input_size[1]), int(dcfg.input_size[0])).fx
     meta = CheckpointMetadata(
-        architecture=mcfg.to_dict(), tasks=tasks,
+        architecture=mcfg.to_dict(), tasks=tasks, camera_focal_px=focal,
         segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg.detection_classes],
         input_size=list(dcfg.input_size), name=config.name, training=json.loads(json.dumps(summary, default=str)))
     return save_checkpoint(tcfg.output, model.cpu(), meta)
