@@ -294,3 +294,49 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path, mo
     b = load_checkpoint(tmp_path / 'resumed.pt').model.state_dict()
     for key in a:
         torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_zoom_augmentation_is_a_longer_lens_with_depth_labels_to_match():
+    """Zoom 1.5: the centre 2/3 of the frame at full size; the centre pixel keeps its class and
+    its depth divided by 1.5 (the canonical-focal depth), flow scaled by 1.5, a box in the crop
+    mapped through it, a box outside dropped."""
+    from hydranet_ros.training.datasets import zoom_sample
+    h, w = 60, 90
+    depth = np.linspace(5, 50, h * w, dtype=np.float32).reshape(h, w)
+    seg = (np.arange(w)[None, :] // 10).repeat(h, 0).astype(np.uint8)
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 2.0, -1.0
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    s = Sample(image=img, prev_image=img, segmentation=seg, depth=depth, flow=flow,
+               boxes=np.array([[35, 25, 55, 35], [0, 0, 10, 8]], np.float32), classes=np.array([0, 1]))
+    z = zoom_sample(s, 1.5)
+    assert z['image'].shape == img.shape and z['depth'].shape == (h, w)
+    # crop of 40x60 at (10, 15); centre pixel (30, 45) maps to itself
+    assert z['segmentation'][30, 45] == seg[30, 45]
+    assert z['depth'][30, 45] == pytest.approx(depth[30, 45] / 1.5, rel=0.02)
+    np.testing.assert_allclose(z['flow'][30, 45], [3.0, -1.5])
+    np.testing.assert_allclose(z['boxes'], [[(35 - 15) * 1.5, (25 - 10) * 1.5, (55 - 15) * 1.5, (35 - 10) * 1.5]])
+    assert list(z['classes']) == [0]
+    assert zoom_sample(s, 1.0) is s
+
+
+def test_zoom_setting_reaches_the_training_set_and_bad_ranges_are_refused(tmp_path):
+    from hydranet_ros.training.trainer import TrainConfig
+    with pytest.raises(ValueError, match='train.zoom'):
+        TrainConfig(train={'zoom': [0.5, 1.0]}).resolved()
+    cfg = json.loads(json.dumps(TINY))
+    cfg['train'].update(steps=1, zoom=[1.0, 1.6], output=str(tmp_path / 'z.pt'))
+    from hydranet_ros.training import trainer
+    seen = {}
+    real = trainer.make_datasets
+
+    def spy(*args, **kwargs):
+        sets = real(*args, **kwargs)
+        seen['train'] = sets[0]
+        return sets
+    trainer.make_datasets = spy
+    try:
+        trainer.train(TrainConfig(**cfg), progress=False, log=lambda m: None)
+    finally:
+        trainer.make_datasets = real
+    assert seen['train'].zoom_range == (1.0, 1.6)

@@ -78,6 +78,53 @@ def ignore_cells(boxes, out_h: int, out_w: int) -> np.ndarray:
     return out
 
 
+def zoom_sample(sample: Sample, zoom: float) -> Sample:
+    """The sample as a lens `zoom` times longer would have seen it: the centre 1/zoom of every
+    image and label, scaled back to full size. Depth labels are divided by zoom: the network
+    learns depth for the training focal length, under which a zoomed-in object looks that much
+    nearer; the Predictor multiplies by the actual focal ratio at run time (docs/MODEL.md), so
+    training over a range of zooms keeps the network from memorising one camera."""
+    if zoom == 1.0:
+        return sample
+    from hydranet_ros.training.real_data import resize_sparse_depth
+    h, w = sample['image'].shape[:2]
+    ch, cw = max(1, int(round(h / zoom))), max(1, int(round(w / zoom)))
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    sx, sy = w / cw, h / ch
+    out = Sample(sample)
+
+    def crop(a):
+        return a[y0:y0 + ch, x0:x0 + cw]
+    for key in ('image', 'prev_image'):
+        out[key] = cv2.resize(crop(sample[key]), (w, h), interpolation=cv2.INTER_LINEAR)
+    if sample.get('segmentation') is not None:
+        out['segmentation'] = cv2.resize(crop(sample['segmentation']), (w, h), interpolation=cv2.INTER_NEAREST)
+    if sample.get('depth') is not None:
+        out['depth'] = resize_sparse_depth(np.asarray(crop(sample['depth']), np.float32), (h, w)) / np.float32(zoom)
+    if sample.get('flow') is not None:
+        flow = cv2.resize(np.ascontiguousarray(crop(sample['flow']), np.float32), (w, h),
+                          interpolation=cv2.INTER_NEAREST)
+        flow[..., 0] *= sx
+        flow[..., 1] *= sy
+        out['flow'] = flow
+    for key in ('boxes', 'ignore_boxes'):
+        if sample.get(key) is None:
+            continue
+        boxes = (np.asarray(sample[key], np.float32).reshape(-1, 4) - [x0, y0, x0, y0]) * [sx, sy, sx, sy]
+        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+        keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        out[key] = boxes[keep]
+        if key == 'boxes' and sample.get('classes') is not None:
+            out['classes'] = np.asarray(sample['classes'])[keep]
+    return out
+
+
+def _zoom(dataset) -> float:
+    """A zoom factor drawn from dataset.zoom_range when augmenting (1.0 when the range is [1, 1])."""
+    lo, hi = getattr(dataset, 'zoom_range', (1.0, 1.0))
+    return float(dataset.rng.uniform(lo, hi)) if dataset.augment and hi > lo else float(lo)
+
+
 class SyntheticDataset(Dataset):
     """Sequences of the synthetic world, one per seed, rendered once at input_size.
 
@@ -114,6 +161,7 @@ class SyntheticDataset(Dataset):
         sample = Sample(s)
         sample['depth'] = s['depth'].astype(np.float32)
         sample['flow'] = s['flow'].astype(np.float32)
+        sample = zoom_sample(sample, _zoom(self))
         flip = bool(self.augment and self.rng.random() < 0.5)
         return to_tensors(sample, self.num_det, self.mean, self.std, flip)
 
@@ -188,5 +236,6 @@ class FolderDataset(Dataset):
         return sample
 
     def __getitem__(self, i):
+        sample = zoom_sample(self.load(i), _zoom(self))
         flip = bool(self.augment and self.rng.random() < 0.5)
-        return to_tensors(self.load(i), self.num_det, self.mean, self.std, flip)
+        return to_tensors(sample, self.num_det, self.mean, self.std, flip)

@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from hydranet_ros.training import cityscapes, kitti
-from hydranet_ros.training.datasets import Sample, to_tensors
+from hydranet_ros.training.datasets import Sample, _zoom, to_tensors, zoom_sample
 
 IGNORE = 255
 #: The class names a dataset's labels come in (what a class map's keys name).
@@ -180,6 +180,7 @@ class RealDataset(Dataset):
         item = self.items[i]
         if item.get('previous') is None and item.get('previous_image') is None:
             sample['flow'], sample['flow_valid'] = None, False
+        sample = zoom_sample(sample, _zoom(self))
         flip = bool(self.augment and self.rng.random() < 0.5)
         return to_tensors(sample, self.num_det, self.mean, self.std, flip)
 

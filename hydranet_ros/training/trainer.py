@@ -91,6 +91,7 @@ class TrainSettings:
     init_from: str | None = None
     log_every: int = 10
     augment: bool = True
+    zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
     threads: int = 0
 
     def validate(self):
@@ -100,6 +101,8 @@ class TrainSettings:
         for name in ('lr', 'weight_decay', 'consistency'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
+        if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
+            raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
         if self.amp_dtype not in ('bf16', 'fp16'):
             raise ValueError(f"train.amp_dtype must be 'bf16' or 'fp16', got {self.amp_dtype!r}")
         if self.balancing not in _BALANCING:
@@ -410,6 +413,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     device = _seed_and_device(tcfg, rank)
     t_data = time.time()
     train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment))
+    for part in getattr(train_set, 'parts', [train_set]):
+        part.zoom_range = tuple(float(v) for v in tcfg.zoom)
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
