@@ -11,6 +11,7 @@ outputs; detection maps are decoded by the caller exactly as on the torch path.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -89,6 +90,7 @@ def export_onnx(model: HydraNet, out_dir, input_size=(384, 640), tasks=None) -> 
     return export_graph(model, Path(out_dir) / 'hydranet.onnx', input_size, tasks)
 
 
+@functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Short hash of what shapes an exported graph besides the weights: the model code, torch's
     version and the opset. Part of every cache key, so an upgrade never reuses a stale graph."""

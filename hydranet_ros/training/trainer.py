@@ -243,8 +243,11 @@ def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, au
     if kind == 'bag':
         items, names = [], None
         for path in sorted(Path(spec['root']).glob('*/metadata.yaml')) or [Path(spec['root']) / 'metadata.yaml']:
-            more, names = bag_frames(path.parent)
-            items += more
+            more, bag_names = bag_frames(path.parent)
+            if names is not None and bag_names != names:
+                raise ValueError(f'{path.parent}: its LabelInfo classes {bag_names} differ from the other bags\' '
+                                 f'{names}; train bags with different classes as separate mixture sources')
+            items, names = items + more, bag_names
         class_map = bag_class_map(names, spec.get('class_map'), data.segmentation_classes, data.detection_classes)
         return RealDataset(items, 'bag', data.input_size, class_map, model_cfg.num_detection_classes, augment=augment)
     dataset = 'cityscapes' if kind == 'cityscapes' else 'kitti'
