@@ -119,38 +119,107 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
     return out
 
 
+def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
+    """The sample with one random photometric change applied to both images alike: gamma,
+    saturation, per-channel gain (white balance and exposure) and an offset. Labels unchanged."""
+    if strength <= 0:
+        return sample
+    gamma = float(np.exp(rng.uniform(-strength, strength)))
+    saturation = float(rng.uniform(1 - 2 * strength, 1 + strength))
+    gain = rng.uniform(1 - strength, 1 + strength, 3) * rng.uniform(1 - strength, 1 + strength)
+    offset = float(rng.uniform(-strength, strength) * 0.2)
+    out = Sample(sample)
+    for key in ('image', 'prev_image'):
+        x = (np.asarray(sample[key], np.float32) / 255.0) ** gamma
+        grey = x.mean(axis=2, keepdims=True)
+        x = (grey + (x - grey) * saturation) * gain.astype(np.float32) + offset
+        out[key] = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def _zoom(dataset) -> float:
     """A zoom factor drawn from dataset.zoom_range when augmenting (1.0 when the range is [1, 1])."""
     lo, hi = getattr(dataset, 'zoom_range', (1.0, 1.0))
     return float(dataset.rng.uniform(lo, hi)) if dataset.augment and hi > lo else float(lo)
 
 
+def letterbox_content(camera: str, input_size) -> tuple:
+    """(h, w) a camera preset's image takes inside input_size when letterboxed as the Predictor does."""
+    from hydranet_ros.inference.letterbox import Letterbox
+    from hydranet_ros.world.camera import PinholeCamera
+    cam = PinholeCamera.preset(camera)
+    return Letterbox.fit((cam.height, cam.width), input_size).content_size
+
+
+def pad_tensors(item: dict, input_size) -> dict:
+    """A to_tensors() item of the letterboxed content, padded at the right and bottom to
+    input_size as the Predictor pads: zero image (the mean colour), no labels, no objects."""
+    big_h, big_w = int(input_size[0]), int(input_size[1])
+    h, w = item['image'].shape[-2:]
+    if (h, w) == (big_h, big_w):
+        return item
+    fills = {'image': 0.0, 'prev_image': 0.0, 'segmentation': IGNORE, 'depth': float('nan'),
+             'flow': float('nan')}
+    out = dict(item)
+    for key, fill in fills.items():
+        t = item[key]
+        padded = torch.full((*t.shape[:-2], big_h, big_w), fill, dtype=t.dtype)
+        padded[..., :h, :w] = t
+        out[key] = padded
+    oh, ow = (big_h + STRIDE - 1) // STRIDE, (big_w + STRIDE - 1) // STRIDE
+    for key in ('det_heat', 'det_size', 'det_offset', 'det_mask', 'det_ignore'):
+        t = item[key]
+        padded = torch.zeros((*t.shape[:-2], oh, ow), dtype=t.dtype)
+        padded[..., :t.shape[-2], :t.shape[-1]] = t
+        out[key] = padded
+    return out
+
+
 class SyntheticDataset(Dataset):
-    """Sequences of the synthetic world, one per seed, rendered once at input_size.
+    """Sequences of the synthetic world, one per seed, rendered once.
 
     Boxes whose object is more than max_occlusion hidden or smaller than min_box pixels on a
     side are left out of the detection targets (they are not reasonably detectable).
+
+    style: the world's look (hydranet_ros.world.styles: classic, varied, heldout). cameras: the
+    camera presets, one per seed in turn (default: [camera]). letterbox: render each camera at
+    the size its image takes in the network input and pad it as the Predictor does (otherwise
+    render at input_size). training_focal_px: the focal length (pixels at the network input)
+    depth is learnt for; with normalise_depth the depth labels become what a camera of that
+    focal length would see (label x training / actual focal length), otherwise each sample
+    keeps metric labels and a depth_scale (actual / training) to multiply predictions by.
     """
 
     def __init__(self, seeds, frames_per_seed: int, input_size, camera: str = 'kitti',
                  num_detection_classes: int = 2, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                 augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0):
+                 augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0,
+                 style: str = 'classic', cameras=None, letterbox: bool = False,
+                 training_focal_px: float | None = None, normalise_depth: bool = True):
         self.samples: list[Sample] = []
         self.num_det = num_detection_classes
         self.mean, self.std, self.augment = mean, std, augment
         self.rng = np.random.default_rng(0)
-        for seed in seeds:
-            world = World(int(seed), camera, size=tuple(input_size))
+        self.input_size = tuple(int(v) for v in input_size)
+        self.letterbox = bool(letterbox)
+        cameras = list(cameras or [camera])
+        for k, seed in enumerate(seeds):
+            cam = cameras[k % len(cameras)]
+            size = letterbox_content(cam, input_size) if letterbox else tuple(input_size)
+            world = World(int(seed), cam, size=size, style=style)
+            ratio = 1.0 if not training_focal_px else world.camera.fx / float(training_focal_px)
+            label_scale = np.float32(1.0 / ratio) if normalise_depth else np.float32(1.0)
             prev = None
             for frame in world.frames(frames_per_seed + 1, start=start_frame):
                 if prev is not None:
                     keep = [b for b in frame.boxes if b.detectable(max_occlusion, min_box)]
                     self.samples.append(Sample(
                         image=frame.rgb, prev_image=prev.rgb, segmentation=frame.segmentation,
-                        depth=frame.depth.astype(np.float16), flow=frame.flow.astype(np.float16),
+                        depth=(frame.depth * label_scale).astype(np.float16), flow=frame.flow.astype(np.float16),
                         boxes=np.array([[b.x1, b.y1, b.x2, b.y2] for b in keep], np.float32).reshape(-1, 4),
                         classes=np.array([b.class_id for b in keep], np.int64),
-                        all_boxes=frame.boxes, seed=int(seed), index=frame.index, stamp=frame.stamp))
+                        all_boxes=frame.boxes, seed=int(seed), index=frame.index, stamp=frame.stamp,
+                        camera=cam, focal_px=float(world.camera.fx),
+                        depth_scale=1.0 if normalise_depth else float(ratio)))
                 prev = frame
 
     def __len__(self):
@@ -162,8 +231,11 @@ class SyntheticDataset(Dataset):
         sample['depth'] = s['depth'].astype(np.float32)
         sample['flow'] = s['flow'].astype(np.float32)
         sample = zoom_sample(sample, _zoom(self))
+        if self.augment:
+            sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0))
         flip = bool(self.augment and self.rng.random() < 0.5)
-        return to_tensors(sample, self.num_det, self.mean, self.std, flip)
+        item = to_tensors(sample, self.num_det, self.mean, self.std, flip)
+        return pad_tensors(item, self.input_size) if self.letterbox else item
 
 
 class FolderDataset(Dataset):

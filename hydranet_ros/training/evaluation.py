@@ -41,7 +41,8 @@ def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None
             if 'segmentation' in out and it['has_segmentation']:
                 seg_m.update(out['segmentation'][j].argmax(0).cpu().numpy(), it['segmentation'].numpy())
             if 'depth' in out and it['has_depth']:
-                depth_m.update(out['depth'][j, 0].cpu().numpy(), it['depth'].numpy())
+                scale = float(raw.get('depth_scale', 1.0)) if raw is not None else 1.0   # the lens in use
+                depth_m.update(out['depth'][j, 0].cpu().numpy() * np.float32(scale), it['depth'].numpy())
             if 'flow' in out and it['has_flow']:
                 flow_m.update(out['flow'][j].permute(1, 2, 0).cpu().numpy(), it['flow'].permute(1, 2, 0).numpy())
             if 'detection' in out and it['has_detection'] and raw is not None:
@@ -92,13 +93,18 @@ def _seeds(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     """python -m hydranet_ros.training.evaluation --checkpoint PATH --seeds 2000-2003: the model
-    card's numbers (held-out synthetic drives at the checkpoint's input size), per seed group."""
+    card's numbers (held-out synthetic drives letterboxed into the checkpoint's input size as the
+    node does, depth scaled for the lens in use), per seed group and style."""
     parser = argparse.ArgumentParser(prog='hydranet_ros.training.evaluation', description=main.__doc__.split('\n')[0])
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--seeds', action='append', required=True,
                         help='a group of drive seeds, e.g. 2000-2001; repeat for more groups')
     parser.add_argument('--frames', type=int, default=12, help='frame pairs per drive')
-    parser.add_argument('--camera', default='kitti')
+    parser.add_argument('--camera', default='kitti', help='camera preset(s), one per seed in turn: kitti,vga')
+    parser.add_argument('--style', action='append', help='world style(s) (classic, varied, heldout); '
+                        'repeat for more (default classic)')
+    parser.add_argument('--no-letterbox', action='store_true',
+                        help='render at the input size instead of letterboxing the camera image into it')
     parser.add_argument('--json', help='write the results here too')
     args = parser.parse_args(argv)
     try:
@@ -109,12 +115,21 @@ def main(argv=None) -> int:
         return 2
     meta = ckpt.metadata
     results = []
-    for seeds in groups:
-        data = SyntheticDataset(seeds, args.frames, meta.input_size, args.camera, meta.config.num_detection_classes)
-        head = headline(evaluate(ckpt.model, data, meta.tasks))
-        results.append({'seeds': seeds, 'frames': len(data), **head})
-        print(f'seeds {seeds[0]}-{seeds[-1]} ({len(data)} frames): '
-              + ', '.join(f'{k} {v:.3f}' for k, v in head.items()), flush=True)
+    cameras = [c.strip() for c in args.camera.split(',') if c.strip()]
+    for style in args.style or ['classic']:
+        for seeds in groups:
+            try:
+                data = SyntheticDataset(seeds, args.frames, meta.input_size, cameras[0],
+                                        meta.config.num_detection_classes, style=style, cameras=cameras,
+                                        letterbox=not args.no_letterbox, training_focal_px=meta.training_focal_px(),
+                                        normalise_depth=False)
+            except ValueError as exc:
+                print(f'evaluation: {exc}', file=sys.stderr)
+                return 2
+            head = headline(evaluate(ckpt.model, data, meta.tasks))
+            results.append({'style': style, 'seeds': seeds, 'cameras': cameras, 'frames': len(data), **head})
+            print(f'{style} seeds {seeds[0]}-{seeds[-1]} ({len(data)} frames, {"/".join(cameras)}): '
+                  + ', '.join(f'{k} {v:.3f}' for k, v in head.items()), flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'checkpoint': str(args.checkpoint), 'model_id': ckpt.model_id, 'results': results}, f, indent=1)

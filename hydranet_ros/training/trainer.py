@@ -92,6 +92,7 @@ class TrainSettings:
     log_every: int = 10
     augment: bool = True
     zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
+    color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
     threads: int = 0
 
     def validate(self):
@@ -101,6 +102,8 @@ class TrainSettings:
         for name in ('lr', 'weight_decay', 'consistency'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
+        if not isinstance(self.color_jitter, (int, float)) or not 0 <= self.color_jitter < 1:
+            raise ValueError(f'train.color_jitter must be a number in [0, 1), got {self.color_jitter!r}')
         if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
             raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
         if self.amp_dtype not in ('bf16', 'fp16'):
@@ -136,6 +139,25 @@ class DataSettings:
     depth_source: str = 'lidar'                          # kitti_raw: lidar or completion
     completion_root: str | None = None                   # kitti_raw with depth_source completion
     sources: tuple = ()                                  # mixture: [{type, root, weight, ...}]
+    # synthetic: the world's style (classic, varied, heldout), several cameras (one per seed in
+    # turn) and letterboxing into input_size as the node does (docs/MODEL.md)
+    style: str = 'classic'
+    val_style: str | None = None                         # default: style
+    cameras: tuple = ()                                  # default: (camera,)
+    letterbox: bool = False
+
+    def training_focal_px(self) -> float | None:
+        """The focal length (pixels at the network input) of the training camera (data.camera) for a
+        synthetic dataset: depth labels of other cameras are normalised to it. None for real data."""
+        if self.type != 'synthetic':
+            return None
+        from hydranet_ros.world.camera import PinholeCamera
+        if self.letterbox:
+            from hydranet_ros.training.datasets import letterbox_content
+            h, w = letterbox_content(self.camera, self.input_size)
+        else:
+            h, w = self.input_size
+        return float(PinholeCamera.preset(self.camera).scaled(int(w), int(h)).fx)
 
     def validate(self):
         if self.type not in DATA_TYPES:
@@ -156,6 +178,13 @@ class DataSettings:
             raise ValueError(f'data.input_size must be [height, width] in pixels, got {list(self.input_size)}')
         if not self.segmentation_classes or not self.detection_classes:
             raise ValueError('data.segmentation_classes and data.detection_classes must not be empty')
+        from hydranet_ros.world.camera import PinholeCamera
+        from hydranet_ros.world.styles import STYLE_NAMES
+        for name in (self.style, self.val_style or self.style):
+            if name not in STYLE_NAMES:
+                raise ValueError(f'data.style must be one of {list(STYLE_NAMES)}, got {name!r}')
+        for cam in (self.camera, *self.cameras):
+            PinholeCamera.preset(cam)     # raises with the known names
 
 
 #: Settings whose value is a table of the user's own keys (merged key by key).
@@ -195,11 +224,15 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
     """(training set, validation set or None) for the data settings; under DDP each rank renders its share of the
     synthetic seeds."""
     if data.type == 'synthetic':
+        common = dict(cameras=data.cameras or None, letterbox=data.letterbox,
+                      training_focal_px=data.training_focal_px())
         train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data.train_seeds, data.frames_per_seed, data.input_size,
-                                 data.camera, model_cfg.num_detection_classes, augment=augment)
+                                 data.camera, model_cfg.num_detection_classes, augment=augment,
+                                 style=data.style, **common)
         val = SyntheticDataset(data.val_seeds, data.val_frames_per_seed, data.input_size,
-                               data.camera, model_cfg.num_detection_classes)
+                               data.camera, model_cfg.num_detection_classes, style=data.val_style or data.style,
+                               **common)
         return train, val
     if data.type == 'folder':
         return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment),
@@ -394,10 +427,7 @@ def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scale
 
 
 def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
-    focal = None
-    if dcfg.type == 'synthetic':     # real datasets mix cameras: not one focal length (docs/TRAINING.md)
-        from hydranet_ros.world.camera import PinholeCamera
-        focal = PinholeCamera.preset(dcfg.camera).scaled(int(dcfg.input_size[1]), int(dcfg.input_size[0])).fx
+    focal = dcfg.training_focal_px()   # real datasets mix cameras: not one focal length (docs/TRAINING.md)
     meta = CheckpointMetadata(
         architecture=mcfg.to_dict(), tasks=tasks, camera_focal_px=focal,
         segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg.detection_classes],
@@ -418,6 +448,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment))
     for part in getattr(train_set, 'parts', [train_set]):
         part.zoom_range = tuple(float(v) for v in tcfg.zoom)
+        part.color_jitter = float(tcfg.color_jitter)
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '

@@ -16,6 +16,7 @@ import numpy as np
 from hydranet_ros.world.camera import PinholeCamera
 from hydranet_ros.world.classes import DET_ID, IGNORE, SEG_ID, SEGMENTATION_CLASSES
 from hydranet_ros.world.scene import Scene, generate_scene
+from hydranet_ros.world.styles import get_style, generate_styled_scene
 
 MAX_RANGE = 200.0
 _THING_DET = {SEG_ID['car']: DET_ID['car'], SEG_ID['pedestrian']: DET_ID['pedestrian']}
@@ -54,12 +55,6 @@ class Frame:
     camera: PinholeCamera | None = None
 
 
-def _rotation(yaw: float) -> np.ndarray:
-    """Camera-to-world rotation; camera axes (x right, y down, z forward), world y up."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    yaw_m = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-    flip = np.diag([1.0, -1.0, 1.0])
-    return yaw_m @ flip
 
 
 def _hash(ix, iz, salt):
@@ -83,19 +78,26 @@ class Renderer:
         (a z-buffer over boxes), so cost follows screen area, not the number of boxes."""
         scene, cam = self.scene, self.camera
         h, w = cam.height, cam.width
-        centre, yaw = scene.camera_pose(t)
-        rot = _rotation(yaw)
+        centre, rot = scene.camera_frame(t)
         dirs = self.rays @ rot.T                       # world directions, ray length = depth
         p = dirs.shape[0]
         depth = np.full(p, np.inf)
         which = np.full(p, -2, dtype=np.int64)
         normals = np.zeros((p, 3))
-        down = dirs[:, 1] < -1e-9
-        tg = np.full(p, np.inf)
-        tg[down] = centre[1] / -dirs[down, 1]
+        if scene.road.flat:
+            down = dirs[:, 1] < -1e-9
+            tg = np.full(p, np.inf)
+            tg[down] = centre[1] / -dirs[down, 1]
+        else:
+            tg = _march_ground(centre, dirs, scene.road)
         hit = tg < MAX_RANGE
         depth[hit], which[hit] = tg[hit], -1
-        normals[hit] = (0, 1, 0)
+        if scene.road.flat:
+            normals[hit] = (0, 1, 0)
+        else:
+            slope = scene.road.grade(centre[2] + tg[hit] * dirs[hit, 2])
+            n = np.stack([np.zeros_like(slope), np.ones_like(slope), -slope], axis=1)
+            normals[hit] = n / np.linalg.norm(n, axis=1, keepdims=True)
         lo, hi = scene.box_arrays(t)
         near = (hi[:, 2] > centre[2] - 2) & (lo[:, 2] < centre[2] + MAX_RANGE)
         d2 = dirs.reshape(h, w, 3)
@@ -147,14 +149,19 @@ class Renderer:
         return seg, inst
 
     def ground_classes(self, points, ground):
-        x, z = np.abs(points[ground, 0]), points[ground, 2]
         sc = self.scene
+        z = points[ground, 2]
+        x = np.abs(points[ground, 0] - sc.road.centre_x(z)) if sc.look is not None else np.abs(points[ground, 0])
         cls = np.full(x.shape, SEG_ID['terrain'], np.uint8)
         cls[x <= sc.road_half + sc.sidewalk] = SEG_ID['sidewalk']
         cls[x <= sc.road_half] = SEG_ID['road']
         centre_line = (x < 0.07) & (np.mod(z, 9.0) < 4.5)
         edge_line = (x > sc.road_half - 0.22) & (x < sc.road_half - 0.08)
-        cls[centre_line | edge_line] = SEG_ID['lane_marking']
+        crossing = np.zeros(x.shape, bool)
+        for zj, hw in sc.junctions:
+            crossing |= np.abs(z - zj) < hw
+        cls[(centre_line | edge_line) & ~crossing] = SEG_ID['lane_marking']
+        cls[crossing & (x > sc.road_half - 0.22)] = SEG_ID['road']
         return cls
 
     def shade(self, t, depth, which, points, normals, seg, rng):
@@ -218,7 +225,10 @@ class Renderer:
         ground = which == -1
         seg[ground] = self.ground_classes(points, ground)
         rng = np.random.default_rng([self.scene.seed, index])
-        rgb = self.shade(t, depth, which, points, normals, seg, rng)
+        if self.scene.look is None:
+            rgb = self.shade(t, depth, which, points, normals, seg, rng)
+        else:
+            rgb = shade_styled(self.scene, self.camera, self.rays, t, depth, which, points, normals, seg, rng)
         flow = self.flow(t, dt, depth, which, points, previous_depth)
         depth_img = depth.reshape(h, w).astype(np.float32)
         inst_img = inst.reshape(h, w)
@@ -234,13 +244,12 @@ class Renderer:
         if previous_depth is None:
             return flow.reshape(h, w, 2)
         finite = np.isfinite(depth)
-        vel = np.zeros((depth.size, 3))
+        moved = np.zeros((depth.size, 3))
         on_box = which >= 0
-        velocities = np.stack([b.velocity for b in self.scene.boxes])
-        vel[on_box] = velocities[which[on_box]]
-        prev_points = points - vel * dt
-        centre, yaw = self.scene.camera_pose(t - dt)
-        cam_pts = (prev_points - centre) @ _rotation(yaw)       # world -> camera: R^T x
+        moved[on_box] = self.scene.box_motion(t, dt)[which[on_box]]
+        prev_points = points - moved
+        centre, rot = self.scene.camera_frame(t - dt)
+        cam_pts = (prev_points - centre) @ rot       # world -> camera: R^T x
         z = cam_pts[:, 2]
         ok = finite & (z > 0.1)
         uv = np.full((depth.size, 2), np.nan)
@@ -259,17 +268,15 @@ class Renderer:
         labels = []
         cam = self.camera
         lo, hi = self.scene.box_arrays(t)
-        centre, yaw = self.scene.camera_pose(t)
-        rot = _rotation(yaw)
-        index_of = {b.instance: i for i, b in enumerate(self.scene.boxes) if b.instance}
+        centre, rot = self.scene.camera_frame(t)
+        parts = _instance_parts(self.scene)
         for k in np.unique(inst_img):
             if k == 0:
                 continue
             ys, xs = np.nonzero(inst_img == k)
-            bi = index_of[int(k)]
-            cls = self.scene.boxes[bi].cls
-            corners = np.array([[x, y, z] for x in (lo[bi, 0], hi[bi, 0]) for y in (lo[bi, 1], hi[bi, 1])
-                                for z in (lo[bi, 2], hi[bi, 2])])
+            bis = parts[int(k)]
+            cls = self.scene.boxes[bis[0]].cls
+            corners = np.concatenate([_corners(lo[bi], hi[bi]) for bi in bis])
             cc = (corners - centre) @ rot
             if (cc[:, 2] > 0.1).all():
                 uv = cam.project(cc)
@@ -291,17 +298,234 @@ class Renderer:
         return labels
 
 
+def _corners(lo, hi) -> np.ndarray:
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+
+
+def _instance_parts(scene: Scene) -> dict:
+    """instance id -> indices of its boxes (a sedan is a body and a cabin, a person a body and a head)."""
+    parts: dict = {}
+    for i, b in enumerate(scene.boxes):
+        if b.instance:
+            parts.setdefault(b.instance, []).append(i)
+    return parts
+
+
+def _march_ground(centre, dirs, road, steps: int = 96, refine: int = 14) -> np.ndarray:
+    """Depth (camera z, the ray parameter) where each ray first meets the ground y = g(z):
+    a geometric march to the first crossing, then bisection. +inf where none within MAX_RANGE."""
+    s = np.geomspace(0.2, MAX_RANGE, steps)
+    p = dirs.shape[0]
+    hit_at = np.full(p, -1)
+    for k, sk in enumerate(s):
+        f = centre[1] + sk * dirs[:, 1] - road.height(centre[2] + sk * dirs[:, 2])
+        hit_at[(f <= 0) & (hit_at < 0)] = k
+        if (hit_at >= 0).all():
+            break
+    out = np.full(p, np.inf)
+    idx = np.nonzero(hit_at >= 0)[0]
+    if idx.size:
+        k = hit_at[idx]
+        a = np.where(k > 0, s[np.maximum(k - 1, 0)], 0.0)
+        b = s[k]
+        d = dirs[idx]
+        for _ in range(refine):
+            m = 0.5 * (a + b)
+            f = centre[1] + m * d[:, 1] - road.height(centre[2] + m * d[:, 2])
+            a = np.where(f > 0, m, a)
+            b = np.where(f > 0, b, m)
+        out[idx] = 0.5 * (a + b)
+    return out
+
+
+def _smooth_noise(a, b, cell, salt):
+    """Bilinear value noise in [0, 1] on a lattice of `cell` metres (anchored to the surface)."""
+    fa, fb = a / cell, b / cell
+    ia, ib = np.floor(fa), np.floor(fb)
+    ta, tb = fa - ia, fb - ib
+    ta, tb = ta * ta * (3 - 2 * ta), tb * tb * (3 - 2 * tb)
+    v00, v10 = _hash(ia, ib, salt), _hash(ia + 1, ib, salt)
+    v01, v11 = _hash(ia, ib + 1, salt), _hash(ia + 1, ib + 1, salt)
+    return (v00 * (1 - ta) + v10 * ta) * (1 - tb) + (v01 * (1 - ta) + v11 * ta) * tb
+
+
+def _texture(kind: str, a, b, scale: float, salt: int):
+    """Brightness multiplier of a procedural texture at surface coordinates (a, b), metres;
+    a runs along the surface, b across it (or up a wall)."""
+    a, b = a * scale, b * scale
+    if kind == 'plain':
+        return np.ones_like(a)
+    if kind == 'noise':
+        return 0.75 + 0.35 * _smooth_noise(a, b, 0.9, salt) + 0.15 * _smooth_noise(a, b, 0.23, salt + 1)
+    if kind == 'grain':
+        return 0.85 + 0.2 * _smooth_noise(a, b, 0.12, salt) + 0.1 * _smooth_noise(a, b, 2.5, salt + 1)
+    if kind == 'patches':
+        base = 0.9 + 0.12 * _smooth_noise(a, b, 0.15, salt)
+        return base * np.where(_smooth_noise(a, b, 3.0, salt + 2) > 0.62, 0.72, 1.0)
+    if kind == 'stripes':
+        return np.where(np.mod(a, 0.8) < 0.4, 1.0, 0.78)
+    if kind == 'siding':
+        return np.where(np.mod(b, 0.3) < 0.05, 0.7, 1.0) * (0.95 + 0.1 * _smooth_noise(a, b, 0.5, salt))
+    if kind == 'bricks':
+        row = np.floor(b / 0.3)
+        shift = np.mod(row, 2) * 0.45
+        mortar = (np.mod(b, 0.3) < 0.04) | (np.mod(a + shift, 0.9) < 0.04)
+        return np.where(mortar, 1.25, 0.85 + 0.25 * _hash(np.floor((a + shift) / 0.9), row, salt))
+    if kind == 'slabs':
+        joint = (np.mod(a, 1.5) < 0.05) | (np.mod(b, 1.5) < 0.05)
+        return np.where(joint, 0.75, 0.92 + 0.12 * _smooth_noise(a, b, 0.5, salt))
+    if kind == 'checker':
+        return np.where((np.floor(a / 0.45) + np.floor(b / 0.45)) % 2 == 0, 1.08, 0.72)
+    if kind == 'panels':
+        frame = (np.mod(a, 1.6) < 0.12) | (np.mod(b, 3.0) < 0.15)
+        return np.where(frame, 0.55, 1.15 + 0.15 * _smooth_noise(a, b, 4.0, salt))
+    if kind == 'joints':
+        joint = (np.mod(a, 4.5) < 0.06) | (np.mod(b + 1.75, 3.5) < 0.04)
+        return np.where(joint, 0.55, 0.95 + 0.08 * _smooth_noise(a, b, 0.6, salt))
+    raise ValueError(f'unknown texture {kind!r}')
+
+
+def _ground_shadow(scene: Scene, points, ground, t: float) -> np.ndarray:
+    """1 where a ground point is in the shadow of a box (sun = scene.look.sun), else 0: each box
+    casts the polygon of its corners projected along the sun onto the ground at its base."""
+    sun = scene.look.sun
+    shadow = np.zeros(ground.sum(), np.float64)
+    gx, gz = points[ground, 0], points[ground, 2]
+    if gx.size == 0:
+        return shadow
+    lo, hi = scene.box_arrays(t)
+    zmin, zmax = gz.min(), gz.max()
+    reach = (hi[:, 1] - lo[:, 1]) / max(sun[1], 0.05)
+    near = (hi[:, 2] + reach > zmin) & (lo[:, 2] - reach < zmax) & (hi[:, 1] - lo[:, 1] > 0.05)
+    for k in np.nonzero(near)[0]:
+        c = _corners(lo[k], hi[k])
+        drop = (c[:, 1] - lo[k, 1]) / sun[1]
+        poly = np.stack([c[:, 0] - drop * sun[0], c[:, 2] - drop * sun[2]], axis=1)
+        x0, z0 = poly.min(0)
+        x1, z1 = poly.max(0)
+        sel = np.nonzero((gx >= x0) & (gx <= x1) & (gz >= z0) & (gz <= z1))[0]
+        if sel.size == 0:
+            continue
+        hull = cv2.convexHull(poly.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+        px, pz = gx[sel], gz[sel]
+        inside = np.ones(sel.size, bool)
+        n = len(hull)
+        area = 0.0
+        for i in range(n):
+            area += hull[i, 0] * hull[(i + 1) % n, 1] - hull[(i + 1) % n, 0] * hull[i, 1]
+        sign = 1.0 if area >= 0 else -1.0
+        for i in range(n):
+            ax, az = hull[i]
+            bx, bz = hull[(i + 1) % n]
+            inside &= sign * ((bx - ax) * (pz - az) - (bz - az) * (px - ax)) >= 0
+        shadow[sel[inside]] = 1.0
+    return shadow
+
+
+def shade_styled(scene: Scene, camera: PinholeCamera, rays, t, depth, which, points, normals, seg, rng):
+    """The colour of every pixel under a styled look: textured albedo (anchored to the surface,
+    so it moves with it), sun and sky light with cast shadows on the ground, distance haze,
+    exposure and white balance, then the sensor: blur, noise and a JPEG round trip."""
+    look = scene.look
+    p = depth.size
+    rgb = np.zeros((p, 3))
+    ground = which == -1
+    gcls = seg[ground]
+    gx, gz = points[ground, 0], points[ground, 2]
+    along = gz
+    across = gx - scene.road.centre_x(gz)
+    base = np.zeros((gcls.size, 3))
+    tex = np.ones(gcls.size)
+    for name, salt in (('road', 11), ('sidewalk', 12), ('terrain', 13)):
+        m = gcls == SEG_ID[name]
+        base[m] = look.ground_colors[name]
+        tex[m] = _texture(look.ground_textures[name], along[m], across[m], look.texture_scale, salt)
+    lm = gcls == SEG_ID['lane_marking']
+    base[lm] = look.marking_color
+    tex[lm] = 0.92 + 0.1 * _smooth_noise(along[lm], across[lm], 0.3, 14)
+    rgb[ground] = base * tex[:, None]
+    on_box = which >= 0
+    idx = which[on_box]
+    lo, hi = scene.box_arrays(t)
+    pts = points[on_box]
+    colors = np.stack([b.color for b in scene.boxes])
+    accents = np.stack([b.accent if b.accent is not None else b.color * 0.6 for b in scene.boxes])
+    col = colors[idx].copy()
+    cls = seg[on_box]
+    local = pts - lo[idx]                                   # texture coordinates move with the box
+    nrm = normals[on_box]
+    face_x = np.abs(nrm[:, 0]) > 0.5
+    face_y = np.abs(nrm[:, 1]) > 0.5
+    a = np.where(face_x, local[:, 2], local[:, 0])
+    b = np.where(face_y, local[:, 2], local[:, 1])
+    textures = np.array([bx.texture for bx in scene.boxes])
+    box_tex = np.ones(idx.size)
+    for kind in np.unique(textures[idx]):
+        m = textures[idx] == kind
+        box_tex[m] = _texture(str(kind), a[m], b[m], look.texture_scale, 21)
+    col *= box_tex[:, None]
+    rel_y = (pts[:, 1] - lo[idx, 1]) / np.maximum(hi[idx, 1] - lo[idx, 1], 1e-6)
+    car = cls == SEG_ID['car']
+    window = car & (rel_y > 0.35) & (rel_y < 0.92) & ~face_y
+    upper = np.array([bx.cls == SEG_ID['car'] and bx.lo[1] > 0.3 for bx in scene.boxes])   # cabins
+    van = np.array([bx.cls == SEG_ID['car'] and bx.hi[1] - bx.lo[1] > 1.85 for bx in scene.boxes])
+    glass = car & ((upper[idx] & ~face_y & (rel_y > 0.1) & (rel_y < 0.9)) | (van[idx] & window & (rel_y > 0.55))
+                   | (~upper[idx] & ~van[idx] & (rel_y > 0.6)))
+    col[glass] = accents[idx[glass]]
+    col[car & (rel_y < 0.2) & ~upper[idx]] = 0.07                                      # wheels, sills
+    ped = cls == SEG_ID['pedestrian']
+    col[ped & (rel_y < 0.5)] = accents[idx[ped & (rel_y < 0.5)]]                    # trousers
+    bld = cls == SEG_ID['building']
+    along_b = np.where(face_x, local[:, 2], local[:, 0])
+    win = bld & ~face_y & (np.mod(along_b, 3.0) > 0.9) & (np.mod(along_b, 3.0) < 2.2) & \
+        (np.mod(local[:, 1], 3.2) > 1.0) & (np.mod(local[:, 1], 3.2) < 2.4)
+    col[win] = col[win] * 0.3 + look.sky_colors[0] * 0.25
+    rgb[on_box] = col
+    # Light: ambient sky light plus the sun, with ground shadows.
+    direct = np.clip(normals @ look.sun, 0, 1)
+    lit = np.ones(p)
+    lit[ground] = 1.0 - look.shadow_strength * _ground_shadow(scene, points, ground, t)
+    light = look.ambient + (1 - look.ambient) * (direct * lit)[:, None] * look.sun_color
+    rgb = rgb * np.where((which == -2)[:, None], 1.0, light) * 1.25
+    sky = which == -2
+    dirs = rays[sky] / np.linalg.norm(rays[sky], axis=1, keepdims=True)
+    up = np.clip(-dirs[:, 1] * 3 + 0.3, 0, 1)[:, None]
+    rgb[sky] = look.sky_colors[0] * (1 - up) + look.sky_colors[1] * up
+    haze = np.clip(np.where(np.isfinite(depth), depth, MAX_RANGE) / 200.0, 0, 1)[:, None] * look.haze
+    rgb = rgb * (1 - haze) + look.sky_colors[0] * haze
+    h, w = camera.height, camera.width
+    img = rgb.reshape(h, w, 3) * look.exposure * look.white_balance * 255.0
+    img = np.clip(img, 0, 255).astype(np.float32)
+    if scene.blur_sigma > 0.05:
+        img = cv2.GaussianBlur(img, (0, 0), scene.blur_sigma)
+    if scene.noise_sigma > 0:
+        img = img + rng.normal(0, scene.noise_sigma, img.shape).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if look.jpeg_quality:
+        ok, buf = cv2.imencode('.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, look.jpeg_quality])
+        img = np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+    return img
+
+
 class World:
     """A drive through one procedural scene: frames(n) yields rendered, labelled frames."""
 
     def __init__(self, seed: int, camera: PinholeCamera | str = 'kitti', size=None, dt: float = 0.1,
-                 static: bool = False):
+                 static: bool = False, style: str = 'classic', look_seed: int = 0):
         cam = PinholeCamera.preset(camera) if isinstance(camera, str) else camera
         if size is not None:
             cam = cam.scaled(int(size[1]), int(size[0]))
+        style_def = get_style(style)
+        self.style = style
+        if style_def is None:
+            self.scene = generate_scene(seed, static=static)
+        else:
+            self.scene = generate_styled_scene(seed, style_def, static=static, look_seed=look_seed)
+            s = self.scene.focal_scale
+            if s != 1.0:   # the style's lens: same sensor, another focal length
+                cam = PinholeCamera(cam.width, cam.height, cam.fx * s, cam.fy * s, cam.cx, cam.cy)
         self.camera = cam
         self.dt = dt
-        self.scene = generate_scene(seed, static=static)
         self.renderer = Renderer(self.scene, cam)
 
     def objects_in_camera(self, index: int) -> dict:
@@ -309,17 +533,12 @@ class World:
         countable object's box in the camera optical frame (x right, y down, z forward, metres),
         the axis-aligned extent of its eight corners."""
         t = index * self.dt
-        centre, yaw = self.scene.camera_pose(t)
-        rot = _rotation(yaw)
+        centre, rot = self.scene.camera_frame(t)
         lo, hi = self.scene.box_arrays(t)
         out = {}
-        for k, box in enumerate(self.scene.boxes):
-            if not box.instance:
-                continue
-            corners = np.array([[x, y, z] for x in (lo[k, 0], hi[k, 0]) for y in (lo[k, 1], hi[k, 1])
-                                for z in (lo[k, 2], hi[k, 2])])
-            cam = (corners - centre) @ rot
-            out[box.instance] = ((cam.min(0) + cam.max(0)) / 2, cam.max(0) - cam.min(0))
+        for instance, bis in _instance_parts(self.scene).items():
+            cam = (np.concatenate([_corners(lo[k], hi[k]) for k in bis]) - centre) @ rot
+            out[instance] = ((cam.min(0) + cam.max(0)) / 2, cam.max(0) - cam.min(0))
         return out
 
     def frames(self, n: int, start: int = 0):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hydranet_ros.world.classes import SEG_ID
+from hydranet_ros.world.styles import Road
 
 
 @dataclass
@@ -21,8 +22,10 @@ class Box:
     cls: int
     color: np.ndarray
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    instance: int = 0           # > 0 for countable objects (cars, pedestrians)
+    instance: int = 0           # > 0 for countable objects (cars, pedestrians); parts share it
     accent: np.ndarray | None = None   # second colour (car windows, trousers, tree crown)
+    follows_road: bool = False  # moves along the road's curve and hills (styled worlds)
+    texture: str = 'plain'      # surface texture kind (styled worlds)
 
 
 @dataclass
@@ -43,17 +46,73 @@ class Scene:
     exposure: float
     noise_sigma: float
     blur_sigma: float
+    # Styled worlds (hydranet_ros.world.styles); the defaults are the classic flat, straight street.
+    road: Road = field(default_factory=Road)
+    pitch: float = 0.0          # camera pitch (radians, positive looks up) relative to the road
+    roll: float = 0.0           # camera roll (radians)
+    junctions: list = field(default_factory=list)   # (z, half width) of cross roads
+    look: object = None         # styles.Look; None: the classic shading
+    focal_scale: float = 1.0    # the style's lens: multiplies the camera preset's focal length
 
     def camera_pose(self, t: float):
         """Camera centre (world) and yaw (radians, positive turns towards +x) at time t."""
+        z = self.ego_speed * t
         x = self.ego_x + self.sway * np.sin(0.7 * t)
         yaw = self.sway * 0.7 * np.cos(0.7 * t) / max(self.ego_speed, 1e-3)
-        return np.array([x, self.camera_height, self.ego_speed * t]), float(yaw)
+        if self.look is None:
+            return np.array([x, self.camera_height, z]), float(yaw)
+        x = x + float(self.road.centre_x(z))
+        yaw = yaw + float(np.arctan(self.road.heading(z)))
+        return np.array([x, self.camera_height + float(self.road.height(z)), z]), float(yaw)
+
+    def camera_frame(self, t: float):
+        """Camera centre (world) and camera-to-world rotation (camera axes x right, y down,
+        z forward) at time t: yaw along the road, pitch with the road's grade plus the mount's."""
+        centre, yaw = self.camera_pose(t)
+        if self.look is None:
+            return centre, rotation(yaw)
+        pitch = self.pitch + float(np.arctan(self.road.grade(centre[2])))
+        return centre, rotation(yaw, pitch, self.roll)
+
+    def _motion_arrays(self):
+        if getattr(self, '_motion_cache', None) is None or self._motion_cache[0] != len(self.boxes):
+            lo = np.stack([b.lo for b in self.boxes])
+            hi = np.stack([b.hi for b in self.boxes])
+            vel = np.stack([b.velocity for b in self.boxes])
+            follows = np.array([b.follows_road for b in self.boxes])
+            self._motion_cache = (len(self.boxes), lo, hi, vel, follows, 0.5 * (lo[:, 2] + hi[:, 2]))
+        return self._motion_cache[1:]
 
     def box_arrays(self, t: float):
-        lo = np.stack([b.lo + b.velocity * t for b in self.boxes])
-        hi = np.stack([b.hi + b.velocity * t for b in self.boxes])
-        return lo, hi
+        """[N, 3] lower and upper corners of every box at time t."""
+        if self.look is None:
+            lo = np.stack([b.lo + b.velocity * t for b in self.boxes])
+            hi = np.stack([b.hi + b.velocity * t for b in self.boxes])
+            return lo, hi
+        lo, hi, vel, follows, zc = self._motion_arrays()
+        shift = vel * t
+        if follows.any():
+            z0, z1 = zc[follows], zc[follows] + shift[follows, 2]
+            shift[follows, 0] += self.road.centre_x(z1) - self.road.centre_x(z0)
+            shift[follows, 1] += self.road.height(z1) - self.road.height(z0)
+        return lo + shift, hi + shift
+
+    def box_motion(self, t: float, dt: float) -> np.ndarray:
+        """[N, 3] how far every box moved from t - dt to t (boxes translate, never rotate)."""
+        if self.look is None:
+            return np.stack([b.velocity * dt for b in self.boxes])
+        return self.box_arrays(t)[0] - self.box_arrays(t - dt)[0]
+
+
+def rotation(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """Camera-to-world rotation; camera axes (x right, y down, z forward), world y up. Yaw turns
+    towards +x, positive pitch looks up, roll turns about the optical axis."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    m = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    if pitch or roll:
+        cp, sp, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll)
+        m = m @ np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]]) @ np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return m @ np.diag([1.0, -1.0, 1.0])
 
 
 def generate_scene(seed: int, duration_s: float = 30.0, static: bool = False) -> Scene:
