@@ -13,13 +13,12 @@ outputs under --prediction-prefix (default /hydranet, as the node publishes), ca
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import heapq
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -341,35 +340,44 @@ def _add_result(matcher, stamp, result):
                                                     np.array([x.score for x in d]), np.array([x.class_id for x in d])))
 
 
-def _evaluate_job(args):
-    path, opts, ground_truth_bag = args
-    try:
-        return evaluate_bag(path, opts, ground_truth_bag), None
-    except BagError as exc:
-        return None, str(exc)
+def _evaluate_one(path, opts: Options, ground_truth_bag=None) -> Scores:
+    """One bag's Scores (a fleet job: run here or as a Ray task)."""
+    return evaluate_bag(path, opts, ground_truth_bag)
 
 
-def evaluate_bags(paths, opts: Options, jobs: int = 1, ground_truth_bag=None) -> Scores:
-    """All bags, in parallel processes when there are several; the aggregate Scores."""
-    if len(paths) == 1 or jobs <= 1:
-        results = []
-        for p in paths:
-            results.append(evaluate_bag(p, opts, ground_truth_bag))
-    else:
-        quiet = Options(**{**opts.__dict__, 'progress': False})
-        with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=get_context('spawn')) as pool:
-            outcomes = pool.map(_evaluate_job, [(p, quiet, ground_truth_bag) for p in paths])
-            if opts.progress:
-                from tqdm import tqdm
-                outcomes = tqdm(outcomes, total=len(paths), desc='bags', unit='bag')
-            results = []
-            for scores, error in outcomes:
-                if error:
-                    raise BagError(error)
-                results.append(scores)
+def evaluate_bags_report(paths, opts: Options, jobs: int = 1, ground_truth_bag=None, ray: str | None = None):
+    """(aggregate Scores of the bags that could be scored, FleetReport naming every bag that
+    could not and why). One job per bag: here one after another, or one Ray task each (ray
+    'auto' or an address; `jobs` workers when Ray starts locally). The aggregate is merged in the
+    order of paths, so it is the same however the jobs ran."""
+    from hydranet_ros.fleet import run_jobs
+    if ray is None and jobs > 1 and len(paths) > 1:
+        ray = _ray_if_installed()
+    quiet = Options(**{**opts.__dict__, 'progress': False}) if ray is not None else opts
+    report = run_jobs(functools.partial(_evaluate_one, opts=quiet, ground_truth_bag=ground_truth_bag),
+                      [str(p) for p in paths], ray=ray, jobs=jobs, progress=opts.progress and ray is not None)
     total = Scores()
-    for r in results:
+    for r in report.results:
         total.merge(r)
+    return total, report
+
+
+def _ray_if_installed() -> str | None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print('evaluate: Ray is not installed: the bags run one after another (pip install ray for -j)',
+              file=sys.stderr)
+        return None
+    return 'auto'
+
+
+def evaluate_bags(paths, opts: Options, jobs: int = 1, ground_truth_bag=None, ray: str | None = None) -> Scores:
+    """All bags, one job each (see evaluate_bags_report); the aggregate Scores. Raises BagError
+    naming every bag that failed, with its reason."""
+    total, report = evaluate_bags_report(paths, opts, jobs, ground_truth_bag, ray)
+    if report.failed:
+        raise BagError('; '.join(f'{o.item}: {o.error}' for o in report.failed))
     return total
 
 
@@ -388,10 +396,12 @@ def expand_bags(items) -> list:
     return found
 
 
-def write_results(scores: Scores, out: Path, report: bool = True):
+def write_results(scores: Scores, out: Path, report: bool = True, failed_bags=None):
     """metrics.json and (unless report is False) report.html with its plots into out;
-    returns (summary, report path or None)."""
+    returns (summary, report path or None). failed_bags ([{item, reason}]) is recorded too."""
     summary = scores.summary()
+    if failed_bags:
+        summary['failed_bags'] = list(failed_bags)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
     if not report:
@@ -438,7 +448,11 @@ def main(argv=None) -> int:
     parser.add_argument('--camera-prefix', default='/camera')
     parser.add_argument('--depth-range', type=float, nargs=2, default=(0.5, 80.0), metavar=('MIN', 'MAX'),
                         help='ground-truth depths scored, metres (default 0.5 80)')
-    parser.add_argument('-j', '--jobs', type=int, default=2, help='parallel processes for several bags (default 2)')
+    parser.add_argument('-j', '--jobs', type=int, default=1,
+                        help='bags at once: workers of a local Ray instance (default 1: one after another here)')
+    parser.add_argument('--ray', metavar='auto|ADDRESS',
+                        help='one Ray task per bag: auto (the cluster this machine is in, else a local instance) '
+                             'or a cluster address')
     parser.add_argument('--no-report', action='store_true', help='metrics.json only, no plots')
     parser.add_argument('--fail-under', type=parse_thresholds, default={}, metavar='miou=0.6,abs_rel=0.15,...',
                         help='exit 1 when a headline metric misses its threshold')
@@ -459,16 +473,24 @@ def main(argv=None) -> int:
                    offline_model=str(model) if model else None, offline_sha256=pin, device=args.device,
                    progress=sys.stderr.isatty())
     bags = expand_bags(args.bags)
+    from hydranet_ros.fleet import FleetError, shutdown_ray
     try:
-        scores = evaluate_bags(bags, opts, args.jobs, args.ground_truth)
-    except BagError as exc:
+        scores, fleet = evaluate_bags_report(bags, opts, args.jobs, args.ground_truth, args.ray)
+    except (BagError, FleetError) as exc:
         print(f'evaluate: error: {exc}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('evaluate: interrupted', file=sys.stderr)
         return 130
+    finally:
+        shutdown_ray()
+    for o in fleet.failed:
+        print(f'evaluate: bag failed: {o.item}: {o.error}', file=sys.stderr)
+    if not fleet.results:
+        print('evaluate: error: no bag could be scored', file=sys.stderr)
+        return 2
     out = Path(args.output) if args.output else Path(f'{str(bags[0]).rstrip("/")}_evaluation')
-    summary, report = write_results(scores, out, report=not args.no_report)
+    summary, report = write_results(scores, out, report=not args.no_report, failed_bags=fleet.failures())
     print(format_table(summary))
     print(f'metrics: {out / "metrics.json"}')
     if report is not None:
@@ -477,6 +499,10 @@ def main(argv=None) -> int:
     if failures:
         print('evaluate: below thresholds: ' + '; '.join(failures), file=sys.stderr)
         return 1
+    if fleet.failed:
+        print(f'evaluate: {len(fleet.failed)} of {len(bags)} bags failed (listed in metrics.json: failed_bags)',
+              file=sys.stderr)
+        return 3
     return 0
 
 

@@ -27,10 +27,13 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     seg, depth, flow = sample.get('segmentation'), sample.get('depth'), sample.get('flow')
     boxes, classes = sample.get('boxes'), sample.get('classes')
     ignore = sample.get('ignore_boxes')
+    seg_w, depth_w, box_w = sample.get('segmentation_weight'), sample.get('depth_weight'), sample.get('box_weights')
     if flip:
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
         depth = None if depth is None else depth[:, ::-1]
+        seg_w = None if seg_w is None else seg_w[:, ::-1]
+        depth_w = None if depth_w is None else depth_w[:, ::-1]
         if flow is not None:
             flow = flow[:, ::-1].copy()
             flow[..., 0] *= -1
@@ -62,6 +65,25 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     out.update(det_heat=torch.from_numpy(heat), det_size=torch.from_numpy(size),
                det_offset=torch.from_numpy(offset), det_mask=torch.from_numpy(mask),
                det_ignore=torch.from_numpy(ignore_cells(ignore, oh, ow)))
+    # Confidence of pseudo-labels (1 for real labels): weights of each pixel and box in the losses.
+    out['seg_weight'] = torch.ones((h, w)) if seg_w is None else \
+        torch.from_numpy(np.ascontiguousarray(seg_w, np.float32))
+    out['depth_weight'] = torch.ones((h, w)) if depth_w is None else \
+        torch.from_numpy(np.ascontiguousarray(depth_w, np.float32))
+    out['det_weight'] = torch.from_numpy(box_weight_cells(boxes, box_w, oh, ow))
+    return out
+
+
+def box_weight_cells(boxes, weights, out_h: int, out_w: int) -> np.ndarray:
+    """[h, w] weight of each detection cell: a box's weight (its pseudo-label score) at its
+    centre cell, 1 elsewhere (real boxes and negatives count fully)."""
+    out = np.ones((out_h, out_w), np.float32)
+    if boxes is None or weights is None:
+        return out
+    for (x1, y1, x2, y2), wt in zip(np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        ix, iy = int((x1 + x2) / 2 / STRIDE), int((y1 + y2) / 2 / STRIDE)
+        if 0 <= ix < out_w and 0 <= iy < out_h and x2 > x1 and y2 > y1:
+            out[iy, ix] = min(out[iy, ix], float(wt))
     return out
 
 
@@ -99,6 +121,10 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
         out[key] = cv2.resize(crop(sample[key]), (w, h), interpolation=cv2.INTER_LINEAR)
     if sample.get('segmentation') is not None:
         out['segmentation'] = cv2.resize(crop(sample['segmentation']), (w, h), interpolation=cv2.INTER_NEAREST)
+    for key in ('segmentation_weight', 'depth_weight'):
+        if sample.get(key) is not None:
+            out[key] = cv2.resize(np.ascontiguousarray(crop(sample[key]), np.float32), (w, h),
+                                  interpolation=cv2.INTER_NEAREST)
     if sample.get('depth') is not None:
         out['depth'] = resize_sparse_depth(np.asarray(crop(sample['depth']), np.float32), (h, w)) / np.float32(zoom)
     if sample.get('flow') is not None:
@@ -116,6 +142,8 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
         out[key] = boxes[keep]
         if key == 'boxes' and sample.get('classes') is not None:
             out['classes'] = np.asarray(sample['classes'])[keep]
+        if key == 'boxes' and sample.get('box_weights') is not None:
+            out['box_weights'] = np.asarray(sample['box_weights'])[keep]
     return out
 
 
@@ -159,7 +187,7 @@ def pad_tensors(item: dict, input_size) -> dict:
     if (h, w) == (big_h, big_w):
         return item
     fills = {'image': 0.0, 'prev_image': 0.0, 'segmentation': IGNORE, 'depth': float('nan'),
-             'flow': float('nan')}
+             'flow': float('nan'), 'seg_weight': 1.0, 'depth_weight': 1.0}   # padding has no labels anyway
     out = dict(item)
     for key, fill in fills.items():
         t = item[key]
@@ -167,9 +195,9 @@ def pad_tensors(item: dict, input_size) -> dict:
         padded[..., :h, :w] = t
         out[key] = padded
     oh, ow = (big_h + STRIDE - 1) // STRIDE, (big_w + STRIDE - 1) // STRIDE
-    for key in ('det_heat', 'det_size', 'det_offset', 'det_mask', 'det_ignore'):
+    for key in ('det_heat', 'det_size', 'det_offset', 'det_mask', 'det_ignore', 'det_weight'):
         t = item[key]
-        padded = torch.zeros((*t.shape[:-2], oh, ow), dtype=t.dtype)
+        padded = (torch.ones if key == 'det_weight' else torch.zeros)((*t.shape[:-2], oh, ow), dtype=t.dtype)
         padded[..., :t.shape[-2], :t.shape[-1]] = t
         out[key] = padded
     return out
@@ -245,17 +273,26 @@ class FolderDataset(Dataset):
         root/segmentation/<stem>.png        class ids (255 = ignore)       optional
         root/depth/<stem>.npy|png           metres (.png: uint16 millimetres) optional
         root/flow/<stem>.npy                [H, W, 2] previous -> this, NaN invalid  optional
-        root/boxes/<stem>.json              [{"x1", "y1", "x2", "y2", "class_id"}]   optional
+        root/boxes/<stem>.json              [{"x1", "y1", "x2", "y2", "class_id"(, "score")}]   optional
+        root/segmentation_confidence/<stem>.png, root/depth_confidence/<stem>.png
+                                            pseudo-label confidence x 255 (pseudo-label's output) optional
 
+    root may instead hold several such folders (one sequence each, as pseudo-label writes).
+    Confidences and box scores weigh the labels in the losses (real labels: 1).
     Everything is resized to input_size (flow vectors and boxes scaled with it)."""
 
     def __init__(self, root, input_size, num_detection_classes: int = 2,
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False):
         self.root = Path(root)
-        images = sorted(p for p in (self.root / 'images').glob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
-        if not images:
-            raise FileNotFoundError(f'no images in {self.root / "images"}')
-        self.images = images
+        folders = [self.root] if (self.root / 'images').is_dir() else \
+            sorted(p for p in self.root.iterdir() if (p / 'images').is_dir()) if self.root.is_dir() else []
+        self.images, self.first = [], []
+        for folder in folders:
+            images = sorted(p for p in (folder / 'images').glob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+            self.images += images
+            self.first += [k == 0 for k in range(len(images))]
+        if not self.images:
+            raise FileNotFoundError(f'no images in {self.root / "images"} (nor in sequence folders under {self.root})')
         self.size = tuple(int(v) for v in input_size)
         self.num_det, self.mean, self.std, self.augment = num_detection_classes, mean, std, augment
         self.rng = np.random.default_rng(0)
@@ -272,18 +309,27 @@ class FolderDataset(Dataset):
     def load(self, i) -> Sample:
         path = self.images[i]
         stem = path.stem
+        folder = path.parent.parent
         h, w = self.size
         rgb = self._read_rgb(path)
         oh, ow = rgb.shape[:2]
         sx, sy = w / ow, h / oh
         sample = Sample(image=cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
-        sample['prev_image'] = cv2.resize(self._read_rgb(self.images[i - 1]), (w, h)) if i > 0 else sample['image']
-        seg = self.root / 'segmentation' / f'{stem}.png'
+        first = self.first[i]
+        sample['prev_image'] = sample['image'] if first else cv2.resize(self._read_rgb(self.images[i - 1]), (w, h))
+        seg = folder / 'segmentation' / f'{stem}.png'
         if seg.is_file():
             sample['segmentation'] = cv2.resize(cv2.imread(str(seg), cv2.IMREAD_UNCHANGED), (w, h),
                                                 interpolation=cv2.INTER_NEAREST)
+        for key, sub in (('segmentation_weight', 'segmentation_confidence'), ('depth_weight', 'depth_confidence')):
+            cp = folder / sub / f'{stem}.png'
+            if cp.is_file():
+                conf = cv2.imread(str(cp), cv2.IMREAD_UNCHANGED)
+                if conf is None:
+                    raise ValueError(f'cannot read confidence {cp}')
+                sample[key] = cv2.resize(conf.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_NEAREST)
         for ext in ('.npy', '.png'):
-            dp = self.root / 'depth' / f'{stem}{ext}'
+            dp = folder / 'depth' / f'{stem}{ext}'
             if dp.is_file():
                 if ext == '.npy':
                     d = np.load(dp)
@@ -292,19 +338,21 @@ class FolderDataset(Dataset):
                 d = np.where(d > 0, d, np.nan).astype(np.float32)
                 sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
                 break
-        fp = self.root / 'flow' / f'{stem}.npy'
-        if fp.is_file() and i > 0:
+        fp = folder / 'flow' / f'{stem}.npy'
+        if fp.is_file() and not first:
             f = np.load(fp).astype(np.float32)
             f = cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST)
             f[..., 0] *= sx
             f[..., 1] *= sy
             sample['flow'] = f
-        bp = self.root / 'boxes' / f'{stem}.json'
+        bp = folder / 'boxes' / f'{stem}.json'
         if bp.is_file():
             items = json.loads(bp.read_text())
             sample['boxes'] = np.array([[b['x1'] * sx, b['y1'] * sy, b['x2'] * sx, b['y2'] * sy] for b in items],
                                        np.float32).reshape(-1, 4)
             sample['classes'] = np.array([int(b['class_id']) for b in items], np.int64)
+            if any('score' in b for b in items):
+                sample['box_weights'] = np.array([float(b.get('score', 1.0)) for b in items], np.float32)
         return sample
 
     def __getitem__(self, i):

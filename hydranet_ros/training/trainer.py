@@ -170,8 +170,9 @@ class DataSettings:
             if not self.sources:
                 raise ValueError('data.sources is needed for a mixture: [{type, root, weight}, ...]')
             for k, src in enumerate(self.sources):
-                if not isinstance(src, dict) or src.get('type') not in REAL_TYPES or not src.get('root'):
-                    raise ValueError(f'data.sources[{k}] needs type (one of {list(REAL_TYPES)}) and root, got {src!r}')
+                if not isinstance(src, dict) or src.get('type') not in (*REAL_TYPES, 'folder') or not src.get('root'):
+                    raise ValueError(f'data.sources[{k}] needs type (one of {list(REAL_TYPES) + ["folder"]}) and root, '
+                                     f'got {src!r}')
                 if not float(src.get('weight', 1.0)) > 0:
                     raise ValueError(f'data.sources[{k}].weight must be > 0')
         if len(self.input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in self.input_size):
@@ -246,21 +247,31 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
     raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data.type}'")
 
 
+def _weights(batch, key):
+    """A batch's label weights, or None when every one is 1 (real labels: the unweighted losses)."""
+    w = batch.get(key)
+    if w is None or bool((w == 1).all()):
+        return None
+    return w
+
+
 def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float):
     """({task: loss} for the tasks labelled in the batch, the depth-segmentation consistency term or None)."""
     out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:
         losses['segmentation'] = L.segmentation_loss(out['segmentation'], batch['segmentation'],
-                                                     batch['has_segmentation'])
+                                                     batch['has_segmentation'], weight=_weights(batch, 'seg_weight'))
     if 'depth' in tasks:
-        losses['depth'] = L.depth_loss(out['depth'], batch['depth'], batch['has_depth'], cfg.depth_min, cfg.depth_max)
+        losses['depth'] = L.depth_loss(out['depth'], batch['depth'], batch['has_depth'], cfg.depth_min, cfg.depth_max,
+                                       weight=_weights(batch, 'depth_weight'))
     if 'flow' in tasks:
         losses['flow'] = L.flow_loss(out['flow'], batch['flow'], batch['has_flow'])
     if 'detection' in tasks:
         losses['detection'] = L.detection_loss(out['detection'], batch['det_heat'], batch['det_size'],
                                                batch['det_offset'], batch['det_mask'], batch['has_detection'],
-                                               cfg.num_detection_classes, ignore=batch.get('det_ignore'))
+                                               cfg.num_detection_classes, ignore=batch.get('det_ignore'),
+                                               weight=_weights(batch, 'det_weight'))
     extra = None
     if consistency > 0 and 'depth' in tasks:
         extra = consistency * L.depth_edge_consistency(out['depth'], batch['segmentation'],
@@ -273,6 +284,8 @@ def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, au
     sequences, depth_source, completion_root; the model's classes come from data."""
     from hydranet_ros.training import cityscapes, kitti
     kind = spec['type']
+    if kind == 'folder':     # e.g. pseudo-label's output: already in the model's classes
+        return FolderDataset(spec['root'], data.input_size, model_cfg.num_detection_classes, augment=augment)
     if kind == 'bag':
         items, names = [], None
         for path in sorted(Path(spec['root']).glob('*/metadata.yaml')) or [Path(spec['root']) / 'metadata.yaml']:

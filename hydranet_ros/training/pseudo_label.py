@@ -1,0 +1,694 @@
+"""Teachers -> pseudo-labels: unlabeled bags (or dataset folders) become a training dataset.
+
+    ros2 run hydranet_ros pseudo-label BAG_OR_FOLDER... --teacher seg.onnx --teacher depth.onnx \\
+        --teacher det.onnx -o pseudo/ [--ray auto] [--camera-height 1.65]
+
+Each teacher is an ONNX file run with onnxruntime and described by a small YAML file beside it
+(``seg.onnx`` -> ``seg.yaml``; docs/TRAINING.md has the keys):
+
+    task: segmentation | depth | detection
+    input: {name: images, size: [H, W], layout: NCHW, color: rgb, scale: 255,
+            mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], resize: letterbox}
+    output: {name: logits, kind: logits}        # segmentation: logits | classes
+    output: {name: depth, kind: metric}         # depth: metric | relative | inverse_relative
+    outputs: {boxes: boxes, scores: scores, classes: labels}   # detection
+    box_format: xyxy | cxcywh;  normalized: false;  score_threshold: 0.3
+    classes: [the teacher's class names in id order]
+    class_map: {teacher class: model class}     # default: equal names; others are left out
+
+Output, one folder per input (the FolderDataset layout the trainer reads, `data.type: folder`):
+images/, segmentation/ + segmentation_confidence/ (uint8, confidence x 255), depth/ (.npy metres)
++ depth_confidence/, boxes/ (JSON with each box's score), camera.json; and beside them
+summary.json (teachers, frames, coverage, mean confidences, failed inputs with reasons) and
+preview.png. Labels an input already has (a bag's ground truth, a folder's label files) are kept
+with confidence 1 and never overwritten: teachers only fill what is missing.
+
+Confidence: segmentation, the teacher's probability of the chosen class (1 for a teacher that
+outputs class ids); depth, agreement of the teacher with itself on the mirrored image
+(exp(-|log d - log d_mirrored| / 0.05)); detection, the box's score. Relative depth becomes
+metric by a scale per frame: from the camera height over a flat road (--camera-height, with the
+road from the segmentation labels and the intrinsics from camera_info), or from sparse metric
+depth the input has (median ratio).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+TASKS = ('segmentation', 'depth', 'detection')
+DEPTH_KINDS = ('metric', 'relative', 'inverse_relative')
+SCALE_SOURCES = ('camera_height', 'sparse_depth')
+
+
+class TeacherError(ValueError):
+    """A teacher file or its description cannot be used."""
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher: its ONNX file and what its YAML says about inputs and outputs."""
+    path: str
+    task: str
+    sha256: str
+    input_name: str | None = None
+    size: tuple | None = None                  # (H, W); None: the image's own size
+    layout: str = 'NCHW'
+    color: str = 'rgb'
+    scale: float = 255.0
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+    resize: str = 'letterbox'
+    outputs: dict = field(default_factory=dict)   # role -> output name
+    kind: str = ''                                # logits/classes, metric/relative/inverse_relative
+    classes: tuple = ()
+    class_map: dict = field(default_factory=dict)
+    box_format: str = 'xyxy'
+    normalized: bool = False
+    score_threshold: float = 0.3
+    flip_confidence: bool = True
+
+    @classmethod
+    def load(cls, onnx_path, yaml_path=None) -> 'TeacherSpec':
+        """Read and check a teacher's YAML (default: the ONNX file's name with .yaml)."""
+        import yaml
+        onnx_path = Path(onnx_path)
+        if not onnx_path.is_file():
+            raise TeacherError(f'teacher {onnx_path}: no such file')
+        yaml_path = Path(yaml_path) if yaml_path else onnx_path.with_suffix('.yaml')
+        if not yaml_path.is_file():
+            raise TeacherError(f'teacher {onnx_path}: its description {yaml_path} is missing '
+                               '(task, input, output(s), classes: see docs/TRAINING.md)')
+        try:
+            d = yaml.safe_load(yaml_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise TeacherError(f'{yaml_path}: not YAML: {exc}') from exc
+        task = d.get('task')
+        if task not in TASKS:
+            raise TeacherError(f'{yaml_path}: task must be one of {list(TASKS)}, got {task!r}')
+        inp = d.get('input') or {}
+        out = d.get('output') or {}
+        outputs = dict(d.get('outputs') or {})
+        if task == 'detection':
+            missing = [k for k in ('boxes', 'scores', 'classes') if not outputs.get(k)]
+            if missing:
+                raise TeacherError(f'{yaml_path}: a detection teacher needs outputs.{{boxes, scores, classes}}: '
+                                   f'missing {missing}')
+        else:
+            outputs = {'main': out.get('name')}
+        kind = str(out.get('kind', 'logits' if task == 'segmentation' else 'metric'))
+        if task == 'segmentation' and kind not in ('logits', 'classes'):
+            raise TeacherError(f"{yaml_path}: output.kind must be 'logits' or 'classes', got {kind!r}")
+        if task == 'depth' and kind not in DEPTH_KINDS:
+            raise TeacherError(f'{yaml_path}: output.kind must be one of {list(DEPTH_KINDS)}, got {kind!r}')
+        classes = tuple(str(c) for c in d.get('classes') or ())
+        if task != 'depth' and not classes:
+            raise TeacherError(f'{yaml_path}: classes (the teacher\'s class names in id order) are needed')
+        size = inp.get('size')
+        if size is not None and (len(size) != 2 or min(int(v) for v in size) < 8):
+            raise TeacherError(f'{yaml_path}: input.size must be [height, width], got {size}')
+        layout = str(inp.get('layout', 'NCHW')).upper()
+        if layout not in ('NCHW', 'NHWC'):
+            raise TeacherError(f'{yaml_path}: input.layout must be NCHW or NHWC, got {layout!r}')
+        resize = str(inp.get('resize', 'letterbox'))
+        if resize not in ('letterbox', 'stretch'):
+            raise TeacherError(f"{yaml_path}: input.resize must be 'letterbox' or 'stretch', got {resize!r}")
+        box_format = str(d.get('box_format', 'xyxy'))
+        if box_format not in ('xyxy', 'cxcywh'):
+            raise TeacherError(f"{yaml_path}: box_format must be 'xyxy' or 'cxcywh', got {box_format!r}")
+        sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+        return cls(path=str(onnx_path), task=task, sha256=sha, input_name=inp.get('name'),
+                   size=tuple(int(v) for v in size) if size else None, layout=layout,
+                   color=str(inp.get('color', 'rgb')).lower(), scale=float(inp.get('scale', 255.0)),
+                   mean=tuple(float(v) for v in inp.get('mean', (0.0, 0.0, 0.0))),
+                   std=tuple(float(v) for v in inp.get('std', (1.0, 1.0, 1.0))), resize=resize,
+                   outputs=outputs, kind=kind, classes=classes, class_map=dict(d.get('class_map') or {}),
+                   box_format=box_format, normalized=bool(d.get('normalized', False)),
+                   score_threshold=float(d.get('score_threshold', 0.3)),
+                   flip_confidence=bool(d.get('flip_confidence', True)))
+
+    def class_lut(self, ours: list) -> np.ndarray:
+        """Teacher class id -> our class id (-1: left out), by class_map or equal names."""
+        table = self.class_map or {n: n for n in self.classes if n in ours}
+        lut = np.full(len(self.classes), -1, np.int64)
+        for theirs, mine in table.items():
+            if mine is None:
+                continue
+            if theirs not in self.classes:
+                raise TeacherError(f'{self.path}: class_map names {theirs!r}, not one of its classes '
+                                   f'{list(self.classes)}')
+            if mine not in ours:
+                raise TeacherError(f'{self.path}: class_map maps {theirs!r} to {mine!r}, not one of the model\'s '
+                                   f'classes {ours}')
+            lut[self.classes.index(theirs)] = ours.index(mine)
+        if not (lut >= 0).any():
+            raise TeacherError(f'{self.path}: none of its classes {list(self.classes)} maps onto the model\'s {ours}')
+        return lut
+
+
+@functools.lru_cache(maxsize=8)
+def _session(path: str, sha256: str):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+    except Exception as exc:   # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        raise TeacherError(f'teacher {path}: onnxruntime cannot load it: {exc}') from exc
+
+
+class Teacher:
+    """A loaded teacher: run(rgb) gives its outputs in the image's own pixels."""
+
+    def __init__(self, spec: TeacherSpec):
+        self.spec = spec
+        self.session = _session(spec.path, spec.sha256)
+        inputs = self.session.get_inputs()
+        names = [i.name for i in inputs]
+        self.input_name = spec.input_name or names[0]
+        if self.input_name not in names:
+            raise TeacherError(f'{spec.path}: no input {self.input_name!r}; it has {names}')
+        have = {o.name for o in self.session.get_outputs()}
+        self.output_names = {}
+        for role, name in spec.outputs.items():
+            name = name or self.session.get_outputs()[0].name
+            if name not in have:
+                raise TeacherError(f'{spec.path}: no output {name!r}; it has {sorted(have)}')
+            self.output_names[role] = name
+
+    def _prepare(self, rgb: np.ndarray):
+        """(network input, (sx, sy) input pixels per image pixel, (h, w) of the image inside it)."""
+        s = self.spec
+        h, w = rgb.shape[:2]
+        big_h, big_w = s.size or (h, w)
+        if s.resize == 'stretch':
+            sx, sy, content = big_w / w, big_h / h, (big_h, big_w)
+        else:
+            sx = sy = min(big_h / h, big_w / w)
+            content = (min(big_h, max(1, round(h * sy))), min(big_w, max(1, round(w * sx))))
+        img = rgb if content == (h, w) else cv2.resize(
+            rgb, (content[1], content[0]), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR)
+        img = img[..., ::-1] if s.color == 'bgr' else img
+        x = np.zeros((big_h, big_w, 3), np.float32)     # padding: zero after normalisation (the mean colour)
+        x[:content[0], :content[1]] = (img.astype(np.float32) / np.float32(s.scale) - np.asarray(s.mean, np.float32)) \
+            / np.asarray(s.std, np.float32)
+        x = x[None] if s.layout == 'NHWC' else x.transpose(2, 0, 1)[None]
+        return np.ascontiguousarray(x, np.float32), (sx, sy), content
+
+    def _dense_back(self, a: np.ndarray, content, in_h: int, image_hw, nearest: bool = False) -> np.ndarray:
+        """A [h, w(, C)] output map (at the input's size or a stride of it) -> the image's pixels:
+        the image's share of it (letterbox padding cut), resized."""
+        f = a.shape[0] / in_h
+        ch, cw = max(1, int(round(content[0] * f))), max(1, int(round(content[1] * f)))
+        a = np.ascontiguousarray(a[:ch, :cw])
+        if a.shape[:2] == tuple(image_hw):
+            return a
+        if a.ndim == 3 and a.shape[2] > 512:
+            raise TeacherError(f'{self.spec.path}: {a.shape[2]} classes: at most 512 supported')
+        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        return cv2.resize(a, (image_hw[1], image_hw[0]), interpolation=interp)
+
+    def _run(self, rgb):
+        x, scale, content = self._prepare(rgb)
+        outs = self.session.run(list(self.output_names.values()), {self.input_name: x})
+        in_h = x.shape[1] if self.spec.layout == 'NHWC' else x.shape[2]
+        return dict(zip(self.output_names, outs)), scale, content, in_h, x.shape
+
+    def segmentation(self, rgb, lut: np.ndarray):
+        """(class ids in our classes, 255 where the teacher's class maps to none; confidence)."""
+        named, _, content, in_h, _ = self._run(rgb)
+        out = np.asarray(named['main'])
+        h, w = rgb.shape[:2]
+        if self.spec.kind == 'classes':
+            ids = out.reshape(out.shape[-2:]).astype(np.int32)
+            ids = self._dense_back(ids, content, in_h, (h, w), nearest=True).astype(np.int64)
+            mapped = np.where((ids >= 0) & (ids < len(lut)), lut[np.clip(ids, 0, len(lut) - 1)], -1)
+            conf = (mapped >= 0).astype(np.float32)
+        else:
+            logits = out.reshape(out.shape[-3:]).astype(np.float32)   # [C, h, w]
+            if logits.shape[0] != len(lut):
+                raise TeacherError(f'{self.spec.path}: {logits.shape[0]} output channels, {len(lut)} classes named')
+            e = np.exp(logits - logits.max(axis=0, keepdims=True))
+            prob = e / e.sum(axis=0, keepdims=True)
+            n_ours = int(lut.max()) + 1
+            ours = np.zeros((n_ours, *prob.shape[1:]), np.float32)
+            for t, o in enumerate(lut):
+                if o >= 0:
+                    ours[o] += prob[t]
+            ours = self._dense_back(ours.transpose(1, 2, 0), content, in_h, (h, w)).reshape(h, w, -1)
+            mapped = ours.argmax(axis=2)
+            conf = ours.max(axis=2)
+            left_out = 1.0 - ours.sum(axis=2)          # probability of classes that map to none of ours
+            mapped = np.where(left_out > conf, -1, mapped)
+        labels = np.where(mapped >= 0, mapped, 255).astype(np.uint8)
+        return labels, np.where(mapped >= 0, conf, 0).astype(np.float32)
+
+    def depth(self, rgb):
+        """(depth in the teacher's units: metres for a metric teacher, else relative; confidence)."""
+        d = self._depth_once(rgb)
+        if not self.spec.flip_confidence:
+            return d, np.isfinite(d).astype(np.float32)
+        mirrored = self._depth_once(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
+        ok = np.isfinite(d) & np.isfinite(mirrored) & (d > 0) & (mirrored > 0)
+        conf = np.zeros(d.shape, np.float32)
+        conf[ok] = np.exp(-np.abs(np.log(d[ok]) - np.log(mirrored[ok])) / 0.05)
+        return d, conf
+
+    def _depth_once(self, rgb):
+        named, _, content, in_h, _ = self._run(rgb)
+        out = np.asarray(named['main'], np.float32)
+        d = self._dense_back(out.reshape(out.shape[-2:]), content, in_h, rgb.shape[:2])
+        if self.spec.kind == 'inverse_relative':
+            d = np.where(d > 1e-6, 1.0 / np.maximum(d, 1e-6), np.nan)
+        return np.where(np.isfinite(d) & (d > 0), d, np.nan).astype(np.float32)
+
+    def detection(self, rgb, lut: np.ndarray):
+        """(boxes [N, 4] x1 y1 x2 y2 in image pixels, scores [N], our class ids [N])."""
+        named, (sx, sy), _, _, xshape = self._run(rgb)
+        boxes = np.asarray(named['boxes'], np.float32).reshape(-1, 4)
+        scores = np.asarray(named['scores'], np.float32).reshape(-1)
+        classes = np.asarray(named['classes']).reshape(-1).astype(np.int64)
+        if not len(boxes) == len(scores) == len(classes):
+            raise TeacherError(f'{self.spec.path}: {len(boxes)} boxes, {len(scores)} scores, {len(classes)} classes')
+        if self.spec.box_format == 'cxcywh':
+            boxes = np.stack([boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 1] - boxes[:, 3] / 2,
+                              boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2], axis=1)
+        if self.spec.normalized:
+            in_h, in_w = (xshape[1], xshape[2]) if self.spec.layout == 'NHWC' else (xshape[2], xshape[3])
+            boxes = boxes * np.array([in_w, in_h, in_w, in_h], np.float32)
+        boxes = boxes / np.array([sx, sy, sx, sy], np.float32)
+        h, w = rgb.shape[:2]
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        ok = (classes >= 0) & (classes < len(lut))
+        ours = np.where(ok, lut[np.clip(classes, 0, len(lut) - 1)], -1)
+        keep = (scores >= self.spec.score_threshold) & (ours >= 0) & (boxes[:, 2] - boxes[:, 0] >= 1) & \
+            (boxes[:, 3] - boxes[:, 1] >= 1)
+        return boxes[keep], scores[keep], ours[keep]
+
+
+def scale_from_camera_height(depth_rel: np.ndarray, road: np.ndarray, k, camera_height: float,
+                             min_points: int = 200, seed: int = 0) -> float | None:
+    """The factor that makes relative depth metric: the road's pixels back-projected with it lie
+    on a plane whose distance from the camera must be the camera's height. A RANSAC plane fit
+    (robust to a few wrongly labelled pixels); None when too little road is seen."""
+    ys, xs = np.nonzero(road & np.isfinite(depth_rel) & (depth_rel > 0))
+    if xs.size < min_points:
+        return None
+    fx, cx, fy, cy = float(k[0]), float(k[2]), float(k[4]), float(k[5])
+    z = depth_rel[ys, xs].astype(np.float64)
+    pts = np.stack([(xs - cx) / fx * z, (ys - cy) / fy * z, z], axis=1)
+    rng = np.random.default_rng(seed)
+    best, best_inliers = None, -1
+    tol = 0.02 * np.median(z)
+    for _ in range(60):
+        a, b, c = pts[rng.choice(len(pts), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        if np.linalg.norm(n) < 1e-12:
+            continue
+        n /= np.linalg.norm(n)
+        inliers = np.abs((pts - a) @ n) < tol
+        if inliers.sum() > best_inliers:
+            best, best_inliers = inliers, int(inliers.sum())
+    if best is None or best_inliers < min_points // 2:
+        return None
+    p = pts[best]
+    centre = p.mean(axis=0)
+    normal = np.linalg.svd(p - centre, full_matrices=False)[2][-1]
+    distance = abs(float(centre @ normal))
+    if distance <= 1e-9:
+        return None
+    return float(camera_height / distance)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def _input_frames(path: Path, camera: str):
+    """(frames [{image, segmentation?, depth?, boxes?, classes?}], names, K or None) of a bag or a folder."""
+    if (path / 'metadata.yaml').is_file():
+        from hydranet_ros.training.real_data import bag_frames
+        items, names = bag_frames(path, camera=camera)
+        frames = []
+        for it in items:
+            f = {'image': it['image'], 'stamp': it['stamp']}
+            if it.get('segmentation') is not None:
+                f['segmentation_theirs'] = it['segmentation']
+            if it.get('depth') is not None:     # +inf (sky: known to be far) is a label too
+                d = it['depth'].astype(np.float32)
+                f['depth'] = np.where(~np.isnan(d) & (d > 0), d, np.nan).astype(np.float32)
+            if it.get('detection') is not None:
+                f['boxes_theirs'] = it['detection']
+            frames.append(f)
+        return frames, names, _bag_camera_k(path, camera)
+    if (path / 'images').is_dir():
+        images = sorted(p for p in (path / 'images').iterdir() if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+        if not images:
+            raise FileNotFoundError(f'{path}: no images in images/')
+        frames = []
+        for p in images:
+            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f'cannot read image {p}')
+            f = {'image': cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 'stem': p.stem}
+            seg = path / 'segmentation' / f'{p.stem}.png'
+            if seg.is_file():
+                f['segmentation'] = cv2.imread(str(seg), cv2.IMREAD_UNCHANGED)
+            dep = path / 'depth' / f'{p.stem}.npy'
+            if dep.is_file():
+                d = np.load(dep).astype(np.float32)
+                f['depth'] = np.where(~np.isnan(d) & (d > 0), d, np.nan).astype(np.float32)
+            box = path / 'boxes' / f'{p.stem}.json'
+            if box.is_file():
+                items = json.loads(box.read_text())
+                f['boxes'] = np.array([[b['x1'], b['y1'], b['x2'], b['y2']] for b in items], np.float32).reshape(-1, 4)
+                f['classes'] = np.array([int(b['class_id']) for b in items], np.int64)
+            frames.append(f)
+        cam = path / 'camera.json'
+        k = json.loads(cam.read_text()).get('k') if cam.is_file() else None
+        return frames, None, k
+    raise FileNotFoundError(f'{path}: neither a bag (metadata.yaml) nor a dataset folder (images/)')
+
+
+def _bag_camera_k(path: Path, camera: str):
+    from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
+    reader = open_reader(path)
+    try:
+        for conn, _, raw in read_messages(reader, {f'{camera}/camera_info'}):
+            return [float(v) for v in deserialize(raw, conn.msgtype).k]
+    finally:
+        reader.close()
+    return None
+
+
+# --- one input -> one sequence folder -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Options:
+    """How pseudo-labelling runs (the command line's settings)."""
+    out: str
+    segmentation_classes: tuple
+    detection_classes: tuple
+    camera: str = '/camera'
+    every: int = 1
+    camera_height: float | None = None
+    scale_source: str | None = None      # relative depth: camera_height or sparse_depth (default: what is given)
+    min_depth_confidence: float = 0.0
+
+
+def _their_labels_onto_ours(frame: dict, names, opts: Options):
+    """A bag's own ground truth mapped onto the model's classes by name (unknown names: ignored)."""
+    if names is None:
+        return
+    if 'segmentation_theirs' in frame:
+        lut = np.full(256, 255, np.uint8)
+        for i, n in enumerate(names.get('segmentation') or []):
+            if n in opts.segmentation_classes:
+                lut[i] = opts.segmentation_classes.index(n)
+        frame['segmentation'] = lut[frame.pop('segmentation_theirs')]
+    if 'boxes_theirs' in frame:
+        boxes, classes, _ = frame.pop('boxes_theirs')
+        theirs = names.get('detection') or []
+        keep = [i for i, c in enumerate(classes) if int(c) < len(theirs) and theirs[int(c)] in opts.detection_classes]
+        frame['boxes'] = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
+        frame['classes'] = np.array([opts.detection_classes.index(theirs[int(classes[i])]) for i in keep], np.int64)
+
+
+def label_input(path, specs: tuple, opts: Options) -> dict:
+    """Pseudo-label one bag or folder into <out>/<name>/; returns its summary. A fleet job."""
+    path = Path(path)
+    teachers = {s.task: Teacher(s) for s in specs}
+    luts = {}
+    if 'segmentation' in teachers:
+        luts['segmentation'] = teachers['segmentation'].spec.class_lut(list(opts.segmentation_classes))
+    if 'detection' in teachers:
+        luts['detection'] = teachers['detection'].spec.class_lut(list(opts.detection_classes))
+    frames, names, k = _input_frames(path, opts.camera)
+    frames = frames[::max(1, opts.every)]
+    depth_teacher = teachers.get('depth')
+    scale_source = opts.scale_source
+    if depth_teacher is not None and depth_teacher.spec.kind != 'metric' and scale_source is None:
+        scale_source = 'camera_height' if opts.camera_height else 'sparse_depth'
+    if scale_source == 'camera_height' and depth_teacher is not None and depth_teacher.spec.kind != 'metric':
+        if not opts.camera_height:
+            raise ValueError('relative depth scaled by the camera height needs --camera-height')
+        if k is None:
+            raise ValueError(f'{path}: no camera_info (intrinsics) to scale relative depth by the camera height')
+    out = Path(opts.out) / path.name.rstrip('/')
+    for sub in ('images', 'segmentation', 'segmentation_confidence', 'depth', 'depth_confidence', 'boxes'):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    stats = {task: {'real': 0, 'pseudo': 0, 'none': 0, 'confidence_sum': 0.0, 'pixels': 0} for task in TASKS}
+    unscaled = 0
+    h = w = None
+    for n, frame in enumerate(frames):
+        _their_labels_onto_ours(frame, names, opts)
+        rgb = frame['image']
+        h, w = rgb.shape[:2]
+        stem = f'{n:06d}'
+        cv2.imwrite(str(out / 'images' / f'{stem}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        seg = frame.get('segmentation')
+        seg_conf = None if seg is None else (seg != 255).astype(np.float32)
+        if 'segmentation' in teachers and (seg is None or (seg == 255).any()):
+            labels, conf = teachers['segmentation'].segmentation(rgb, luts['segmentation'])
+            if seg is None:
+                seg, seg_conf = labels, conf
+            else:                       # real labels stay; the teacher fills only their gaps
+                gap = seg == 255
+                seg, seg_conf = np.where(gap, labels, seg), np.where(gap, conf, 1.0).astype(np.float32)
+            stats['segmentation']['pseudo'] += 1
+        elif seg is not None:
+            stats['segmentation']['real'] += 1
+        else:
+            stats['segmentation']['none'] += 1
+        if seg is not None:
+            cv2.imwrite(str(out / 'segmentation' / f'{stem}.png'), seg.astype(np.uint8))
+            cv2.imwrite(str(out / 'segmentation_confidence' / f'{stem}.png'),
+                        np.clip(np.round(seg_conf * 255), 0, 255).astype(np.uint8))
+            _accumulate(stats['segmentation'], seg_conf[seg != 255])
+        depth = frame.get('depth')
+        depth_conf = None if depth is None else (~np.isnan(depth)).astype(np.float32)
+        if depth_teacher is not None and (depth is None or np.isnan(depth).any()):
+            d, conf = depth_teacher.depth(rgb)
+            if depth_teacher.spec.kind != 'metric':
+                scale = None
+                if scale_source == 'camera_height' and seg is not None and 'road' in opts.segmentation_classes:
+                    road = seg == opts.segmentation_classes.index('road')
+                    scale = scale_from_camera_height(d, road, k, opts.camera_height)
+                elif scale_source == 'sparse_depth' and depth is not None:
+                    both = np.isfinite(depth) & np.isfinite(d)   # finite: sky (inf) carries no scale
+                    if both.sum() >= 20:
+                        scale = float(np.median(depth[both] / d[both]))
+                if scale is None:
+                    d = None
+                    unscaled += 1
+                else:
+                    d = d * np.float32(scale)
+            if d is not None:
+                conf = np.where(conf >= opts.min_depth_confidence, conf, 0).astype(np.float32)
+                if depth is None:
+                    depth, depth_conf = d, conf
+                else:                   # metric depth the input has (LiDAR) stays
+                    have = ~np.isnan(depth)
+                    depth = np.where(have, depth, d).astype(np.float32)
+                    depth_conf = np.where(have, 1.0, conf).astype(np.float32)
+                stats['depth']['pseudo'] += 1
+            elif depth is not None:
+                stats['depth']['real'] += 1
+            else:
+                stats['depth']['none'] += 1
+        elif depth is not None:
+            stats['depth']['real'] += 1
+        else:
+            stats['depth']['none'] += 1
+        if depth is not None:
+            np.save(out / 'depth' / f'{stem}.npy', depth.astype(np.float32))
+            cv2.imwrite(str(out / 'depth_confidence' / f'{stem}.png'),
+                        np.clip(np.round(np.nan_to_num(depth_conf) * 255), 0, 255).astype(np.uint8))
+            _accumulate(stats['depth'], depth_conf[~np.isnan(depth)])
+        boxes = frame.get('boxes')
+        if boxes is not None:                # real boxes: the frame's objects are known, the teacher is not asked
+            items = [{'x1': float(b[0]), 'y1': float(b[1]), 'x2': float(b[2]), 'y2': float(b[3]), 'class_id': int(c),
+                      'score': 1.0} for b, c in zip(boxes, frame['classes'])]
+            stats['detection']['real'] += 1
+        elif 'detection' in teachers:
+            b, s, c = teachers['detection'].detection(rgb, luts['detection'])
+            items = [{'x1': float(x[0]), 'y1': float(x[1]), 'x2': float(x[2]), 'y2': float(x[3]), 'class_id': int(ci),
+                      'score': float(si)} for x, si, ci in zip(b, s, c)]
+            stats['detection']['pseudo'] += 1
+            _accumulate(stats['detection'], np.asarray(s, np.float32))
+        else:
+            items = None
+            stats['detection']['none'] += 1
+        if items is not None:
+            (out / 'boxes' / f'{stem}.json').write_text(json.dumps(items))
+    (out / 'camera.json').write_text(json.dumps({
+        'width': w, 'height': h, 'k': k, 'source': str(path), 'pseudo_labels': True,
+        'segmentation_classes': list(opts.segmentation_classes), 'detection_classes': list(opts.detection_classes),
+        'teachers': {s.task: {'file': Path(s.path).name, 'sha256': s.sha256} for s in specs}}, indent=1))
+    for task in TASKS:
+        st = stats[task]
+        st['mean_confidence'] = round(st.pop('confidence_sum') / st['pixels'], 4) if st['pixels'] else None
+        st.pop('pixels')
+    return {'input': str(path), 'output': str(out), 'frames': len(frames), 'depth_unscaled_frames': unscaled,
+            'tasks': stats}
+
+
+def _accumulate(st: dict, conf: np.ndarray):
+    st['confidence_sum'] += float(np.sum(conf, dtype=np.float64))
+    st['pixels'] += int(conf.size)
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+def write_preview(out: Path, sequences: list, palette, max_rows: int = 4) -> Path | None:
+    """preview.png: rows of image | segmentation (dimmed where unsure) | depth | boxes."""
+    rows = []
+    for seq in sequences:
+        if len(rows) >= max_rows:
+            break
+        folder = Path(seq)
+        stems = sorted(p.stem for p in (folder / 'images').glob('*.png'))
+        if not stems:
+            continue
+        stem = stems[len(stems) // 2]
+        rgb = cv2.cvtColor(cv2.imread(str(folder / 'images' / f'{stem}.png')), cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        seg_img = np.zeros_like(rgb)
+        sp = folder / 'segmentation' / f'{stem}.png'
+        if sp.is_file():
+            seg = cv2.imread(str(sp), cv2.IMREAD_UNCHANGED)
+            conf = cv2.imread(str(folder / 'segmentation_confidence' / f'{stem}.png'), cv2.IMREAD_UNCHANGED)
+            colors = np.zeros((256, 3), np.uint8)
+            colors[:len(palette)] = palette
+            seg_img = (colors[seg] * (0.25 + 0.75 * (conf[..., None] / 255.0))).astype(np.uint8)
+        depth_img = np.zeros_like(rgb)
+        dp = folder / 'depth' / f'{stem}.npy'
+        if dp.is_file():
+            d = np.load(dp)
+            inv = np.where(np.isfinite(d), 1.0 / np.maximum(d, 0.5), 0)
+            depth_img = cv2.applyColorMap((255 * inv / max(float(inv.max()), 1e-6)).astype(np.uint8),
+                                          cv2.COLORMAP_MAGMA)[..., ::-1]
+        box_img = rgb.copy()
+        bp = folder / 'boxes' / f'{stem}.json'
+        if bp.is_file():
+            for b in json.loads(bp.read_text()):
+                cv2.rectangle(box_img, (int(b['x1']), int(b['y1'])), (int(b['x2']) - 1, int(b['y2']) - 1),
+                              (255, 255, 0), 1)
+                cv2.putText(box_img, f"{b['class_id']}:{b['score']:.2f}", (int(b['x1']), max(8, int(b['y1']) - 2)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 0), 1)
+        rows.append(np.concatenate([rgb, seg_img, depth_img, box_img], axis=1))
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    path = out / 'preview.png'
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
+    return path
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def pseudo_label(inputs, teachers, opts: Options, ray: str | None = None, jobs: int = 1, progress: bool = False):
+    """Pseudo-label every input (one job each, here or on Ray); writes summary.json and
+    preview.png into opts.out and returns the summary. Failed inputs are listed with reasons."""
+    from hydranet_ros.fleet import run_jobs
+    specs = tuple(teachers)
+    tasks = [s.task for s in specs]
+    if len(set(tasks)) != len(tasks):
+        raise TeacherError(f'one teacher per task, got {tasks}')
+    for s in specs:                      # fail early, here, on a teacher that cannot work
+        Teacher(s)
+        if s.task == 'segmentation':
+            s.class_lut(list(opts.segmentation_classes))
+        if s.task == 'detection':
+            s.class_lut(list(opts.detection_classes))
+    names = [Path(p).name for p in inputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f'two inputs share a name (their outputs would collide): {names}')
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    report = run_jobs(functools.partial(label_input, specs=specs, opts=opts), [str(p) for p in inputs],
+                      ray=ray, jobs=jobs, progress=progress, desc='inputs')
+    results = report.results
+    summary = {
+        'teachers': [{'task': s.task, 'file': s.path, 'sha256': s.sha256, 'kind': s.kind} for s in specs],
+        'inputs': len(inputs), 'labelled': len(results), 'failed': report.failures(),
+        'frames': sum(r['frames'] for r in results), 'engine': report.engine, 'workers': report.workers,
+        'seconds': round(time.perf_counter() - start, 2),
+        'segmentation_classes': list(opts.segmentation_classes), 'detection_classes': list(opts.detection_classes),
+        'sequences': results}
+    out = Path(opts.out)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
+    from hydranet_ros.world.classes import SEGMENTATION_CLASSES
+    palette = np.array([c for _, c in SEGMENTATION_CLASSES], np.uint8)
+    write_preview(out, [r['output'] for r in results], palette)
+    return summary
+
+
+def _model_classes(name: str | None):
+    """(segmentation names, detection names) of a checkpoint or known model name (default: the bundled model)."""
+    from hydranet_ros.model.checkpoint import load_checkpoint
+    from hydranet_ros.model.registry import resolve
+    path, _ = resolve(name)
+    meta = load_checkpoint(path).metadata
+    return tuple(c['name'] for c in meta.segmentation_classes), tuple(meta.detection_classes)
+
+
+def main(argv=None) -> int:
+    """The `pseudo-label` command line."""
+    parser = argparse.ArgumentParser(prog='pseudo-label', description=__doc__.split('\n\n')[0])
+    parser.add_argument('inputs', nargs='+', help='bags or dataset folders (images/), globs, or folders of bags')
+    parser.add_argument('-t', '--teacher', action='append', required=True, metavar='MODEL.onnx[:DESC.yaml]',
+                        help='a teacher; its description defaults to the same name with .yaml (repeat, one per task)')
+    parser.add_argument('-o', '--output', required=True, help='folder for the pseudo-labelled dataset')
+    parser.add_argument('--model', help='the model whose classes the labels use: checkpoint or known name '
+                        '(default hydranet_default)')
+    parser.add_argument('--camera-prefix', default='/camera', help='bag topics: PREFIX/image_raw, PREFIX/camera_info')
+    parser.add_argument('--every', type=int, default=1, help='label every Nth frame (default 1)')
+    parser.add_argument('--camera-height', type=float, help='metres above the road: the scale of relative depth')
+    parser.add_argument('--scale-source', choices=SCALE_SOURCES,
+                        help='how relative depth becomes metric (default: camera_height when given, else sparse_depth)')
+    parser.add_argument('--min-depth-confidence', type=float, default=0.0)
+    parser.add_argument('--ray', metavar='auto|ADDRESS', help='one Ray task per input: auto or a cluster address')
+    parser.add_argument('-j', '--jobs', type=int, default=1, help='workers of a local Ray instance (with --ray)')
+    args = parser.parse_args(argv)
+    from hydranet_ros.bag.evaluate import expand_bags
+    from hydranet_ros.fleet import FleetError, shutdown_ray
+    if args.every < 1:
+        parser.error('--every must be >= 1')
+    if args.camera_height is not None and not args.camera_height > 0:
+        parser.error('--camera-height must be > 0')
+    try:
+        seg_names, det_names = _model_classes(args.model)
+        specs = []
+        for text in args.teacher:
+            onnx_path, _, yaml_path = text.partition(':')
+            specs.append(TeacherSpec.load(onnx_path, yaml_path or None))
+        opts = Options(out=args.output, segmentation_classes=seg_names, detection_classes=det_names,
+                       camera=args.camera_prefix.rstrip('/'), every=args.every, camera_height=args.camera_height,
+                       scale_source=args.scale_source, min_depth_confidence=args.min_depth_confidence)
+        inputs = [p for p in expand_bags(args.inputs)]
+        summary = pseudo_label(inputs, specs, opts, ray=args.ray, jobs=args.jobs, progress=sys.stderr.isatty())
+    except (TeacherError, FleetError, ValueError, OSError) as exc:
+        print(f'pseudo-label: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('pseudo-label: interrupted', file=sys.stderr)
+        return 130
+    finally:
+        shutdown_ray()
+    print(f"pseudo-label: {summary['frames']} frames from {summary['labelled']} of {summary['inputs']} inputs "
+          f"-> {args.output} ({summary['seconds']} s, {summary['engine']})")
+    for f in summary['failed']:
+        print(f"pseudo-label: input failed: {f['item']}: {f['reason']}", file=sys.stderr)
+    return 3 if summary['failed'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
