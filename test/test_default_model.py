@@ -48,7 +48,7 @@ def test_model_card_cli_reports_each_seed_group(tmp_path, capsys):
     results = json.loads(out.read_text())['results']
     assert [r['seeds'] for r in results] == [[2000], [2001]] and all(r['frames'] == 2 for r in results)
     assert all(0 <= r['miou'] <= 1 and r['epe'] >= 0 for r in results)
-    assert 'seeds 2000-2000 (2 frames)' in capsys.readouterr().out
+    assert 'classic seeds 2000-2000 (2 frames, kitti)' in capsys.readouterr().out
     assert main(['--checkpoint', str(tmp_path / 'nope.pt'), '--seeds', '2000']) == 2
     assert main(['--checkpoint', str(MODEL), '--seeds', '20x0']) == 2
     assert main(['--checkpoint', str(MODEL), '--seeds', '2005-2001']) == 2
