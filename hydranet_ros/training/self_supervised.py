@@ -1,0 +1,181 @@
+"""Self-supervision from video: photometric losses for depth (with camera motion) and flow.
+
+The building blocks of the Monodepth2 / SfMLearner / UnFlow line of work, in torch:
+
+- back-projection and projection with intrinsics K (pixels of the image the loss sees) and a
+  4x4 rigid transform from the target camera to a source camera;
+- warping a source frame into the target by depth + camera motion, or by flow (our flow runs
+  previous -> this frame: the pixel p of this frame came from p - flow(p));
+- the photometric error: 0.85 * (1 - SSIM) / 2 + 0.15 * L1 over a 3x3 window;
+- the per-pixel minimum over source frames, and auto-masking of pixels that are better
+  explained by not moving at all (static scenes, objects moving with the camera);
+- the edge-aware smoothness of mean-normalised inverse depth (or flow);
+- forward-backward consistency of flow, which marks occluded pixels (UnFlow);
+- a small pose head on the shared encoder's stride-32 features of two frames (axis-angle and
+  translation, scaled by 0.01 as in Monodepth2).
+
+Nothing here needs labels. Metric scale must come from elsewhere (docs/MODEL.md): a known camera
+height over a flat road (training.pseudo_label.scale_from_camera_height), odometry, or sparse
+metric depth.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def backproject(depth: torch.Tensor, k_inv: torch.Tensor) -> torch.Tensor:
+    """depth [B, 1, H, W] and inverse intrinsics [B, 3, 3] -> camera points [B, 3, H*W]."""
+    b, _, h, w = depth.shape
+    v, u = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
+                          torch.arange(w, dtype=depth.dtype, device=depth.device), indexing='ij')
+    pix = torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(h * w, dtype=depth.dtype, device=depth.device)])
+    rays = k_inv @ pix.unsqueeze(0).expand(b, 3, h * w)
+    return rays * depth.reshape(b, 1, h * w)
+
+
+def project(points: torch.Tensor, k: torch.Tensor, t: torch.Tensor, h: int, w: int, eps: float = 1e-6):
+    """Camera points [B, 3, N] moved by t [B, 4, 4] and projected with k [B, 3, 3] ->
+    (pixel coordinates [B, H, W, 2], depth in the new camera [B, 1, H, W])."""
+    b = points.shape[0]
+    moved = t[:, :3, :3] @ points + t[:, :3, 3:]
+    z = moved[:, 2:3]
+    uv = (k @ moved)[:, :2] / z.clamp(min=eps)
+    return uv.reshape(b, 2, h, w).permute(0, 2, 3, 1), z.reshape(b, 1, h, w)
+
+
+def sample(image: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear samples of image [B, C, H, W] at pixel coordinates [B, H', W', 2] (x, y), and a
+    mask [B, 1, H', W'] of the samples that fell inside the image."""
+    h, w = image.shape[-2:]
+    grid = torch.stack([2 * pixels[..., 0] / max(w - 1, 1) - 1, 2 * pixels[..., 1] / max(h - 1, 1) - 1], dim=-1)
+    out = F.grid_sample(image, grid, mode='bilinear', padding_mode='border', align_corners=True)
+    inside = (grid.abs() <= 1).all(dim=-1, keepdim=True).permute(0, 3, 1, 2).to(image.dtype)
+    return out, inside
+
+
+def warp_by_depth(source: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, t_target_to_source: torch.Tensor):
+    """The source frame seen from the target camera: each target pixel back-projected with its
+    depth, moved into the source camera, sampled there. (warped [B, C, H, W], valid [B, 1, H, W])."""
+    h, w = depth.shape[-2:]
+    pixels, z = project(backproject(depth, torch.linalg.inv(k)), k, t_target_to_source, h, w)
+    warped, inside = sample(source, pixels)
+    return warped, inside * (z > 1e-3).to(source.dtype)
+
+
+def warp_by_flow(source: torch.Tensor, flow: torch.Tensor):
+    """The previous frame moved by flow [B, 2, H, W] (previous -> this): sampled at p - flow(p)."""
+    h, w = flow.shape[-2:]
+    v, u = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
+                          torch.arange(w, dtype=flow.dtype, device=flow.device), indexing='ij')
+    pixels = torch.stack([u - flow[:, 0], v - flow[:, 1]], dim=-1)
+    return sample(source, pixels)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, c1: float = 0.01 ** 2, c2: float = 0.03 ** 2) -> torch.Tensor:
+    """Per-pixel SSIM over 3x3 windows (reflection padded), images in [0, 1]."""
+    x, y = F.pad(x, (1, 1, 1, 1), mode='reflect'), F.pad(y, (1, 1, 1, 1), mode='reflect')
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sx = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
+    sy = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sxy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    n = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
+    d = (mu_x ** 2 + mu_y ** 2 + c1) * (sx + sy + c2)
+    return (n / d).clamp(-1, 1)
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.85) -> torch.Tensor:
+    """[B, 1, H, W]: alpha * (1 - SSIM) / 2 + (1 - alpha) * |pred - target|, channel means."""
+    l1 = (pred - target).abs().mean(1, keepdim=True)
+    dssim = ((1 - ssim(pred, target)) / 2).mean(1, keepdim=True)
+    return alpha * dssim + (1 - alpha) * l1
+
+
+def min_reprojection(target: torch.Tensor, warped: list, sources: list, valid: list | None = None,
+                     automask: bool = True):
+    """Monodepth2's loss map: the per-pixel minimum of the photometric errors over the warped
+    source frames; with automask, a pixel whose error is lower for an unwarped source (static
+    scene, or an object moving with the camera) is left out. Returns (loss [B, 1, H, W],
+    mask [B, 1, H, W] of the pixels that count)."""
+    errors = []
+    for k, w in enumerate(warped):
+        e = photometric_error(w, target)
+        if valid is not None:
+            e = torch.where(valid[k] > 0, e, torch.full_like(e, 1e3))
+        errors.append(e)
+    err = torch.cat(errors, 1)
+    best, _ = err.min(1, keepdim=True)
+    mask = (best < 1e3).to(target.dtype)
+    if automask:
+        identity = torch.cat([photometric_error(s, target) for s in sources], 1)
+        identity = identity + 1e-5 * torch.arange(identity.shape[1], device=identity.device).view(1, -1, 1, 1)
+        still, _ = identity.min(1, keepdim=True)
+        mask = mask * (best < still).to(target.dtype)
+    return best * mask, mask
+
+
+def masked_mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of loss over the mask (0 when the mask is empty, with a gradient path)."""
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def edge_aware_smoothness(x: torch.Tensor, image: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+    """Mean |d x| e^(-|d image|) over both image axes; x [B, C, H, W] (inverse depth, normalised by
+    its mean as in Monodepth2, or flow with normalise False)."""
+    if normalise:
+        x = x / x.mean(dim=(2, 3), keepdim=True).clamp(min=1e-7)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs()
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs()
+    ix = (image[..., :, 1:] - image[..., :, :-1]).abs().mean(1, keepdim=True)
+    iy = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(1, keepdim=True)
+    return (dx * torch.exp(-ix)).mean() + (dy * torch.exp(-iy)).mean()
+
+
+def forward_backward_occlusion(flow_fw: torch.Tensor, flow_bw: torch.Tensor, alpha: float = 0.01,
+                               beta: float = 0.5) -> torch.Tensor:
+    """UnFlow's occlusion test: [B, 1, H, W], 1 where a pixel is occluded. flow_fw is previous ->
+    this (at this frame's pixels); flow_bw is this -> previous (at the previous frame's pixels).
+    A visible pixel's two flows cancel: |fw + bw(p - fw)|^2 < alpha (|fw|^2 + |bw|^2) + beta."""
+    bw_at, _ = warp_by_flow(flow_bw, flow_fw)
+    diff = (flow_fw + bw_at).pow(2).sum(1, keepdim=True)
+    bound = alpha * (flow_fw.pow(2).sum(1, keepdim=True) + bw_at.pow(2).sum(1, keepdim=True)) + beta
+    return (diff > bound).to(flow_fw.dtype)
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """[B, 3] axis-angle and [B, 3] translation -> [B, 4, 4] rigid transforms (Rodrigues)."""
+    b = axis_angle.shape[0]
+    angle = axis_angle.norm(dim=1, keepdim=True).clamp(min=1e-8)
+    axis = axis_angle / angle
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], 1).view(b, 3, 3)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand(b, 3, 3)
+    s, c = torch.sin(angle).view(b, 1, 1), torch.cos(angle).view(b, 1, 1)
+    rot = eye + s * skew + (1 - c) * (skew @ skew)
+    out = torch.eye(4, dtype=axis_angle.dtype, device=axis_angle.device).repeat(b, 1, 1)
+    out[:, :3, :3] = rot
+    out[:, :3, 3] = translation
+    return out
+
+
+class PoseHead(nn.Module):
+    """Relative camera motion from the shared encoder: the stride-32 features of the target and
+    the source frame, concatenated, three convolutions, a global mean -> axis-angle and
+    translation (x 0.01, Monodepth2's scaling). Returns the [B, 4, 4] target -> source transform."""
+
+    def __init__(self, in_channels: int, width: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * in_channels, width, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 6, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, target_features: torch.Tensor, source_features: torch.Tensor) -> torch.Tensor:
+        """[B, C, h, w] features of both frames -> [B, 4, 4] target -> source camera transform."""
+        out = 0.01 * self.net(torch.cat([target_features, source_features], 1)).mean(dim=(2, 3))
+        return axis_angle_to_matrix(out[:, :3], out[:, 3:])

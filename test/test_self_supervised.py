@@ -1,0 +1,123 @@
+"""The photometric self-supervision blocks against the synthetic world's exact geometry (ROS-free)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hydranet_ros.training import self_supervised as ss
+from hydranet_ros.world import World
+
+
+@pytest.fixture(scope='module')
+def pair():
+    """Two consecutive frames of a static styled street (clean sensor, textures anchored to the
+    surfaces), the intrinsics and the true
+    target -> source (this -> previous) camera transform."""
+    world = World(11, 'vga', size=(120, 160), static=True, style='varied')
+    prev, cur = list(world.frames(2))
+    c0, r0 = world.scene.camera_frame(prev.stamp)
+    c1, r1 = world.scene.camera_frame(cur.stamp)
+    t = np.eye(4)
+    t[:3, :3] = r0.T @ r1                      # X_prev = R0^T (R1 X_cur + c1 - c0)
+    t[:3, 3] = r0.T @ (c1 - c0)
+    k = np.array(world.camera.k).reshape(3, 3)
+
+    def img(f):
+        return torch.from_numpy(f.rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    depth = torch.from_numpy(np.where(np.isfinite(cur.depth), cur.depth, 200.0).astype(np.float32))[None, None]
+    return dict(prev=img(prev), cur=img(cur), depth=depth, finite=torch.from_numpy(np.isfinite(cur.depth))[None, None],
+                k=torch.from_numpy(k).float()[None], t=torch.from_numpy(t).float()[None],
+                flow=torch.from_numpy(np.nan_to_num(cur.flow).transpose(2, 0, 1))[None],
+                flow_valid=torch.from_numpy(np.isfinite(cur.flow[..., 0]))[None, None])
+
+
+def _loss(p, depth, t):
+    warped, valid = ss.warp_by_depth(p['prev'], depth, p['k'], t)
+    err = ss.photometric_error(warped, p['cur'])
+    return ss.masked_mean(err, valid * p['finite'])
+
+
+def test_true_depth_and_motion_explain_the_image_best(pair):
+    p = pair
+    true = _loss(p, p['depth'], p['t'])
+    identity = ss.masked_mean(ss.photometric_error(p['prev'], p['cur']), p['finite'].float())
+    assert true < 0.6 * identity
+    for scale in (0.8, 1.25):                 # the wrong depth scale (for this motion) warps worse
+        assert _loss(p, p['depth'] * scale, p['t']) > 1.25 * true
+    still = torch.eye(4)[None]
+    assert _loss(p, p['depth'], still) > 1.7 * true
+
+
+def test_depth_warp_and_flow_warp_agree_with_the_flow_labels(pair):
+    p = pair
+    by_depth, valid = ss.warp_by_depth(p['prev'], p['depth'], p['k'], p['t'])
+    by_flow, inside = ss.warp_by_flow(p['prev'], p['flow'])
+    both = (valid * inside * p['flow_valid']).bool().expand_as(by_depth)
+    assert both.float().mean() > 0.5
+    assert (by_depth - by_flow).abs()[both].median() < 2e-3
+
+
+def test_the_photometric_gradient_leads_to_the_true_motion(pair):
+    """From a translation 25% short of the truth, gradient steps through the differentiable warp
+    (blurred images: a wider basin) move the estimate towards the true camera motion: the loss
+    can train a pose head."""
+    p = dict(pair)
+    blur = torch.nn.AvgPool2d(5, 1, 2, count_include_pad=False)
+    p['prev'], p['cur'] = blur(p['prev']), blur(p['cur'])
+    true_t = p['t'][0, :3, 3]
+    shift = torch.nn.Parameter(0.75 * true_t.clone())
+    opt = torch.optim.Adam([shift], lr=0.02)
+    for _ in range(40):
+        opt.zero_grad()
+        t = p['t'].clone()
+        t[0, :3, 3] = shift
+        _loss(p, p['depth'], t).backward()
+        opt.step()
+    assert float((shift.detach() - true_t).norm()) < 0.4 * float((0.25 * true_t).norm())
+
+
+def test_automask_drops_pixels_that_did_not_move():
+    target = torch.rand(1, 3, 16, 16)
+    same = target.clone()
+    moved = torch.roll(target, 1, dims=3)
+    loss, mask = ss.min_reprojection(target, [moved], [same])
+    assert mask.sum() == 0 and loss.sum() == 0
+    loss, mask = ss.min_reprojection(target, [same], [moved])
+    assert mask.mean() > 0.9
+
+
+def test_minimum_over_sources_takes_the_better_warp():
+    target = torch.rand(1, 3, 8, 8)
+    good, bad = target.clone(), torch.rand(1, 3, 8, 8)
+    loss, _ = ss.min_reprojection(target, [bad, good], [bad, bad], automask=False)
+    assert loss.max() < 1e-6
+
+
+def test_forward_backward_consistency_marks_occlusions():
+    fw = torch.zeros(1, 2, 10, 10)
+    fw[:, 0] = 2.0
+    consistent = ss.forward_backward_occlusion(fw, -fw)
+    assert consistent[..., 2:-2].sum() == 0
+    broken = ss.forward_backward_occlusion(fw, torch.zeros_like(fw))
+    assert broken.mean() == 1
+
+
+def test_edge_aware_smoothness():
+    img = torch.rand(1, 3, 12, 12)
+    flat = torch.full((1, 1, 12, 12), 0.5)
+    noisy = flat + 0.1 * torch.rand(1, 1, 12, 12)
+    assert ss.edge_aware_smoothness(flat, img) == 0
+    assert ss.edge_aware_smoothness(noisy, torch.zeros_like(img)) > ss.edge_aware_smoothness(noisy, img * 20)
+
+
+def test_axis_angle_and_the_pose_head():
+    t = ss.axis_angle_to_matrix(torch.tensor([[0.0, 0.1, 0.0]]), torch.tensor([[1.0, 2.0, 3.0]]))[0]
+    c, s = math.cos(0.1), math.sin(0.1)
+    np.testing.assert_allclose(t[:3, :3].numpy(), [[c, 0, s], [0, 1, 0], [-s, 0, c]], atol=1e-6)
+    np.testing.assert_allclose(t[:3, 3].numpy(), [1, 2, 3])
+    head = ss.PoseHead(16, width=8)
+    out = head(torch.rand(2, 16, 2, 4), torch.rand(2, 16, 2, 4))
+    assert out.shape == (2, 4, 4) and torch.allclose(out, torch.eye(4).expand(2, 4, 4), atol=1e-6)
+    out.sum().backward()
+    assert head.net[-1].weight.grad is not None
