@@ -186,3 +186,5 @@ def test_color_jitter_changes_pixels_not_labels():
     assert not np.array_equal(out['image'], img) and np.array_equal(out['image'], out['prev_image'])
     assert out['segmentation'] is s['segmentation']
     assert jitter_colors(s, rng, 0.0) is s
+    hued = jitter_colors(s, np.random.default_rng(1), 0.2, hue_strength=0.5)
+    assert not np.array_equal(hued['image'], out['image']) and np.array_equal(hued['image'], hued['prev_image'])

@@ -147,21 +147,34 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
     return out
 
 
-def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
+def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float, hue_strength: float = 0.0) -> Sample:
     """The sample with one random photometric change applied to both images alike: gamma,
-    saturation, per-channel gain (white balance and exposure) and an offset. Labels unchanged."""
-    if strength <= 0:
+    saturation, per-channel gain (white balance and exposure) and an offset (strength); a hue
+    rotation of up to hue_strength x 180 degrees and, with probability hue_strength / 2, grey.
+    Labels unchanged."""
+    if strength <= 0 and hue_strength <= 0:
         return sample
     gamma = float(np.exp(rng.uniform(-strength, strength)))
     saturation = float(rng.uniform(1 - 2 * strength, 1 + strength))
     gain = rng.uniform(1 - strength, 1 + strength, 3) * rng.uniform(1 - strength, 1 + strength)
     offset = float(rng.uniform(-strength, strength) * 0.2)
+    hue, grey = 0, False
+    if hue_strength > 0:
+        hue = int(round(rng.uniform(-hue_strength, hue_strength) * 90))   # OpenCV hue units: 180 per turn
+        grey = bool(rng.random() < hue_strength / 2)
     out = Sample(sample)
     for key in ('image', 'prev_image'):
         x = (np.asarray(sample[key], np.float32) / 255.0) ** gamma
-        grey = x.mean(axis=2, keepdims=True)
-        x = (grey + (x - grey) * saturation) * gain.astype(np.float32) + offset
-        out[key] = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        mean = x.mean(axis=2, keepdims=True)
+        x = (mean + (x - mean) * saturation) * gain.astype(np.float32) + offset
+        img = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if hue:
+            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + hue) % 180).astype(np.uint8)
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if grey:
+            img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        out[key] = img
     return out
 
 
@@ -260,7 +273,8 @@ class SyntheticDataset(Dataset):
         sample['flow'] = s['flow'].astype(np.float32)
         sample = zoom_sample(sample, _zoom(self))
         if self.augment:
-            sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0))
+            sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0),
+                                   getattr(self, 'hue_jitter', 0.0))
         flip = bool(self.augment and self.rng.random() < 0.5)
         item = to_tensors(sample, self.num_det, self.mean, self.std, flip)
         return pad_tensors(item, self.input_size) if self.letterbox else item

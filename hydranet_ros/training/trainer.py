@@ -93,6 +93,7 @@ class TrainSettings:
     augment: bool = True
     zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
     color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
+    hue_jitter: float = 0.0                              # hue rotation up to this x 180 degrees, grey at half (augment)
     threads: int = 0
 
     def validate(self):
@@ -102,8 +103,10 @@ class TrainSettings:
         for name in ('lr', 'weight_decay', 'consistency'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
-        if not isinstance(self.color_jitter, (int, float)) or not 0 <= self.color_jitter < 1:
-            raise ValueError(f'train.color_jitter must be a number in [0, 1), got {self.color_jitter!r}')
+        for name in ('color_jitter', 'hue_jitter'):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f'train.{name} must be a number in [0, 1), got {value!r}')
         if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
             raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
         if self.amp_dtype not in ('bf16', 'fp16'):
@@ -462,6 +465,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     for part in getattr(train_set, 'parts', [train_set]):
         part.zoom_range = tuple(float(v) for v in tcfg.zoom)
         part.color_jitter = float(tcfg.color_jitter)
+        part.hue_jitter = float(tcfg.hue_jitter)
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
