@@ -121,3 +121,42 @@ def test_axis_angle_and_the_pose_head():
     assert out.shape == (2, 4, 4) and torch.allclose(out, torch.eye(4).expand(2, 4, 4), atol=1e-6)
     out.sum().backward()
     assert head.net[-1].weight.grad is not None
+
+
+def test_intrinsics_follow_zoom_flip_and_letterbox():
+    from hydranet_ros.training.datasets import SyntheticDataset, crop_intrinsics, zoom_sample
+    from hydranet_ros.world.camera import PinholeCamera
+    ds = SyntheticDataset([3], 1, (96, 224), style='varied', cameras=['vga'], letterbox=True)
+    s = ds.samples[0]
+    cam = World(3, 'vga', size=s['image'].shape[:2], style='varied').camera
+    np.testing.assert_allclose(s['intrinsics'], np.array(cam.k).reshape(3, 3))
+    zoomed = zoom_sample(s, 2.0)
+    h, w = s['image'].shape[:2]
+    half = PinholeCamera(w, h, cam.fx, cam.fy, cam.cx, cam.cy)
+    # zoom 2 = the centre half scaled back up: focal doubles, the principal point stays centred
+    np.testing.assert_allclose(zoomed['intrinsics'][0, 0], 2 * half.fx)
+    expected = crop_intrinsics(s['intrinsics'], w // 4, h // 4, 2, 2)
+    np.testing.assert_allclose(zoomed['intrinsics'][:2, 2], expected[:2, 2])
+    from hydranet_ros.training.datasets import to_tensors
+    flipped = to_tensors(s, 2, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), flip=True)
+    assert float(flipped['intrinsics'][0, 2]) == pytest.approx(w - 1 - cam.cx)
+    item = ds[0]
+    assert item['has_intrinsics'] and item['image'].shape[-2:] == (96, 224)
+
+
+def test_training_without_depth_or_flow_labels_runs_on_the_photometric_terms(tmp_path):
+    from hydranet_ros.training.trainer import TrainConfig, train
+    cfg = TrainConfig(
+        name='ssl', model={'width_mult': 0.25, 'decoder_channels': 16, 'crp_stages': 1},
+        data={'type': 'synthetic', 'style': 'varied', 'input_size': [64, 128], 'train_seeds': [1, 2],
+              'frames_per_seed': 2, 'val_seeds': [1000], 'val_frames_per_seed': 1, 'labels': ['segmentation']},
+        train={'steps': 3, 'batch_size': 2, 'eval_every': 100, 'output': str(tmp_path / 'ssl.pt'), 'threads': 1,
+               'photometric': 1.0, 'flow_photometric': 1.0})
+    result = train(cfg, progress=False, log=lambda *a: None)
+    losses = result['losses']
+    assert len(losses['photometric']) == 3 and len(losses['flow_photometric']) == 3
+    assert np.isfinite(losses['photometric']).all() and np.isfinite(losses['flow_photometric']).all()
+    assert losses['depth'] == [0.0] * 3 and losses['flow'] == [0.0] * 3      # no labels: only photometric
+    state = torch.load(tmp_path / 'ssl.state.pt', weights_only=True)
+    pose = {k: v for k, v in state['self_supervision'].items() if k.startswith('pose.')}
+    assert pose and any(float(v.abs().sum()) > 0 for k, v in pose.items() if k.endswith('net.6.weight'))

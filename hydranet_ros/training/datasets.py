@@ -28,7 +28,11 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     boxes, classes = sample.get('boxes'), sample.get('classes')
     ignore = sample.get('ignore_boxes')
     seg_w, depth_w, box_w = sample.get('segmentation_weight'), sample.get('depth_weight'), sample.get('box_weights')
+    k = sample.get('intrinsics')
     if flip:
+        if k is not None:   # a mirrored image's principal point mirrors too
+            k = np.array(k, np.float64)
+            k[0, 2] = w - 1 - k[0, 2]
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
         depth = None if depth is None else depth[:, ::-1]
@@ -71,6 +75,9 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     out['depth_weight'] = torch.ones((h, w)) if depth_w is None else \
         torch.from_numpy(np.ascontiguousarray(depth_w, np.float32))
     out['det_weight'] = torch.from_numpy(box_weight_cells(boxes, box_w, oh, ow))
+    # Camera intrinsics at this image's pixels (self-supervised losses); identity when unknown.
+    out['intrinsics'] = torch.eye(3) if k is None else torch.tensor(np.asarray(k, np.float32))
+    out['has_intrinsics'] = torch.tensor(k is not None)
     return out
 
 
@@ -100,6 +107,15 @@ def ignore_cells(boxes, out_h: int, out_w: int) -> np.ndarray:
     return out
 
 
+def crop_intrinsics(k, x0: float, y0: float, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics after cropping at (x0, y0) and scaling by (sx, sy) (pixel centres kept)."""
+    k = np.asarray(k, np.float64)
+    out = np.eye(3)
+    out[0, 0], out[1, 1] = k[0, 0] * sx, k[1, 1] * sy
+    out[0, 2], out[1, 2] = (k[0, 2] - x0 + 0.5) * sx - 0.5, (k[1, 2] - y0 + 0.5) * sy - 0.5
+    return out
+
+
 def zoom_sample(sample: Sample, zoom: float) -> Sample:
     """The sample as a lens `zoom` times longer would have seen it: the centre 1/zoom of every
     image and label, scaled back to full size. Depth labels are divided by zoom: the network
@@ -125,6 +141,8 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
         if sample.get(key) is not None:
             out[key] = cv2.resize(np.ascontiguousarray(crop(sample[key]), np.float32), (w, h),
                                   interpolation=cv2.INTER_NEAREST)
+    if sample.get('intrinsics') is not None:
+        out['intrinsics'] = crop_intrinsics(sample['intrinsics'], x0, y0, sx, sy)
     if sample.get('depth') is not None:
         out['depth'] = resize_sparse_depth(np.asarray(crop(sample['depth']), np.float32), (h, w)) / np.float32(zoom)
     if sample.get('flow') is not None:
@@ -235,7 +253,8 @@ class SyntheticDataset(Dataset):
                  num_detection_classes: int = 2, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                  augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0,
                  style: str = 'classic', cameras=None, letterbox: bool = False,
-                 training_focal_px: float | None = None, normalise_depth: bool = True):
+                 training_focal_px: float | None = None, normalise_depth: bool = True,
+                 labels=('segmentation', 'depth', 'flow', 'detection')):
         self.samples: list[Sample] = []
         self.num_det = num_detection_classes
         self.mean, self.std, self.augment = mean, std, augment
@@ -260,7 +279,13 @@ class SyntheticDataset(Dataset):
                         classes=np.array([b.class_id for b in keep], np.int64),
                         all_boxes=frame.boxes, seed=int(seed), index=frame.index, stamp=frame.stamp,
                         camera=cam, focal_px=float(world.camera.fx),
-                        depth_scale=1.0 if normalise_depth else float(ratio)))
+                        depth_scale=1.0 if normalise_depth else float(ratio),
+                        intrinsics=np.array(world.camera.k, np.float64).reshape(3, 3)))
+                    for task, keys in (('segmentation', ('segmentation',)), ('depth', ('depth',)),
+                                       ('flow', ('flow',)), ('detection', ('boxes', 'classes'))):
+                        if task not in labels:       # self-supervised runs: the label is withheld
+                            for key in keys:
+                                self.samples[-1][key] = None
                 prev = frame
 
     def __len__(self):
@@ -269,8 +294,8 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, i):
         s = self.samples[i]
         sample = Sample(s)
-        sample['depth'] = s['depth'].astype(np.float32)
-        sample['flow'] = s['flow'].astype(np.float32)
+        sample['depth'] = s['depth'].astype(np.float32) if s['depth'] is not None else None
+        sample['flow'] = s['flow'].astype(np.float32) if s['flow'] is not None else None
         sample = zoom_sample(sample, _zoom(self))
         if self.augment:
             sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0),
@@ -314,6 +339,19 @@ class FolderDataset(Dataset):
     def __len__(self):
         return len(self.images)
 
+    def _intrinsics(self, folder: Path):
+        """The folder's camera.json intrinsics (3x3, at the images' own size), or None."""
+        cache = self.__dict__.setdefault('_k_cache', {})
+        if folder not in cache:
+            k = None
+            path = folder / 'camera.json'
+            if path.is_file():
+                raw = json.loads(path.read_text()).get('k')
+                if raw is not None and len(raw) == 9:
+                    k = np.array(raw, np.float64).reshape(3, 3)
+            cache[folder] = k
+        return cache[folder]
+
     def _read_rgb(self, path):
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -335,6 +373,9 @@ class FolderDataset(Dataset):
         if seg.is_file():
             sample['segmentation'] = cv2.resize(cv2.imread(str(seg), cv2.IMREAD_UNCHANGED), (w, h),
                                                 interpolation=cv2.INTER_NEAREST)
+        k = self._intrinsics(folder)
+        if k is not None:
+            sample['intrinsics'] = crop_intrinsics(k, 0, 0, sx, sy)
         for key, sub in (('segmentation_weight', 'segmentation_confidence'), ('depth_weight', 'depth_confidence')):
             cp = folder / sub / f'{stem}.png'
             if cp.is_file():

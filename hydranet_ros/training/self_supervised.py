@@ -179,3 +179,61 @@ class PoseHead(nn.Module):
         """[B, C, h, w] features of both frames -> [B, 4, 4] target -> source camera transform."""
         out = 0.01 * self.net(torch.cat([target_features, source_features], 1)).mean(dim=(2, 3))
         return axis_angle_to_matrix(out[:, :3], out[:, 3:])
+
+
+class SelfSupervision(nn.Module):
+    """The photometric training terms of a HydraNet (train.photometric, train.flow_photometric):
+
+    - depth: the previous frame warped into this one by the predicted depth and the pose head's
+      camera motion; minimum-reprojection photometric error with auto-masking, plus the
+      edge-aware smoothness of mean-normalised inverse depth. Needs each sample's intrinsics at
+      the network input (`intrinsics`, `has_intrinsics`).
+    - flow: the previous frame warped by the predicted flow; photometric error outside the
+      pixels that forward-backward consistency marks occluded (the backward flow is a second
+      pass with the frames swapped), plus edge-aware flow smoothness.
+    The pose head is part of this module (trained with it, kept in the training state), not of
+    the deployed network."""
+
+    def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
+                 mean, std):
+        super().__init__()
+        self.photometric, self.flow_photometric, self.smoothness = photometric, flow_photometric, smoothness
+        self.pose = PoseHead(encoder_channels) if photometric > 0 else None
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def terms(self, model, batch: dict, out: dict) -> dict:
+        """{'photometric': ..., 'flow_photometric': ...} (unweighted) for the outputs present."""
+        cur = batch['image'] * self.std + self.mean
+        prev = batch['prev_image'] * self.std + self.mean
+        h, w = cur.shape[-2:]
+        terms = {}
+        if self.pose is not None and 'depth' in out:
+            has = batch['has_intrinsics'].bool()
+            depth = out['depth'].float()
+            if depth.shape[-2:] != (h, w):
+                depth = F.interpolate(depth, size=(h, w), mode='bilinear', align_corners=False)
+            if has.any():
+                f_cur = model.encoder(model._pad(batch['image'][has])[0])[32]
+                f_prev = model.encoder(model._pad(batch['prev_image'][has])[0])[32]
+                t = self.pose(f_cur.float(), f_prev.float())
+                warped, valid = warp_by_depth(prev[has], depth[has], batch['intrinsics'][has].float(), t)
+                loss, mask = min_reprojection(cur[has], [warped], [prev[has]], [valid])
+                smooth = edge_aware_smoothness(1.0 / depth[has].clamp(min=1e-3), cur[has])
+                terms['photometric'] = masked_mean(loss, mask) + self.smoothness * smooth
+            else:
+                terms['photometric'] = depth.sum() * 0.0
+        if self.flow_photometric > 0 and 'flow' in out:
+            fw = out['flow'].float()
+            bw = model(batch['prev_image'], ['flow'], previous_images=batch['image'])['flow'].float()
+            occluded = forward_backward_occlusion(fw, bw).detach()
+            warped, inside = warp_by_flow(prev, fw)
+            err = photometric_error(warped, cur)
+            smooth = edge_aware_smoothness(fw / max(h, w), cur, normalise=False)
+            terms['flow_photometric'] = masked_mean(err, inside * (1 - occluded)) + self.smoothness * 10 * smooth
+        return terms
+
+    def total(self, terms: dict) -> torch.Tensor:
+        """The weighted sum of the terms."""
+        weights = {'photometric': self.photometric, 'flow_photometric': self.flow_photometric}
+        return sum(weights[k] * v for k, v in terms.items())

@@ -94,13 +94,17 @@ class TrainSettings:
     zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
     color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
     hue_jitter: float = 0.0                              # hue rotation up to this x 180 degrees, grey at half (augment)
+    # self-supervision from video (training/self_supervised.py): weights of the photometric terms
+    photometric: float = 0.0                             # depth + pose head, needs intrinsics
+    flow_photometric: float = 0.0                        # flow, occlusion by forward-backward consistency
+    smoothness: float = 0.001                            # edge-aware smoothness within those terms
     threads: int = 0
 
     def validate(self):
         for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
-        for name in ('lr', 'weight_decay', 'consistency'):
+        for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
         for name in ('color_jitter', 'hue_jitter'):
@@ -148,6 +152,7 @@ class DataSettings:
     val_style: str | None = None                         # default: style
     cameras: tuple = ()                                  # default: (camera,)
     letterbox: bool = False
+    labels: tuple = ('segmentation', 'depth', 'flow', 'detection')   # synthetic: the labels training may see
 
     def training_focal_px(self) -> float | None:
         """The focal length (pixels at the network input) of the training camera (data.camera) for a
@@ -189,6 +194,9 @@ class DataSettings:
                 raise ValueError(f'data.style must be one of {list(STYLE_NAMES)}, got {name!r}')
         for cam in (self.camera, *self.cameras):
             PinholeCamera.preset(cam)     # raises with the known names
+        if set(self.labels) - {'segmentation', 'depth', 'flow', 'detection'}:
+            raise ValueError(f'data.labels must name tasks (segmentation, depth, flow, detection), got '
+                             f'{list(self.labels)}')
 
 
 #: Settings whose value is a table of the user's own keys (merged key by key).
@@ -233,7 +241,7 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
         train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data.train_seeds, data.frames_per_seed, data.input_size,
                                  data.camera, model_cfg.num_detection_classes, augment=augment,
-                                 style=data.style, **common)
+                                 style=data.style, labels=data.labels, **common)
         val = SyntheticDataset(data.val_seeds, data.val_frames_per_seed, data.input_size,
                                data.camera, model_cfg.num_detection_classes, style=data.val_style or data.style,
                                **common)
@@ -258,8 +266,10 @@ def _weights(batch, key):
     return w
 
 
-def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float):
-    """({task: loss} for the tasks labelled in the batch, the depth-segmentation consistency term or None)."""
+def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float, ssl=None):
+    """({task: loss} for the tasks labelled in the batch, the extra terms added to the balanced
+    total (depth-segmentation consistency, weighted self-supervision) or None, {self-supervised
+    term: unweighted value})."""
     out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:
@@ -279,7 +289,12 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float)
     if consistency > 0 and 'depth' in tasks:
         extra = consistency * L.depth_edge_consistency(out['depth'], batch['segmentation'],
                                                        batch['has_segmentation'] & batch['has_depth'])
-    return losses, extra
+    terms = {}
+    if ssl is not None:
+        terms = ssl.terms(getattr(model, 'module', model), batch, out)
+        if terms:
+            extra = ssl.total(terms) if extra is None else extra + ssl.total(terms)
+    return losses, extra, terms
 
 
 def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False):
@@ -395,18 +410,19 @@ def _data_rngs(train_set) -> list:
 
 
 def _save_state(path: Path, model, optimizer, balancer, step: int, history: list, rng=None, scaler=None,
-                running=None, train_set=None):
+                running=None, train_set=None, ssl=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     rngs = ([rng] if rng is not None else []) + (_data_rngs(train_set) if train_set is not None else [])
     torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                 'balancer': balancer.state_dict(), 'step': step, 'history': history,
                 'data_rng': json.dumps([g.bit_generator.state for g in rngs]),
                 'scaler': scaler.state_dict() if scaler is not None else None,
-                'running': json.dumps(running) if running is not None else None}, path)
+                'running': json.dumps(running) if running is not None else None,
+                'self_supervision': ssl.state_dict() if ssl is not None else None}, path)
 
 
 def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, running=None,
-            train_set=None) -> tuple[int, list]:
+            train_set=None, ssl=None) -> tuple[int, list]:
     """Everything a run needs to go on as if it never stopped, from a .state.pt: model, optimiser,
     balancing state (DWA history included), the data position (the sampler's random state), the
     loss scaler and the running losses (DWA's epochs)."""
@@ -422,14 +438,17 @@ def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, run
         scaler.load_state_dict(state['scaler'])
     if running is not None and state.get('running'):
         running.update(json.loads(state['running']))
+    if ssl is not None and state.get('self_supervision'):
+        ssl.load_state_dict(state['self_supervision'])
     return int(state['step']), list(state.get('history', []))
 
 
-def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device) -> dict:
-    """One optimisation step; the per-task losses."""
+def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
+                ssl=None) -> dict:
+    """One optimisation step; the per-task losses and the self-supervised terms."""
     dtype = torch.bfloat16 if tcfg.amp_dtype == 'bf16' else torch.float16
     with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-        losses, extra = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency))
+        losses, extra, terms = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency), ssl)
         total = balancer({k: v.float() for k, v in losses.items()})
         if extra is not None:
             total = total + extra
@@ -439,7 +458,7 @@ def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scale
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     scaler.step(optimizer)
     scaler.update()
-    return losses
+    return {**losses, **terms}
 
 
 def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
@@ -483,6 +502,14 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             log(report)
     balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
     optimizer = _optimizer(model, balancer, tcfg)
+    ssl = None
+    if tcfg.photometric > 0 or tcfg.flow_photometric > 0:
+        from hydranet_ros.model.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+        from hydranet_ros.training.self_supervised import SelfSupervision
+        ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
+                              float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD).to(device)
+        if list(ssl.parameters()):
+            optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
     step, history = 0, []
     use_amp = bool(tcfg.amp) and device.type == 'cuda'
@@ -496,8 +523,12 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         raise ValueError(f'train.batch_size {tcfg.batch_size} is the global batch: it must divide by the '
                          f'{world} processes')
     running = {t: [] for t in tasks}
+    if ssl is not None:
+        running.update({k: [] for k, w in (('photometric', tcfg.photometric),
+                                            ('flow_photometric', tcfg.flow_photometric)) if w > 0})
     if resuming:
-        step, history = _resume(tcfg.resume, device, model, optimizer, balancer, rng, scaler, running, train_set)
+        step, history = _resume(tcfg.resume, device, model, optimizer, balancer, rng, scaler, running, train_set,
+                                ssl)
         if rank == 0:
             log(f'resumed from {tcfg.resume} at step {step}')
     if device.type == 'cuda' and tcfg.channels_last:
@@ -526,16 +557,18 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         if device.type == 'cuda' and tcfg.channels_last:
             for key in ('image', 'prev_image'):
                 batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
-        losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device)
+        losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
+                             ssl)
         step += 1
         for t, v in losses.items():
-            running[t].append(float(v.detach()))
+            running.setdefault(t, []).append(float(v.detach()))
         if bar is not None:
             bar.update(1)
             if step % int(tcfg.log_every) == 0:
-                bar.set_postfix({t[:3]: f'{np.mean(v[-20:]):.3f}' for t, v in running.items() if v})
+                bar.set_postfix({{'flow_photometric': 'fph'}.get(t, t[:3]): f'{np.mean(v[-20:]):.3f}'
+                                 for t, v in running.items() if v})
         if step % epoch_len == 0:
-            balancer.end_epoch({t: float(np.mean(v[-epoch_len:])) for t, v in running.items() if v})
+            balancer.end_epoch({t: float(np.mean(running[t][-epoch_len:])) for t in tasks if running.get(t)})
         checkpoint_now = step % int(tcfg.eval_every) == 0 or step == total_steps
         if rank == 0 and val_set is not None and checkpoint_now:
             head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg.eval_samples)))
@@ -544,7 +577,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
         if rank == 0 and checkpoint_now:
             _save_state(_state_path(tcfg), model, optimizer, balancer, step, history, rng, scaler, running,
-                        train_set)
+                        train_set, ssl)
     if bar is not None:
         bar.close()
     elapsed = time.time() - started
