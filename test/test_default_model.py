@@ -1,9 +1,12 @@
-"""The committed default model still meets its quality thresholds on held-out synthetic drives.
+"""The committed default model still meets its quality thresholds on held-out synthetic drives,
+in the classic world, in the varied training style and in the held-out style it never saw.
 
-The thresholds come from the values measured on these seeds when the model was committed
-(docs/MODEL.md: mIoU 0.768, AbsRel 0.098, EPE 1.54 px, mAP@0.5 0.680) with a margin for
-run-to-run rendering noise. Three are stricter than the project's targets (mIoU >= 0.60,
-AbsRel <= 0.15, mAP@0.5 >= 0.50); flow is held to the target itself (EPE <= 2.0 px).
+Drives 2000-2001 (never used in training), KITTI-like and VGA cameras in turn, letterboxed into the
+model's input as the node does, depth scaled for the lens in use. The thresholds come from the
+values measured on these drives when the model was committed (docs/MODEL.md, model card) with a
+margin for run-to-run noise; in the classic world they are stricter than the project's targets
+(mIoU >= 0.60, AbsRel <= 0.15, EPE <= 2.0 px... see the card), elsewhere they hold the measured
+level so a regression shows.
 """
 import json
 
@@ -15,23 +18,35 @@ from hydranet_ros.training.datasets import SyntheticDataset
 from hydranet_ros.training.evaluation import evaluate, headline, main
 
 MODEL = weights().path()
-HELD_OUT_SEEDS = [2000, 2001]          # never used in training (training seeds 0-59, validation 1000-1001)
-THRESHOLDS = {'miou': ('>=', 0.70), 'abs_rel': ('<=', 0.12), 'epe': ('<=', 2.0), 'map50': ('>=', 0.60)}
+HELD_OUT_SEEDS = [2000, 2001]          # never used in training (training seeds 0-179, validation 1000-1001)
+THRESHOLDS = {
+    'classic': {'miou': ('>=', CLASSIC_MIOU), 'abs_rel': ('<=', CLASSIC_ABSREL), 'epe': ('<=', CLASSIC_EPE),
+                'map50': ('>=', CLASSIC_MAP)},
+    'varied': {'miou': ('>=', VARIED_MIOU), 'abs_rel': ('<=', VARIED_ABSREL), 'epe': ('<=', VARIED_EPE),
+               'map50': ('>=', VARIED_MAP)},
+    'heldout': {'miou': ('>=', HELDOUT_MIOU), 'abs_rel': ('<=', HELDOUT_ABSREL), 'epe': ('<=', HELDOUT_EPE),
+                'map50': ('>=', HELDOUT_MAP)},
+}
 
 
 @pytest.fixture(scope='module')
 def measured():
     ckpt = weights().load()          # checked against the registry's sha256 pin
     meta = ckpt.metadata
-    data = SyntheticDataset(HELD_OUT_SEEDS, 12, meta.input_size, 'kitti', meta.config.num_detection_classes)
-    return headline(evaluate(ckpt.model, data, TASKS))
+    out = {}
+    for style in THRESHOLDS:
+        data = SyntheticDataset(HELD_OUT_SEEDS, 12, meta.input_size, 'kitti', meta.config.num_detection_classes,
+                                style=style, cameras=['kitti', 'vga'], letterbox=True,
+                                training_focal_px=meta.training_focal_px(), normalise_depth=False)
+        out[style] = headline(evaluate(ckpt.model, data, TASKS))
+    return out
 
 
-@pytest.mark.parametrize('metric', list(THRESHOLDS))
-def test_default_model_quality(measured, metric):
-    op, bound = THRESHOLDS[metric]
-    value = measured[metric]
-    assert (value >= bound) if op == '>=' else (value <= bound), f'{metric} = {value:.3f}, needs {op} {bound}'
+@pytest.mark.parametrize('style,metric', [(s, m) for s in THRESHOLDS for m in THRESHOLDS[s]])
+def test_default_model_quality(measured, style, metric):
+    op, bound = THRESHOLDS[style][metric]
+    value = measured[style][metric]
+    assert (value >= bound) if op == '>=' else (value <= bound), f'{style} {metric} = {value:.3f}, needs {op} {bound}'
 
 
 def test_default_model_is_small_and_named():
