@@ -36,7 +36,7 @@ class KnownWeights:
 WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
     KnownWeights(
         name='hydranet_default', file='hydranet_default.pt',
-        sha256='4e9637c1057f771765e3c9b264150eb10c71a7c900d0348589ebe4c412ce3a48',
+        sha256='87975ab74564036196501f18c35f2d7be9b2c56e8244cdb5aae828111468c4f8',
         description='MobileNetV2-0.5 HydraNet, 416x128, trained on the synthetic world only (two stages)',
         card='docs/MODEL.md'),
 )}
