@@ -61,15 +61,23 @@ class FleetReport:
         return [{'item': str(o.item), 'reason': o.error} for o in self.failed]
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a job failed, in one line: the message of this package's errors and of bad input
+    (ValueError, OSError) as it is; anything else with its type, as it is unexpected."""
+    text = ' '.join(str(exc).split())
+    expected = type(exc).__module__.startswith('hydranet_ros') or isinstance(exc, (ValueError, OSError))
+    if text and expected:
+        return text
+    return f'{type(exc).__name__}: {text}' if text else \
+        f'{type(exc).__name__} ' + traceback.format_exc(limit=2).strip().splitlines()[-1]
+
+
 def _run_one(fn: Callable, item) -> JobOutcome:
     start = time.perf_counter()
     try:
         return JobOutcome(item, fn(item), None, time.perf_counter() - start)
     except Exception as exc:   # noqa: BLE001 - one bad bag must not stop the others; the reason is kept
-        reason = f'{type(exc).__name__}: {exc}'
-        if not str(exc):
-            reason += ' ' + traceback.format_exc(limit=2).strip().splitlines()[-1]
-        return JobOutcome(item, None, reason, time.perf_counter() - start)
+        return JobOutcome(item, None, _reason(exc), time.perf_counter() - start)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -17,6 +17,10 @@ def _square(x):
     return x * x
 
 
+def _broken(x):
+    return {}['missing']
+
+
 def _leaves(d, prefix=''):
     out = {}
     for k, v in d.items():
@@ -30,7 +34,8 @@ def _leaves(d, prefix=''):
 def test_local_jobs_keep_input_order_and_every_failure_reason():
     report = run_jobs(_square, [1, 2, 3, 4])
     assert report.engine == 'local' and report.results == [1, 4, 16]
-    assert report.failures() == [{'item': '3', 'reason': 'ValueError: three is not allowed'}]
+    assert report.failures() == [{'item': '3', 'reason': 'three is not allowed'}]
+    assert run_jobs(_broken, [1]).failures()[0]['reason'] == "KeyError: 'missing'"   # unexpected: typed
     assert [o.item for o in report.outcomes] == [1, 2, 3, 4]
 
 

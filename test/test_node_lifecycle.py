@@ -2,6 +2,8 @@
 import time
 
 import pytest
+
+from hydranet_ros.model.registry import weights
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -124,6 +126,6 @@ def test_known_weights_by_name_load_with_their_pin():
     h = NodeHarness('hydranet_default')
     try:
         assert h.node.trigger_configure() == OK
-        assert h.node._predictor.model_id == 'hydranet_default@4e9637c1057f'
+        assert h.node._predictor.model_id == f'hydranet_default@{weights().sha256[:12]}'
     finally:
         h.close()

@@ -484,10 +484,13 @@ def main(argv=None) -> int:
         return 130
     finally:
         shutdown_ray()
+    if not fleet.results and len(fleet.failed) == 1:   # the one bag given: one line, as for any bad input
+        print(f'evaluate: error: {fleet.failed[0].error}', file=sys.stderr)
+        return 2
     for o in fleet.failed:
         print(f'evaluate: bag failed: {o.item}: {o.error}', file=sys.stderr)
     if not fleet.results:
-        print('evaluate: error: no bag could be scored', file=sys.stderr)
+        print(f'evaluate: error: none of the {len(bags)} bags could be scored', file=sys.stderr)
         return 2
     out = Path(args.output) if args.output else Path(f'{str(bags[0]).rstrip("/")}_evaluation')
     summary, report = write_results(scores, out, report=not args.no_report, failed_bags=fleet.failures())
