@@ -103,6 +103,15 @@ def test_forward_backward_consistency_marks_occlusions():
     assert broken.mean() == 1
 
 
+def test_flow_loss_mask_cannot_be_emptied_by_inconsistent_flow():
+    inside = torch.ones(2, 1, 4, 4)
+    occluded = torch.zeros(2, 1, 4, 4)
+    occluded[0] = 1.0                              # sample 0: everything "occluded"
+    occluded[1, :, 0, 0] = 1.0                     # sample 1: one pixel occluded
+    mask = ss.flow_loss_mask(inside, occluded)
+    assert mask[0].sum() == 16 and mask[1].sum() == 15
+
+
 def test_edge_aware_smoothness():
     img = torch.rand(1, 3, 12, 12)
     flat = torch.full((1, 1, 12, 12), 0.5)

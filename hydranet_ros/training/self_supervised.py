@@ -143,6 +143,16 @@ def forward_backward_occlusion(flow_fw: torch.Tensor, flow_bw: torch.Tensor, alp
     return (diff > bound).to(flow_fw.dtype)
 
 
+def flow_loss_mask(inside: torch.Tensor, occluded: torch.Tensor, min_visible: float = 0.5) -> torch.Tensor:
+    """Pixels the flow's photometric error counts on: inside the previous image and not
+    occluded; but a sample whose mask would leave less than min_visible of its pixels keeps them
+    all (inside), so an untrained flow cannot escape the loss by calling everything occluded (a
+    label-free run collapsed that way: every pixel occluded, loss 0, flow EPE 26 px)."""
+    visible = inside * (1 - occluded)
+    trusted = (visible.mean(dim=(1, 2, 3), keepdim=True) >= min_visible).to(visible.dtype)
+    return trusted * visible + (1 - trusted) * inside
+
+
 def axis_angle_to_matrix(axis_angle: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
     """[B, 3] axis-angle and [B, 3] translation -> [B, 4, 4] rigid transforms (Rodrigues)."""
     b = axis_angle.shape[0]
@@ -230,7 +240,8 @@ class SelfSupervision(nn.Module):
             warped, inside = warp_by_flow(prev, fw)
             err = photometric_error(warped, cur)
             smooth = edge_aware_smoothness(fw / max(h, w), cur, normalise=False)
-            terms['flow_photometric'] = masked_mean(err, inside * (1 - occluded)) + self.smoothness * 10 * smooth
+            terms['flow_photometric'] = masked_mean(err, flow_loss_mask(inside, occluded)) + \
+                self.smoothness * 10 * smooth
         return terms
 
     def total(self, terms: dict) -> torch.Tensor:
