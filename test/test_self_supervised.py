@@ -169,3 +169,17 @@ def test_training_without_depth_or_flow_labels_runs_on_the_photometric_terms(tmp
     state = torch.load(tmp_path / 'ssl.state.pt', weights_only=True)
     pose = {k: v for k, v in state['self_supervision'].items() if k.startswith('pose.')}
     assert pose and any(float(v.abs().sum()) > 0 for k, v in pose.items() if k.endswith('net.6.weight'))
+
+
+def test_median_scaled_depth_scoring_ignores_a_global_scale():
+    from hydranet_ros.metrics import DepthMetric
+    from hydranet_ros.training.evaluation import median_ratio
+    gt = np.linspace(2, 30, 200, dtype=np.float32).reshape(10, 20)   # x 2.5 stays inside the 80 m range
+    gt[0, 0] = np.inf                                            # sky: not scored, not in the median
+    pred = np.where(np.isfinite(gt), 2.5 * gt, 100).astype(np.float32)
+    ratio = median_ratio(pred, gt, 0.5, 80.0)
+    assert ratio == pytest.approx(0.4)
+    raw, scaled = DepthMetric(0.5, 80.0), DepthMetric(0.5, 80.0)
+    raw.update(pred, gt)
+    scaled.update(pred * np.float32(ratio), gt)
+    assert raw.compute()['abs_rel'] == pytest.approx(1.5, rel=1e-3) and scaled.compute()['abs_rel'] < 1e-5

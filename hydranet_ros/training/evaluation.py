@@ -16,9 +16,11 @@ from hydranet_ros.training.datasets import SyntheticDataset
 
 @torch.no_grad()
 def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None = None,
-             min_box: float = 4.0, max_occlusion: float = 0.7) -> dict:
+             min_box: float = 4.0, max_occlusion: float = 0.7, median_scaled: bool = False) -> dict:
     """Metrics of model on dataset (a SyntheticDataset: samples at the network's input size).
-    Ground-truth boxes too small or too occluded to be detectable are 'ignore' boxes."""
+    Ground-truth boxes too small or too occluded to be detectable are 'ignore' boxes.
+    median_scaled: each image's depth is scaled so its median over the labelled pixels is the
+    ground truth's (the usual score of depth known only up to scale, e.g. from video alone)."""
     cfg = model.config
     was_training = model.training
     model.eval()
@@ -42,7 +44,10 @@ def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None
                 seg_m.update(out['segmentation'][j].argmax(0).cpu().numpy(), it['segmentation'].numpy())
             if 'depth' in out and it['has_depth']:
                 scale = float(raw.get('depth_scale', 1.0)) if raw is not None else 1.0   # the lens in use
-                depth_m.update(out['depth'][j, 0].cpu().numpy() * np.float32(scale), it['depth'].numpy())
+                pred, gt = out['depth'][j, 0].cpu().numpy() * np.float32(scale), it['depth'].numpy()
+                if median_scaled:
+                    pred = pred * np.float32(median_ratio(pred, gt, cfg.depth_min, cfg.depth_max))
+                depth_m.update(pred, gt)
             if 'flow' in out and it['has_flow']:
                 flow_m.update(out['flow'][j].permute(1, 2, 0).cpu().numpy(), it['flow'].permute(1, 2, 0).numpy())
             if 'detection' in out and it['has_detection'] and raw is not None:
@@ -63,6 +68,13 @@ def evaluate(model, dataset, tasks, batch_size: int = 8, max_samples: int | None
     if 'detection' in tasks:
         result['detection'] = det_m.compute()
     return result
+
+
+def median_ratio(pred: np.ndarray, gt: np.ndarray, depth_min: float, depth_max: float) -> float:
+    """median(ground truth) / median(prediction) over the pixels labelled within the depth range
+    (1 when there are none)."""
+    ok = np.isfinite(gt) & (gt >= depth_min) & (gt <= depth_max) & np.isfinite(pred) & (pred > 0)
+    return float(np.median(gt[ok]) / np.median(pred[ok])) if ok.any() else 1.0
 
 
 def headline(metrics: dict) -> dict:
@@ -105,6 +117,8 @@ def main(argv=None) -> int:
                         'repeat for more (default classic)')
     parser.add_argument('--no-letterbox', action='store_true',
                         help='render at the input size instead of letterboxing the camera image into it')
+    parser.add_argument('--median-scaled', action='store_true',
+                        help='score depth after scaling each image to the ground truth\'s median (scale-free depth)')
     parser.add_argument('--json', help='write the results here too')
     args = parser.parse_args(argv)
     try:
@@ -126,8 +140,9 @@ def main(argv=None) -> int:
             except ValueError as exc:
                 print(f'evaluation: {exc}', file=sys.stderr)
                 return 2
-            head = headline(evaluate(ckpt.model, data, meta.tasks))
-            results.append({'style': style, 'seeds': seeds, 'cameras': cameras, 'frames': len(data), **head})
+            head = headline(evaluate(ckpt.model, data, meta.tasks, median_scaled=args.median_scaled))
+            results.append({'style': style, 'seeds': seeds, 'cameras': cameras, 'frames': len(data),
+                            'median_scaled': args.median_scaled, **head})
             print(f'{style} seeds {seeds[0]}-{seeds[-1]} ({len(data)} frames, {"/".join(cameras)}): '
                   + ', '.join(f'{k} {v:.3f}' for k, v in head.items()), flush=True)
     if args.json:
