@@ -60,11 +60,13 @@ def test_default_model_is_small_and_named():
 def test_model_card_cli_reports_each_seed_group(tmp_path, capsys):
     out = tmp_path / 'card.json'
     assert main(['--checkpoint', str(MODEL), '--seeds', '2000', '--seeds', '2001', '--frames', '2',
-                 '--json', str(out)]) == 0
+                 '--per-class', '--json', str(out)]) == 0
     results = json.loads(out.read_text())['results']
     assert [r['seeds'] for r in results] == [[2000], [2001]] and all(r['frames'] == 2 for r in results)
     assert all(0 <= r['miou'] <= 1 and r['epe'] >= 0 for r in results)
-    assert 'classic seeds 2000-2000 (2 frames, kitti)' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'classic seeds 2000-2000 (2 frames, kitti)' in printed
+    assert 'IoU road ' in printed and 'AP@0.5 car ' in printed and ' pedestrian ' in printed
     assert main(['--checkpoint', str(tmp_path / 'nope.pt'), '--seeds', '2000']) == 2
     assert main(['--checkpoint', str(MODEL), '--seeds', '20x0']) == 2
     assert main(['--checkpoint', str(MODEL), '--seeds', '2005-2001']) == 2

@@ -188,3 +188,20 @@ def test_color_jitter_changes_pixels_not_labels():
     assert jitter_colors(s, rng, 0.0) is s
     hued = jitter_colors(s, np.random.default_rng(1), 0.2, hue_strength=0.5)
     assert not np.array_equal(hued['image'], out['image']) and np.array_equal(hued['image'], hued['prev_image'])
+
+
+def test_sedan_bodies_on_hills_are_not_shaded_as_cabins():
+    """Regression: the cabin (glass) test used a box's absolute height, so a car body up a hill
+    was shaded as glass. Each sedan is a body and a cabin; only the cabin may be flagged."""
+    from hydranet_ros.world.render import _box_looks
+    world = next(w for w in (World(s, 'kitti', size=SIZE, style='varied') for s in range(40))
+                 if w.scene.road.hill_amplitude > 1.5)
+    _, _, _, upper, _ = _box_looks(world.scene)
+    parts = {}
+    for k, b in enumerate(world.scene.boxes):
+        if b.cls == SEG_ID['car']:
+            parts.setdefault(b.instance, []).append(k)
+    sedans = [sorted(v, key=lambda k: world.scene.boxes[k].lo[1]) for v in parts.values() if len(v) == 2]
+    raised = [v for v in sedans if world.scene.boxes[v[0]].lo[1] > 0.3]       # bodies up a hill
+    assert sedans and raised
+    assert all(not upper[body] and upper[cabin] for body, cabin in sedans)

@@ -77,6 +77,18 @@ def median_ratio(pred: np.ndarray, gt: np.ndarray, depth_min: float, depth_max: 
     return float(np.median(gt[ok]) / np.median(pred[ok])) if ok.any() else 1.0
 
 
+def per_class_line(metrics: dict, meta) -> str:
+    """'IoU road 0.91 ... | AP@0.5 car 0.56 ...' with the checkpoint's class names."""
+    parts = []
+    if 'segmentation' in metrics:
+        names = [c['name'] for c in meta.segmentation_classes]
+        parts.append('IoU ' + ' '.join(f'{n} {v:.2f}' for n, v in zip(names, metrics['segmentation']['per_class_iou'])))
+    if 'detection' in metrics:
+        parts.append('AP@0.5 ' + ' '.join(f'{n} {v:.2f}' for n, v in
+                                          zip(meta.detection_classes, metrics['detection']['per_class_ap50'])))
+    return ' | '.join(parts)
+
+
 def headline(metrics: dict) -> dict:
     """The four numbers the model card and the quality test use."""
     out = {}
@@ -119,6 +131,7 @@ def main(argv=None) -> int:
                         help='render at the input size instead of letterboxing the camera image into it')
     parser.add_argument('--median-scaled', action='store_true',
                         help='score depth after scaling each image to the ground truth\'s median (scale-free depth)')
+    parser.add_argument('--per-class', action='store_true', help='also print IoU and AP@0.5 per class')
     parser.add_argument('--json', help='write the results here too')
     args = parser.parse_args(argv)
     try:
@@ -140,11 +153,14 @@ def main(argv=None) -> int:
             except ValueError as exc:
                 print(f'evaluation: {exc}', file=sys.stderr)
                 return 2
-            head = headline(evaluate(ckpt.model, data, meta.tasks, median_scaled=args.median_scaled))
+            metrics = evaluate(ckpt.model, data, meta.tasks, median_scaled=args.median_scaled)
+            head = headline(metrics)
             results.append({'style': style, 'seeds': seeds, 'cameras': cameras, 'frames': len(data),
                             'median_scaled': args.median_scaled, **head})
             print(f'{style} seeds {seeds[0]}-{seeds[-1]} ({len(data)} frames, {"/".join(cameras)}): '
                   + ', '.join(f'{k} {v:.3f}' for k, v in head.items()), flush=True)
+            if args.per_class:
+                print('  ' + per_class_line(metrics, meta), flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'checkpoint': str(args.checkpoint), 'model_id': ckpt.model_id, 'results': results}, f, indent=1)

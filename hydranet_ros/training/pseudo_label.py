@@ -513,13 +513,11 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
             _accumulate(stats['depth'], depth_conf[~np.isnan(depth)])
         boxes = frame.get('boxes')
         if boxes is not None:                # real boxes: the frame's objects are known, the teacher is not asked
-            items = [{'x1': float(b[0]), 'y1': float(b[1]), 'x2': float(b[2]), 'y2': float(b[3]), 'class_id': int(c),
-                      'score': 1.0} for b, c in zip(boxes, frame['classes'])]
+            items = _box_items(boxes, frame['classes'], np.ones(len(boxes)))
             stats['detection']['real'] += 1
         elif 'detection' in teachers:
             b, s, c = teachers['detection'].detection(rgb, luts['detection'])
-            items = [{'x1': float(x[0]), 'y1': float(x[1]), 'x2': float(x[2]), 'y2': float(x[3]), 'class_id': int(ci),
-                      'score': float(si)} for x, si, ci in zip(b, s, c)]
+            items = _box_items(b, c, s)
             stats['detection']['pseudo'] += 1
             _accumulate(stats['detection'], np.asarray(s, np.float32))
         else:
@@ -537,6 +535,12 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         st.pop('pixels')
     return {'input': str(path), 'output': str(out), 'frames': len(frames), 'depth_unscaled_frames': unscaled,
             'tasks': stats}
+
+
+def _box_items(boxes, classes, scores) -> list:
+    """The boxes/<stem>.json entries FolderDataset reads: corners, class id and score."""
+    return [{'x1': float(b[0]), 'y1': float(b[1]), 'x2': float(b[2]), 'y2': float(b[3]), 'class_id': int(c),
+             'score': float(sc)} for b, c, sc in zip(boxes, classes, scores)]
 
 
 def _accumulate(st: dict, conf: np.ndarray):

@@ -422,6 +422,22 @@ def _ground_shadow(scene: Scene, points, ground, t: float) -> np.ndarray:
     return shadow
 
 
+def _box_looks(scene: Scene):
+    """Per-box colour, accent, texture and car-part flags (cabin, van), made once per scene (and
+    again only if boxes are added), not per frame."""
+    cached = getattr(scene, '_looks_cache', None)
+    if cached is None or cached[0] != len(scene.boxes):
+        boxes = scene.boxes
+        car = SEG_ID['car']
+        cached = (len(boxes), np.stack([b.color for b in boxes]),
+                  np.stack([b.accent if b.accent is not None else b.color * 0.6 for b in boxes]),
+                  np.array([b.texture for b in boxes]),
+                  np.array([b.cls == car and b.lo[1] - float(scene.road.height(b.lo[2])) > 0.3 for b in boxes]),
+                  np.array([b.cls == car and b.hi[1] - b.lo[1] > 1.85 for b in boxes]))
+        scene._looks_cache = cached
+    return cached[1:]
+
+
 def shade_styled(scene: Scene, camera: PinholeCamera, rays, t, depth, which, points, normals, seg, rng):
     """The colour of every pixel under a styled look: textured albedo (anchored to the surface,
     so it moves with it), sun and sky light with cast shadows on the ground, distance haze,
@@ -448,8 +464,7 @@ def shade_styled(scene: Scene, camera: PinholeCamera, rays, t, depth, which, poi
     idx = which[on_box]
     lo, hi = scene.box_arrays(t)
     pts = points[on_box]
-    colors = np.stack([b.color for b in scene.boxes])
-    accents = np.stack([b.accent if b.accent is not None else b.color * 0.6 for b in scene.boxes])
+    colors, accents, textures, upper, van = _box_looks(scene)
     col = colors[idx].copy()
     cls = seg[on_box]
     local = pts - lo[idx]                                   # texture coordinates move with the box
@@ -458,7 +473,6 @@ def shade_styled(scene: Scene, camera: PinholeCamera, rays, t, depth, which, poi
     face_y = np.abs(nrm[:, 1]) > 0.5
     a = np.where(face_x, local[:, 2], local[:, 0])
     b = np.where(face_y, local[:, 2], local[:, 1])
-    textures = np.array([bx.texture for bx in scene.boxes])
     box_tex = np.ones(idx.size)
     for kind in np.unique(textures[idx]):
         m = textures[idx] == kind
@@ -467,8 +481,6 @@ def shade_styled(scene: Scene, camera: PinholeCamera, rays, t, depth, which, poi
     rel_y = (pts[:, 1] - lo[idx, 1]) / np.maximum(hi[idx, 1] - lo[idx, 1], 1e-6)
     car = cls == SEG_ID['car']
     window = car & (rel_y > 0.35) & (rel_y < 0.92) & ~face_y
-    upper = np.array([bx.cls == SEG_ID['car'] and bx.lo[1] > 0.3 for bx in scene.boxes])   # cabins
-    van = np.array([bx.cls == SEG_ID['car'] and bx.hi[1] - bx.lo[1] > 1.85 for bx in scene.boxes])
     glass = car & ((upper[idx] & ~face_y & (rel_y > 0.1) & (rel_y < 0.9)) | (van[idx] & window & (rel_y > 0.55))
                    | (~upper[idx] & ~van[idx] & (rel_y > 0.6)))
     col[glass] = accents[idx[glass]]
