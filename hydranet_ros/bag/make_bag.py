@@ -23,6 +23,7 @@ import sys
 
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile
+from hydranet_ros.world.styles import STYLE_NAMES
 
 CAMERA = '/camera'
 GROUND_TRUTH = '/ground_truth'
@@ -31,13 +32,14 @@ START_NS = 1_700_000_000 * 1_000_000_000     # fixed, so the same seed gives the
 
 
 def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camera: str = 'kitti',
-                storage: str = 'mcap', ground_truth: bool = True, dt: float = 0.1, progress: bool = False) -> dict:
+                storage: str = 'mcap', ground_truth: bool = True, dt: float = 0.1, progress: bool = False,
+                style: str = 'classic') -> dict:
     """Render and write the drive; returns message counts per topic."""
     from hydranet_ros.world import World
     from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
     if frames < 1:
         raise BagError('frames must be at least 1')
-    world = World(seed, camera, size=size, dt=dt)
+    world = World(seed, camera, size=size, dt=dt, style=style)
     latched = qos_profile(transient_local=True, depth=1)
     with BagWriter(path, storage) as bag:
         hdr0 = convert.header(START_NS, FRAME_ID)
@@ -90,12 +92,14 @@ def main(argv=None) -> int:
     parser.add_argument('--rate', type=float, default=10.0, help='frames per second of the drive (default 10)')
     parser.add_argument('--storage', default='mcap', help=f"storage id: {', '.join(STORAGES)} (default mcap)")
     parser.add_argument('--no-ground-truth', action='store_true', help='camera topics only')
+    parser.add_argument('--style', choices=STYLE_NAMES, default='classic',
+                        help="the world's look (default classic; heldout is never used in training)")
     args = parser.parse_args(argv)
     if args.rate <= 0:
         parser.error('--rate must be > 0')
     try:
         counts = write_drive(args.output, args.seed, args.frames, args.size, args.camera, args.storage,
-                             not args.no_ground_truth, 1.0 / args.rate, progress=sys.stderr.isatty())
+                             not args.no_ground_truth, 1.0 / args.rate, progress=sys.stderr.isatty(), style=args.style)
     except BagError as exc:
         print(f'make-bag: error: {exc}', file=sys.stderr)
         return 2

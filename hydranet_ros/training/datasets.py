@@ -318,10 +318,14 @@ class FolderDataset(Dataset):
 
     root may instead hold several such folders (one sequence each, as pseudo-label writes).
     Confidences and box scores weigh the labels in the losses (real labels: 1).
-    Everything is resized to input_size (flow vectors and boxes scaled with it)."""
+    Everything is resized to input_size (flow vectors and boxes scaled with it); with letterbox,
+    fitted into it with the aspect kept and padded at the right and bottom as the Predictor does.
+    training_focal_px (pixels at the network input): depth labels of a folder whose camera.json
+    gives the intrinsics are normalised to that focal length, as the synthetic world's are."""
 
     def __init__(self, root, input_size, num_detection_classes: int = 2,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False):
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False,
+                 letterbox: bool = False, training_focal_px: float | None = None):
         self.root = Path(root)
         folders = [self.root] if (self.root / 'images').is_dir() else \
             sorted(p for p in self.root.iterdir() if (p / 'images').is_dir()) if self.root.is_dir() else []
@@ -334,10 +338,18 @@ class FolderDataset(Dataset):
             raise FileNotFoundError(f'no images in {self.root / "images"} (nor in sequence folders under {self.root})')
         self.size = tuple(int(v) for v in input_size)
         self.num_det, self.mean, self.std, self.augment = num_detection_classes, mean, std, augment
+        self.letterbox, self.training_focal_px = bool(letterbox), training_focal_px
         self.rng = np.random.default_rng(0)
 
     def __len__(self):
         return len(self.images)
+
+    def _content(self, oh: int, ow: int) -> tuple:
+        """(h, w) an (oh, ow) image is resized to: input_size, or its letterboxed share of it."""
+        if not self.letterbox:
+            return self.size
+        from hydranet_ros.inference.letterbox import Letterbox
+        return Letterbox.fit((oh, ow), self.size).content_size
 
     def _intrinsics(self, folder: Path):
         """The folder's camera.json intrinsics (3x3, at the images' own size), or None."""
@@ -362,9 +374,9 @@ class FolderDataset(Dataset):
         path = self.images[i]
         stem = path.stem
         folder = path.parent.parent
-        h, w = self.size
         rgb = self._read_rgb(path)
         oh, ow = rgb.shape[:2]
+        h, w = self._content(oh, ow)
         sx, sy = w / ow, h / oh
         sample = Sample(image=cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
         first = self.first[i]
@@ -391,6 +403,8 @@ class FolderDataset(Dataset):
                 else:   # uint16 millimetres
                     d = cv2.imread(str(dp), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
                 d = np.where(d > 0, d, np.nan).astype(np.float32)
+                if self.training_focal_px and k is not None:      # as the training lens would see it
+                    d = d * np.float32(self.training_focal_px / sample['intrinsics'][0, 0])
                 sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
                 break
         fp = folder / 'flow' / f'{stem}.npy'
@@ -413,4 +427,5 @@ class FolderDataset(Dataset):
     def __getitem__(self, i):
         sample = zoom_sample(self.load(i), _zoom(self))
         flip = bool(self.augment and self.rng.random() < 0.5)
-        return to_tensors(sample, self.num_det, self.mean, self.std, flip)
+        item = to_tensors(sample, self.num_det, self.mean, self.std, flip)
+        return pad_tensors(item, self.size) if self.letterbox else item

@@ -75,6 +75,7 @@ class TeacherSpec:
     normalized: bool = False
     score_threshold: float = 0.3
     flip_confidence: bool = True
+    focal_px: float | None = None                 # metric depth: the focal length (input pixels) it is metric for
 
     @classmethod
     def load(cls, onnx_path, yaml_path=None) -> 'TeacherSpec':
@@ -124,6 +125,10 @@ class TeacherSpec:
         box_format = str(d.get('box_format', 'xyxy'))
         if box_format not in ('xyxy', 'cxcywh'):
             raise TeacherError(f"{yaml_path}: box_format must be 'xyxy' or 'cxcywh', got {box_format!r}")
+        focal_px = d.get('focal_px')
+        if focal_px is not None and (task != 'depth' or kind != 'metric' or not isinstance(focal_px, (int, float))
+                                     or not focal_px > 0):
+            raise TeacherError(f'{yaml_path}: focal_px (a number > 0) belongs to a metric depth teacher only')
         sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
         return cls(path=str(onnx_path), task=task, sha256=sha, input_name=inp.get('name'),
                    size=tuple(int(v) for v in size) if size else None, layout=layout,
@@ -133,7 +138,7 @@ class TeacherSpec:
                    outputs=outputs, kind=kind, classes=classes, class_map=dict(d.get('class_map') or {}),
                    box_format=box_format, normalized=bool(d.get('normalized', False)),
                    score_threshold=float(d.get('score_threshold', 0.3)),
-                   flip_confidence=bool(d.get('flip_confidence', True)))
+                   flip_confidence=bool(d.get('flip_confidence', True)), focal_px=focal_px)
 
     def class_lut(self, ours: list) -> np.ndarray:
         """Teacher class id -> our class id (-1: left out), by class_map or equal names."""
@@ -184,16 +189,21 @@ class Teacher:
                 raise TeacherError(f'{spec.path}: no output {name!r}; it has {sorted(have)}')
             self.output_names[role] = name
 
+    def _fit(self, image_hw):
+        """(sx, sy, (h, w)): the teacher's input pixels per image pixel, and the image's area in the input."""
+        h, w = image_hw
+        big_h, big_w = self.spec.size or (h, w)
+        if self.spec.resize == 'stretch':
+            return big_w / w, big_h / h, (big_h, big_w)
+        sx = sy = min(big_h / h, big_w / w)
+        return sx, sy, (min(big_h, max(1, round(h * sy))), min(big_w, max(1, round(w * sx))))
+
     def _prepare(self, rgb: np.ndarray):
         """(network input, (sx, sy) input pixels per image pixel, (h, w) of the image inside it)."""
         s = self.spec
         h, w = rgb.shape[:2]
         big_h, big_w = s.size or (h, w)
-        if s.resize == 'stretch':
-            sx, sy, content = big_w / w, big_h / h, (big_h, big_w)
-        else:
-            sx = sy = min(big_h / h, big_w / w)
-            content = (min(big_h, max(1, round(h * sy))), min(big_w, max(1, round(w * sx))))
+        sx, sy, content = self._fit((h, w))
         img = rgb if content == (h, w) else cv2.resize(
             rgb, (content[1], content[0]), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR)
         img = img[..., ::-1] if s.color == 'bgr' else img
@@ -251,15 +261,20 @@ class Teacher:
         labels = np.where(mapped >= 0, mapped, 255).astype(np.uint8)
         return labels, np.where(mapped >= 0, conf, 0).astype(np.float32)
 
-    def depth(self, rgb):
-        """(depth in the teacher's units: metres for a metric teacher, else relative; confidence)."""
+    def depth(self, rgb, focal_px: float | None = None):
+        """(depth in the teacher's units: metres for a metric teacher, else relative; confidence).
+        A metric teacher that names its focal_px is rescaled to this image's lens (focal_px, the
+        image's own pixels) as the node does: a longer lens sees the same object larger, nearer."""
         d = self._depth_once(rgb)
         if not self.spec.flip_confidence:
-            return d, np.isfinite(d).astype(np.float32)
-        mirrored = self._depth_once(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
-        ok = np.isfinite(d) & np.isfinite(mirrored) & (d > 0) & (mirrored > 0)
-        conf = np.zeros(d.shape, np.float32)
-        conf[ok] = np.exp(-np.abs(np.log(d[ok]) - np.log(mirrored[ok])) / 0.05)
+            conf = np.isfinite(d).astype(np.float32)
+        else:
+            mirrored = self._depth_once(np.ascontiguousarray(rgb[:, ::-1]))[:, ::-1]
+            ok = np.isfinite(d) & np.isfinite(mirrored) & (d > 0) & (mirrored > 0)
+            conf = np.zeros(d.shape, np.float32)
+            conf[ok] = np.exp(-np.abs(np.log(d[ok]) - np.log(mirrored[ok])) / 0.05)
+        if self.spec.focal_px and focal_px:
+            d = d * np.float32(focal_px * self._fit(rgb.shape[:2])[0] / self.spec.focal_px)
         return d, conf
 
     def _depth_once(self, rgb):
@@ -440,6 +455,9 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
             raise ValueError('relative depth scaled by the camera height needs --camera-height')
         if k is None:
             raise ValueError(f'{path}: no camera_info (intrinsics) to scale relative depth by the camera height')
+    if depth_teacher is not None and depth_teacher.spec.focal_px and k is None:
+        raise ValueError(f'{path}: no camera_info (intrinsics) to rescale the depth teacher to this lens '
+                         f'(its depth is metric for a {depth_teacher.spec.focal_px:g} px focal length)')
     out = Path(opts.out) / path.name.rstrip('/')
     for sub in ('images', 'segmentation', 'segmentation_confidence', 'depth', 'depth_confidence', 'boxes'):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -474,7 +492,7 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         depth = frame.get('depth')
         depth_conf = None if depth is None else (~np.isnan(depth)).astype(np.float32)
         if depth_teacher is not None and (depth is None or np.isnan(depth).any()):
-            d, conf = depth_teacher.depth(rgb)
+            d, conf = depth_teacher.depth(rgb, focal_px=None if k is None else float(k[0]))
             if depth_teacher.spec.kind != 'metric':
                 scale = None
                 if scale_source == 'camera_height' and seg is not None and 'road' in opts.segmentation_classes:

@@ -109,7 +109,9 @@ def min_reprojection(target: torch.Tensor, warped: list, sources: list, valid: l
     mask = (best < 1e3).to(target.dtype)
     if automask:
         identity = torch.cat([photometric_error(s, target) for s in sources], 1)
-        identity = identity + 1e-5 * torch.arange(identity.shape[1], device=identity.device).view(1, -1, 1, 1)
+        # ties (a warp that moved nothing) are broken at random, as Monodepth2 does; a fixed rule
+        # would drop every pixel, or keep every one, while the motion is still near zero
+        identity = identity + 1e-5 * torch.randn_like(identity)
         still, _ = identity.min(1, keepdim=True)
         mask = mask * (best < still).to(target.dtype)
     return best * mask, mask
@@ -173,7 +175,10 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor, translation: torch.Tensor) ->
 class PoseHead(nn.Module):
     """Relative camera motion from the shared encoder: the stride-32 features of the target and
     the source frame, concatenated, three convolutions, a global mean -> axis-angle and
-    translation (x 0.01, Monodepth2's scaling). Returns the [B, 4, 4] target -> source transform."""
+    translation (x 0.01, Monodepth2's scaling). Returns the [B, 4, 4] target -> source transform.
+    The output layer keeps its random initialisation: a zeroed one starts at exactly no motion,
+    where every warp equals the unwarped frame, auto-masking drops every pixel and no gradient
+    reaches the pose (the first label-free runs stalled there and depth never learned)."""
 
     def __init__(self, in_channels: int, width: int = 128):
         super().__init__()
@@ -182,8 +187,6 @@ class PoseHead(nn.Module):
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(width, 6, 1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, target_features: torch.Tensor, source_features: torch.Tensor) -> torch.Tensor:
         """[B, C, h, w] features of both frames -> [B, 4, 4] target -> source camera transform."""
@@ -205,8 +208,11 @@ class SelfSupervision(nn.Module):
     the deployed network."""
 
     def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
-                 mean, std):
+                 mean, std, training_focal_px: float | None = None):
         super().__init__()
+        # the depth head is metric for this focal length (input pixels); the warp needs the depth
+        # the actual lens sees: x (sample's focal / training focal), as the Predictor scales it
+        self.training_focal_px = float(training_focal_px) if training_focal_px else None
         self.photometric, self.flow_photometric, self.smoothness = photometric, flow_photometric, smoothness
         self.pose = PoseHead(encoder_channels) if photometric > 0 else None
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -227,7 +233,11 @@ class SelfSupervision(nn.Module):
                 f_cur = model.encoder(model._pad(batch['image'][has])[0])[32]
                 f_prev = model.encoder(model._pad(batch['prev_image'][has])[0])[32]
                 t = self.pose(f_cur.float(), f_prev.float())
-                warped, valid = warp_by_depth(prev[has], depth[has], batch['intrinsics'][has].float(), t)
+                k = batch['intrinsics'][has].float()
+                metric = depth[has]
+                if self.training_focal_px:
+                    metric = metric * (k[:, 0, 0] / self.training_focal_px).view(-1, 1, 1, 1)
+                warped, valid = warp_by_depth(prev[has], metric, k, t)
                 loss, mask = min_reprojection(cur[has], [warped], [prev[has]], [valid])
                 smooth = edge_aware_smoothness(1.0 / depth[has].clamp(min=1e-3), cur[has])
                 terms['photometric'] = masked_mean(loss, mask) + self.smoothness * smooth

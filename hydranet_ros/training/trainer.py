@@ -125,6 +125,9 @@ class TrainSettings:
                 raise ValueError(f'train.{table} names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}')
 
 
+_SYNTHETIC_SOURCE_KEYS = ('type', 'weight', 'seeds', 'frames_per_seed', 'style', 'camera', 'cameras', 'labels')
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """The `data:` section, every key with its default; checked by validate()."""
@@ -156,16 +159,24 @@ class DataSettings:
 
     def training_focal_px(self) -> float | None:
         """The focal length (pixels at the network input) of the training camera (data.camera) for a
-        synthetic dataset: depth labels of other cameras are normalised to it. None for real data."""
-        if self.type != 'synthetic':
+        synthetic dataset, or a mixture with a synthetic source (that source's camera): depth labels
+        of other cameras are normalised to it. None for real data alone (the trainer then keeps the
+        init_from checkpoint's)."""
+        camera = self.camera
+        if self.type == 'mixture':
+            synthetic = [s for s in self.sources if isinstance(s, dict) and s.get('type') == 'synthetic']
+            if not synthetic:
+                return None
+            camera = synthetic[0].get('camera', self.camera)
+        elif self.type != 'synthetic':
             return None
         from hydranet_ros.world.camera import PinholeCamera
         if self.letterbox:
             from hydranet_ros.training.datasets import letterbox_content
-            h, w = letterbox_content(self.camera, self.input_size)
+            h, w = letterbox_content(camera, self.input_size)
         else:
             h, w = self.input_size
-        return float(PinholeCamera.preset(self.camera).scaled(int(w), int(h)).fx)
+        return float(PinholeCamera.preset(camera).scaled(int(w), int(h)).fx)
 
     def validate(self):
         if self.type not in DATA_TYPES:
@@ -178,9 +189,14 @@ class DataSettings:
             if not self.sources:
                 raise ValueError('data.sources is needed for a mixture: [{type, root, weight}, ...]')
             for k, src in enumerate(self.sources):
-                if not isinstance(src, dict) or src.get('type') not in (*REAL_TYPES, 'folder') or not src.get('root'):
+                if isinstance(src, dict) and src.get('type') == 'synthetic':
+                    unknown = set(src) - set(_SYNTHETIC_SOURCE_KEYS)
+                    if unknown or not src.get('seeds'):
+                        raise ValueError(f'data.sources[{k}]: a synthetic source takes seeds (a list) and '
+                                         f'{sorted(set(_SYNTHETIC_SOURCE_KEYS) - {"type", "seeds"})}; got {src!r}')
+                elif not isinstance(src, dict) or src.get('type') not in (*REAL_TYPES, 'folder') or not src.get('root'):
                     raise ValueError(f'data.sources[{k}] needs type (one of {list(REAL_TYPES) + ["folder"]}) and root, '
-                                     f'got {src!r}')
+                                     f'or type synthetic with seeds; got {src!r}')
                 if not float(src.get('weight', 1.0)) > 0:
                     raise ValueError(f'data.sources[{k}].weight must be > 0')
         if len(self.input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in self.input_size):
@@ -232,12 +248,13 @@ def _dist():
     return 0, 1
 
 
-def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True):
+def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True,
+                  focal_px: float | None = None):
     """(training set, validation set or None) for the data settings; under DDP each rank renders its share of the
-    synthetic seeds."""
+    synthetic seeds. focal_px: the training focal length (default data.training_focal_px())."""
+    focal_px = focal_px or data.training_focal_px()
     if data.type == 'synthetic':
-        common = dict(cameras=data.cameras or None, letterbox=data.letterbox,
-                      training_focal_px=data.training_focal_px())
+        common = dict(cameras=data.cameras or None, letterbox=data.letterbox, training_focal_px=focal_px)
         train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data.train_seeds, data.frames_per_seed, data.input_size,
                                  data.camera, model_cfg.num_detection_classes, augment=augment,
@@ -247,13 +264,14 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
                                **common)
         return train, val
     if data.type == 'folder':
-        return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment),
-                None)
+        return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment,
+                              letterbox=data.letterbox, training_focal_px=focal_px), None)
     if data.type in REAL_TYPES:
         return real_dataset(dataclasses.asdict(data), data, model_cfg, augment), None
     if data.type == 'mixture':
-        parts = [(real_dataset({**dataclasses.asdict(data), 'class_map': {}, **src}, data, model_cfg, augment),
-                  float(src.get('weight', 1.0))) for src in data.sources]
+        parts = [(_synthetic_source(src, data, model_cfg, augment, focal_px) if src.get('type') == 'synthetic' else
+                  real_dataset({**dataclasses.asdict(data), 'class_map': {}, **src}, data, model_cfg, augment,
+                               focal_px), float(src.get('weight', 1.0))) for src in data.sources]
         return MixtureDataset(parts), None
     raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data.type}'")
 
@@ -297,13 +315,24 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float,
     return losses, extra, terms
 
 
-def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False):
+def _synthetic_source(src: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool, focal_px):
+    """A mixture's synthetic source: labelled drives of the world beside real or pseudo-labelled data."""
+    return SyntheticDataset(src['seeds'], int(src.get('frames_per_seed', 20)), data.input_size,
+                            src.get('camera', data.camera), model_cfg.num_detection_classes, augment=augment,
+                            style=src.get('style', 'classic'), cameras=src.get('cameras') or None,
+                            letterbox=data.letterbox, training_focal_px=focal_px,
+                            labels=tuple(src.get('labels', ('segmentation', 'depth', 'flow', 'detection'))))
+
+
+def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False,
+                 focal_px: float | None = None):
     """A RealDataset for one source: spec holds type, root and the source's own class_map, split,
     sequences, depth_source, completion_root; the model's classes come from data."""
     from hydranet_ros.training import cityscapes, kitti
     kind = spec['type']
     if kind == 'folder':     # e.g. pseudo-label's output: already in the model's classes
-        return FolderDataset(spec['root'], data.input_size, model_cfg.num_detection_classes, augment=augment)
+        return FolderDataset(spec['root'], data.input_size, model_cfg.num_detection_classes, augment=augment,
+                             letterbox=data.letterbox, training_focal_px=focal_px)
     if kind == 'bag':
         items, names = [], None
         for path in sorted(Path(spec['root']).glob('*/metadata.yaml')) or [Path(spec['root']) / 'metadata.yaml']:
@@ -461,8 +490,10 @@ def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scale
     return {**losses, **terms}
 
 
-def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary) -> str:
-    focal = dcfg.training_focal_px()   # real datasets mix cameras: not one focal length (docs/TRAINING.md)
+def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary, focal=None) -> str:
+    # real datasets mix cameras: not one focal length (docs/TRAINING.md), unless fine-tuned from a
+    # checkpoint that has one, or mixed with the synthetic world
+    focal = focal or dcfg.training_focal_px()
     meta = CheckpointMetadata(
         architecture=mcfg.to_dict(), tasks=tasks, camera_focal_px=focal,
         segmentation_classes=seg_classes, detection_classes=[str(n) for n in dcfg.detection_classes],
@@ -479,8 +510,12 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     mcfg, seg_classes = _model_config(config, dcfg)
     tasks = [t for t in TASKS if t in tcfg.tasks]
     device = _seed_and_device(tcfg, rank)
+    focal = dcfg.training_focal_px()
+    if focal is None and tcfg.init_from and not tcfg.resume:
+        from hydranet_ros.model.checkpoint import load_checkpoint
+        focal = load_checkpoint(tcfg.init_from).metadata.training_focal_px()   # fine-tuning keeps its lens
     t_data = time.time()
-    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment))
+    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment), focal_px=focal)
     for part in getattr(train_set, 'parts', [train_set]):
         part.zoom_range = tuple(float(v) for v in tcfg.zoom)
         part.color_jitter = float(tcfg.color_jitter)
@@ -507,7 +542,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         from hydranet_ros.model.checkpoint import IMAGENET_MEAN, IMAGENET_STD
         from hydranet_ros.training.self_supervised import SelfSupervision
         ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
-                              float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD).to(device)
+                              float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
+                              training_focal_px=focal).to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
@@ -572,6 +608,10 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         checkpoint_now = step % int(tcfg.eval_every) == 0 or step == total_steps
         if rank == 0 and val_set is not None and checkpoint_now:
             head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg.eval_samples)))
+            if ssl is not None and 'depth' in tasks and 'depth' not in dcfg.labels:
+                # depth learned from video alone is known up to scale: its curve is median-scaled
+                scaled = evaluate(model, val_set, ['depth'], max_samples=int(tcfg.eval_samples), median_scaled=True)
+                head['abs_rel_median_scaled'] = scaled['depth']['abs_rel']
             history.append({'step': step, **head, 'weights': balancer.current_weights(),
                             'elapsed_s': time.time() - started})
             log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
@@ -588,7 +628,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                    'steps': step, 'batch_size': tcfg.batch_size, 'balancing': tcfg.balancing,
                    'train_seconds': round(elapsed, 1), 'render_seconds': round(data_s, 1),
                    'device': str(device), 'world_size': world, 'final': history[-1] if history else {}}
-        sha = _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary)
+        sha = _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary, focal)
         result['sha256'] = sha
         result['output'] = tcfg.output
         log(f'saved {tcfg.output} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')

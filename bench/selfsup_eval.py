@@ -1,0 +1,113 @@
+"""Score a network trained without depth or flow labels (issue 17; docs/MODEL.md, "Depth and
+flow without labels") on held-out drives of the synthetic world:
+
+- depth AbsRel median-scaled (each image scaled to the ground truth's median: the shape alone);
+- depth AbsRel metric with the camera-height scale: one global factor that makes the network's
+  depth metric, found on *training* drives only from what a robot knows, its camera's height above
+  the road: the road pixels of the network's own segmentation are back-projected, a plane is
+  fitted (RANSAC) and the factor makes its distance the camera height (median over frames). No
+  depth label is read to find it;
+- the same with the factor found per frame on the held-out frame itself (an online variant);
+- flow EPE (pixels at the network input).
+
+    python bench/selfsup_eval.py models/hydranet_selfsup.pt [--seeds 2000-2009] [--calib-seeds 0-9]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
+from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
+from hydranet_ros.training.evaluation import _seeds  # noqa: E402
+from hydranet_ros.training.pseudo_label import scale_from_camera_height  # noqa: E402
+from hydranet_ros.world import World  # noqa: E402
+from hydranet_ros.world.classes import SEGMENTATION_CLASSES  # noqa: E402
+
+ROAD = [n for n, _ in SEGMENTATION_CLASSES].index('road')
+
+
+def _frames(model, seeds, frames, size, style, camera):
+    """(dataset, outputs [(depth, seg, flow)], camera height per sample)."""
+    ds = SyntheticDataset(seeds, frames, size, camera, model.config.num_detection_classes, style=style)
+    heights = {s: World(s, camera, size=size, style=style).scene.camera_height for s in seeds}
+    outs = []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            it = ds[i]
+            o = model(it['image'][None], ['segmentation', 'depth', 'flow'], previous_images=it['prev_image'][None])
+            outs.append((o['depth'][0, 0].numpy(), o['segmentation'][0].argmax(0).numpy(), o['flow'][0].numpy()))
+    return ds, outs, [heights[s['seed']] for s in ds.samples]
+
+
+def _camera_height_factor(depth, seg, k, height):
+    return scale_from_camera_height(depth, seg == ROAD, np.asarray(k, np.float64).reshape(-1), height)
+
+
+def _abs_rel(pred, gt, lo, hi):
+    ok = np.isfinite(gt) & (gt > lo) & (gt < hi)
+    return float(np.mean(np.abs(np.clip(pred[ok], lo, hi) - gt[ok]) / gt[ok])) if ok.any() else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('checkpoint')
+    p.add_argument('--seeds', default='2000-2009', help='held-out drives scored')
+    p.add_argument('--calib-seeds', default='0-9', help='training drives the camera-height factor is found on')
+    p.add_argument('--frames', type=int, default=10)
+    p.add_argument('--style', default='varied')
+    p.add_argument('--camera', default='kitti')
+    p.add_argument('--json', help='write the numbers here too')
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    loaded = load_checkpoint(args.checkpoint)
+    model = loaded.model.eval()
+    size = tuple(loaded.metadata.input_size)
+    lo, hi = model.config.depth_min, model.config.depth_max
+    cal, cal_out, cal_h = _frames(model, _seeds(args.calib_seeds), 5, size, args.style, args.camera)
+    factors = [_camera_height_factor(d, s, cal.samples[i]['intrinsics'], cal_h[i])
+               for i, (d, s, _) in enumerate(cal_out)]
+    factors = [f for f in factors if f is not None]
+    global_factor = float(np.median(factors)) if factors else None
+    ds, outs, heights = _frames(model, _seeds(args.seeds), args.frames, size, args.style, args.camera)
+    med, metric, per_frame, epe = [], [], [], []
+    for i, (d, s, f) in enumerate(outs):
+        sample = ds.samples[i]
+        gt = sample['depth'].astype(np.float32)
+        ok = np.isfinite(gt) & (gt > lo) & (gt < hi)
+        med.append(_abs_rel(d * np.median(gt[ok]) / np.median(d[ok]), gt, lo, hi))
+        if global_factor:
+            metric.append(_abs_rel(d * global_factor, gt, lo, hi))
+        own = _camera_height_factor(d, s, sample['intrinsics'], heights[i])
+        if own:
+            per_frame.append(_abs_rel(d * own, gt, lo, hi))
+        gf = sample['flow'].astype(np.float32)
+        valid = np.isfinite(gf).all(axis=2)
+        epe.append(float(np.linalg.norm(f.transpose(1, 2, 0) - np.nan_to_num(gf), axis=2)[valid].mean()))
+    result = {
+        'checkpoint': str(args.checkpoint), 'sha256': loaded.sha256[:12], 'input_size': list(size),
+        'held_out': f'{args.style} seeds {args.seeds}, {len(outs)} frames, {args.camera}',
+        'abs_rel_median_scaled': round(float(np.mean(med)), 4),
+        'camera_height_factor': None if global_factor is None else round(global_factor, 4),
+        'calibration_frames': f'{len(factors)} of {len(cal_out)} (seeds {args.calib_seeds})',
+        'abs_rel_metric_camera_height': round(float(np.mean(metric)), 4) if metric else None,
+        'abs_rel_metric_per_frame_camera_height': round(float(np.mean(per_frame)), 4) if per_frame else None,
+        'per_frame_scaled_frames': len(per_frame),
+        'abs_rel_unscaled': round(float(np.mean([_abs_rel(d, ds.samples[i]['depth'].astype(np.float32), lo, hi)
+                                                 for i, (d, _, _) in enumerate(outs)])), 4),
+        'flow_epe_px': round(float(np.mean(epe)), 3)}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The adaptation loop's tools: a HydraNet exported as pseudo-label teachers labels exactly as the
+node's Predictor would, depth rescaled to each bag's lens; folders letterboxed and focal-normalised
+as the synthetic world is; a mixture with a synthetic source; styled bags (ROS-free)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
+from hydranet_ros.model.config import HydraNetConfig
+from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.training.pseudo_label import Options, TeacherSpec, label_input
+from hydranet_ros.training.teachers import export_teachers, main as teachers_main
+
+SEG = ['road', 'car', 'person', 'sky']
+DET = ['car', 'person']
+FOCAL = 120.0     # the focal length (network-input pixels) the test model's depth is metric for
+
+
+@pytest.fixture(scope='module')
+def model_with_a_lens(tmp_path_factory):
+    torch.manual_seed(3)
+    cfg = HydraNetConfig(width_mult=0.25, decoder_channels=16, crp_stages=1, num_classes=4, num_detection_classes=2)
+    meta = CheckpointMetadata(architecture=cfg.to_dict(), input_size=[64, 128], name='lens',
+                              segmentation_classes=SEG, detection_classes=DET, camera_focal_px=FOCAL)
+    path = tmp_path_factory.mktemp('m') / 'lens.pt'
+    save_checkpoint(path, HydraNet(cfg), meta)
+    return path
+
+
+def _drive(root, k, n=2, size=(60, 150)):
+    rng = np.random.default_rng(0)
+    (root / 'images').mkdir(parents=True)
+    images = []
+    for i in range(n):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (*size, 3), dtype=np.uint8), (5, 5), 0)
+        cv2.imwrite(str(root / 'images' / f'{i:06d}.png'), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        images.append(img)
+    (root / 'camera.json').write_text(json.dumps({'k': k}))
+    return images
+
+
+def test_a_hydranet_as_teachers_labels_as_the_predictor_does(model_with_a_lens, tmp_path):
+    from hydranet_ros.inference.predictor import Predictor
+    paths = export_teachers(model_with_a_lens, tmp_path / 't')
+    specs = tuple(TeacherSpec.load(p) for p in paths)
+    assert [s.task for s in specs] == ['segmentation', 'depth', 'detection']
+    assert specs[1].focal_px == pytest.approx(FOCAL) and specs[0].classes == tuple(SEG)
+    fx = 200.0                                # this robot's lens, in its own 150x60 image pixels
+    images = _drive(tmp_path / 'in' / 'robot', [fx, 0, 75, 0, fx, 30, 0, 0, 1])
+    opts = Options(out=str(tmp_path / 'out'), segmentation_classes=tuple(SEG), detection_classes=tuple(DET))
+    label_input(tmp_path / 'in' / 'robot', specs, opts)
+    out = tmp_path / 'out' / 'robot'
+    pred = Predictor(model_with_a_lens, device='cpu', fuse=False, score_threshold=0.3)
+    res = pred.predict(images[0], tasks=['segmentation', 'depth', 'detection'], focal_px=fx)[0]
+    seg = cv2.imread(str(out / 'segmentation' / '000000.png'), cv2.IMREAD_UNCHANGED)
+    assert (seg == res.segmentation).mean() > 0.97
+    depth = np.load(out / 'depth' / '000000.npy')
+    # the node's depth for this lens: the network's x (fx at the input / training focal)
+    assert res.depth_scale == pytest.approx(fx * 128 / 150 / FOCAL, rel=1e-3) and res.depth_scale != 1.0
+    ratio = depth / res.depth
+    assert np.nanmedian(ratio) == pytest.approx(1.0, abs=0.01)
+    boxes = json.loads((out / 'boxes' / '000000.json').read_text())
+    assert len(boxes) == sum(d.score >= 0.3 for d in res.detections)
+
+
+def test_a_depth_teacher_with_a_focal_length_needs_the_bags_intrinsics(model_with_a_lens, tmp_path):
+    export_teachers(model_with_a_lens, tmp_path / 't', tasks=['depth'])
+    spec = TeacherSpec.load(tmp_path / 't' / 'depth.onnx')
+    _drive(tmp_path / 'in' / 'robot', None, n=1)
+    with pytest.raises(ValueError, match='no camera_info'):
+        label_input(tmp_path / 'in' / 'robot', (spec,),
+                    Options(out=str(tmp_path / 'o'), segmentation_classes=tuple(SEG), detection_classes=tuple(DET)))
+
+
+def test_teachers_cli_refuses_a_missing_head_and_a_bad_size(tiny_checkpoint, tmp_path, capsys):
+    assert teachers_main([str(tiny_checkpoint), str(tmp_path / 'a'), '--size', '100x7']) == 2
+    assert '--size' in capsys.readouterr().err
+    assert teachers_main([str(tiny_checkpoint), str(tmp_path / 'b'), '--tasks', 'flow']) == 2
+    assert teachers_main([str(tiny_checkpoint), str(tmp_path / 'c'), '--tasks', 'segmentation']) == 0
+    assert (tmp_path / 'c' / 'seg.yaml').is_file() and not (tmp_path / 'c' / 'depth.onnx').exists()
+
+
+def test_folders_letterbox_and_normalise_depth_to_the_training_lens(tmp_path):
+    from hydranet_ros.training.datasets import FolderDataset
+    root = tmp_path / 'd'
+    _drive(root, [100.0, 0, 50, 0, 100.0, 20, 0, 0, 1], n=1, size=(40, 100))
+    (root / 'depth').mkdir()
+    np.save(root / 'depth' / '000000.npy', np.full((40, 100), 10.0, np.float32))
+    (root / 'segmentation').mkdir()
+    cv2.imwrite(str(root / 'segmentation' / '000000.png'), np.zeros((40, 100), np.uint8))
+    item = FolderDataset(root, (64, 128), letterbox=True, training_focal_px=64.0)[0]
+    # 100x40 fits 128x51 (x1.28); the rest is padding as the Predictor pads: zero, no labels
+    assert item['image'].shape == (3, 64, 128)
+    assert (item['image'][:, 52:] == 0).all() and (item['segmentation'][52:] == 255).all()
+    assert (item['segmentation'][:50] == 0).all()
+    assert item['intrinsics'][0, 0] == pytest.approx(128.0)
+    # the lens at the input is 128 px, the training lens 64: the same scene looks twice as near to it
+    assert np.nanmedian(item['depth'][:50].numpy()) == pytest.approx(10.0 * 64 / 128, rel=1e-3)
+    plain = FolderDataset(root, (64, 128))[0]
+    assert np.nanmedian(plain['depth'].numpy()) == pytest.approx(10.0) and (plain['segmentation'] == 0).all()
+
+
+def test_a_mixture_with_a_synthetic_source_keeps_the_lens_of_the_model_it_grows_from(model_with_a_lens, tmp_path):
+    from hydranet_ros.model.checkpoint import load_checkpoint
+    from hydranet_ros.training.trainer import TrainConfig, train
+    _drive(tmp_path / 'pl' / 'robot', [100.0, 0, 75, 0, 100.0, 30, 0, 0, 1], n=3)
+    model = {'width_mult': 0.25, 'decoder_channels': 16, 'crp_stages': 1}
+    common = {'steps': 2, 'batch_size': 2, 'eval_every': 100, 'threads': 1, 'tasks': ['segmentation', 'depth']}
+    mixed = TrainConfig(
+        name='mix', model=model,
+        data={'type': 'mixture', 'input_size': [64, 128], 'letterbox': True,
+              'sources': [{'type': 'folder', 'root': str(tmp_path / 'pl')},
+                          {'type': 'synthetic', 'seeds': [5], 'frames_per_seed': 2, 'camera': 'vga',
+                           'style': 'varied'}]},
+        train={**common, 'output': str(tmp_path / 'mix.pt')})
+    train(mixed, progress=False, log=lambda *a: None)
+    # a synthetic source names the lens: VGA letterboxed into 128x64 -> 85x64, fx 525 * 64 / 480
+    assert load_checkpoint(tmp_path / 'mix.pt').metadata.camera_focal_px == pytest.approx(525.0 * 64 / 480, rel=0.02)
+    tuned = TrainConfig(
+        name='tuned', model=model,
+        data={'type': 'folder', 'root': str(tmp_path / 'pl'), 'input_size': [64, 128], 'letterbox': True,
+              'segmentation_classes': SEG, 'detection_classes': DET},
+        train={**common, 'tasks': ['segmentation'], 'init_from': str(model_with_a_lens),
+               'output': str(tmp_path / 'tuned.pt')})
+    train(tuned, progress=False, log=lambda *a: None)
+    assert load_checkpoint(tmp_path / 'tuned.pt').metadata.camera_focal_px == pytest.approx(FOCAL)
+
+
+def test_a_synthetic_source_must_name_its_seeds():
+    from hydranet_ros.training.trainer import TrainConfig
+    cfg = TrainConfig(name='x', model={}, data={'type': 'mixture', 'sources': [{'type': 'synthetic', 'root': '/x'}]},
+                      train={})
+    with pytest.raises(ValueError, match='synthetic source takes seeds'):
+        cfg.resolved()
+
+
+def test_make_bag_renders_the_style_asked_for(tmp_path):
+    from hydranet_ros.bag.make_bag import write_drive
+    from hydranet_ros.training.real_data import bag_frames
+    from hydranet_ros.world import World
+    write_drive(tmp_path / 'b', seed=7, frames=1, size=(60, 200), style='heldout', ground_truth=False)
+    frames, _ = bag_frames(tmp_path / 'b')
+    world = World(7, 'kitti', size=(60, 200), style='heldout')
+    assert np.array_equal(frames[0]['image'], next(iter(world.frames(1))).rgb)
+    assert not np.array_equal(frames[0]['image'], next(iter(World(7, 'kitti', size=(60, 200)).frames(1))).rgb)
