@@ -146,3 +146,82 @@ def test_make_bag_renders_the_style_asked_for(tmp_path):
     world = World(7, 'kitti', size=(60, 200), style='heldout')
     assert np.array_equal(frames[0]['image'], next(iter(world.frames(1))).rgb)
     assert not np.array_equal(frames[0]['image'], next(iter(World(7, 'kitti', size=(60, 200)).frames(1))).rgb)
+
+
+# --- odometry: camera motion (and metric scale) for the photometric terms -------------------------
+
+def test_bag_odometry_and_mount_give_the_true_camera_motion(tmp_path):
+    from hydranet_ros.bag.make_bag import write_drive
+    from hydranet_ros.training.datasets import _relative_pose
+    from hydranet_ros.training.real_data import bag_frames
+    from hydranet_ros.world import World
+    write_drive(tmp_path / 'b', seed=11, frames=3, size=(60, 200), style='varied', ground_truth=False)
+    frames, _ = bag_frames(tmp_path / 'b')
+    world = World(11, 'kitti', size=(60, 200), style='varied')
+    stamps = [f.stamp for f in world.frames(3)]
+    for i in (1, 2):
+        measured = np.linalg.inv(frames[i - 1]['camera_pose']) @ frames[i]['camera_pose']
+        np.testing.assert_allclose(measured, _relative_pose(world, stamps[i - 1], stamps[i]), atol=1e-6)
+    assert np.linalg.norm(measured[:3, 3]) > 0.3          # the car moved
+    write_drive(tmp_path / 'n', seed=11, frames=2, size=(60, 200), odometry=False, ground_truth=False)
+    assert all('camera_pose' not in f for f in bag_frames(tmp_path / 'n')[0])
+
+
+def test_odometry_between_messages_is_interpolated():
+    from hydranet_ros.bag.convert import matrix_from_pose
+    from hydranet_ros.training.real_data import _pose_at
+    half_turn_z = np.array([0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)])      # 45 degrees about z
+    odoms = [(0, 'base_link', np.eye(4)), (100_000_000, 'base_link', matrix_from_pose((2, 0, 0), half_turn_z))]
+    mid = _pose_at(odoms, 50_000_000)
+    np.testing.assert_allclose(mid[:3, 3], [1, 0, 0])
+    assert np.degrees(np.arctan2(mid[1, 0], mid[0, 0])) == pytest.approx(22.5, abs=0.1)
+    assert _pose_at(odoms, 400_000_000) is None                                # far past the last message
+
+
+def test_pseudo_labelled_folders_carry_odometry_and_a_mirror_keeps_it_consistent(tmp_path):
+    from hydranet_ros.bag.make_bag import write_drive
+    from hydranet_ros.training import self_supervised as ss
+    from hydranet_ros.training.datasets import FolderDataset
+    from hydranet_ros.world import World
+    (tmp_path / 'bags').mkdir()
+    write_drive(tmp_path / 'bags' / 'd', seed=11, frames=2, size=(96, 160), camera='vga', style='varied',
+                ground_truth=False)
+    label_input(tmp_path / 'bags' / 'd', (), Options(out=str(tmp_path / 'pl'), segmentation_classes=tuple(SEG),
+                                                     detection_classes=tuple(DET)))
+    assert (tmp_path / 'pl' / 'd' / 'poses' / '000001.json').is_file()
+    ds = FolderDataset(tmp_path / 'pl', (96, 160))
+    plain = ds[1]
+    ds.augment, ds.rng = True, np.random.default_rng(1)
+    while True:                                   # draw until the augmentation mirrors the sample
+        flipped = ds[1]
+        if not torch.equal(flipped['image'], plain['image']):
+            break
+    truth = next(iter(World(11, 'vga', size=(96, 160), style='varied').frames(2, start=1))).depth
+    depth = torch.from_numpy(np.where(np.isfinite(truth), truth, 200.0).astype(np.float32))[None, None]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def loss(item, d):
+        cur, prev = item['image'][None] * std + mean, item['prev_image'][None] * std + mean
+        warped, valid = ss.warp_by_depth(prev, d, item['intrinsics'][None], item['pose'][None])
+        return float(ss.masked_mean(ss.photometric_error(warped, cur), valid))
+    assert plain['has_pose'] and flipped['has_pose']
+    base = loss(plain, depth)
+    assert loss(flipped, depth.flip(-1)) == pytest.approx(base, rel=0.05)
+    # odometry fixes the metric scale: the true depth explains the frames better than a scaled one
+    assert base < 0.8 * loss(plain, depth * 1.5) and base < 0.8 * loss(plain, depth / 1.5)
+
+
+def test_odometry_replaces_the_pose_head_where_a_sample_has_it():
+    from hydranet_ros.training.self_supervised import SelfSupervision
+    cfg = HydraNetConfig(width_mult=0.25, decoder_channels=16, crp_stages=1, num_classes=4, num_detection_classes=2)
+    model = HydraNet(cfg)
+    ssl = SelfSupervision(model.encoder.channels[32], 1.0, 0.0, 0.001, (0.5,) * 3, (0.2,) * 3)
+    known = torch.eye(4).repeat(3, 1, 1)
+    known[:, 2, 3] = -1.0
+    batch = {'image': torch.rand(3, 3, 64, 64), 'prev_image': torch.rand(3, 3, 64, 64), 'pose': known,
+             'has_pose': torch.tensor([True, False, True])}
+    t = ssl.camera_motion(model, batch, torch.tensor([True, True, True]))
+    assert torch.equal(t[0], known[0]) and torch.equal(t[2], known[2]) and not torch.equal(t[1], known[1])
+    ssl.use_odometry = False
+    assert not torch.equal(ssl.camera_motion(model, batch, torch.tensor([True, True, True]))[0], known[0])

@@ -282,3 +282,17 @@ def test_cli_on_a_bag_reports_a_failed_input_and_exits_3(teachers, tmp_path):
     # The bag carries ground truth: every label is real, the teachers fill nothing.
     assert seq['tasks']['segmentation']['real'] == 3 and seq['tasks']['segmentation']['pseudo'] == 0
     assert seq['tasks']['depth']['real'] == 3
+
+
+def test_unsure_teacher_pixels_can_be_left_unlabelled(teachers, tmp_path):
+    img = _image()
+    img[:, 44:52, 0] = 128                   # red halfway: the teacher cannot tell car from road
+    src = _folder(tmp_path / 'drive', [img])
+    for threshold, name in ((0.0, 'all'), (0.8, 'sure')):
+        label_input(src, (teachers['seg'],), _opts(tmp_path / name, min_segmentation_confidence=threshold))
+    weak = cv2.imread(str(tmp_path / 'all' / 'drive' / 'segmentation' / '000000.png'), cv2.IMREAD_UNCHANGED)
+    sure = cv2.imread(str(tmp_path / 'sure' / 'drive' / 'segmentation' / '000000.png'), cv2.IMREAD_UNCHANGED)
+    conf = cv2.imread(str(tmp_path / 'sure' / 'drive' / 'segmentation_confidence' / '000000.png'),
+                      cv2.IMREAD_UNCHANGED)
+    assert (weak[:, 44:52] != 255).all() and (sure[:, 44:52] == 255).all() and (conf[:, 44:52] == 0).all()
+    assert (sure[:, :40] == weak[:, :40]).all() and (sure[:, :40] == SEG_NAMES.index('car')).all()

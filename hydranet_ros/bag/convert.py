@@ -99,3 +99,67 @@ def detection_boxes(msg):
         classes.append(int(hyp.class_id) if hyp and hyp.class_id.lstrip('-').isdigit() else -1)
     return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64),
             np.asarray(classes, np.int64))
+
+
+# --- poses: nav_msgs/Odometry and tf2_msgs/TFMessage ---------------------------------------------
+
+def quaternion_from_matrix(r: np.ndarray) -> np.ndarray:
+    """(x, y, z, w), w >= 0, of a 3x3 rotation matrix."""
+    r = np.asarray(r, np.float64)
+    w = np.sqrt(max(0.0, 1.0 + r[0, 0] + r[1, 1] + r[2, 2])) / 2
+    x = np.sqrt(max(0.0, 1.0 + r[0, 0] - r[1, 1] - r[2, 2])) / 2
+    y = np.sqrt(max(0.0, 1.0 - r[0, 0] + r[1, 1] - r[2, 2])) / 2
+    z = np.sqrt(max(0.0, 1.0 - r[0, 0] - r[1, 1] + r[2, 2])) / 2
+    x, y, z = np.copysign(x, r[2, 1] - r[1, 2]), np.copysign(y, r[0, 2] - r[2, 0]), np.copysign(z, r[1, 0] - r[0, 1])
+    q = np.array([x, y, z, w])
+    return q / np.linalg.norm(q)
+
+
+def matrix_from_pose(position, quaternion) -> np.ndarray:
+    """4x4 transform from a position (x, y, z) and a quaternion (x, y, z, w)."""
+    x, y, z, w = np.asarray(quaternion, np.float64) / max(np.linalg.norm(quaternion), 1e-12)
+    out = np.eye(4)
+    out[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                   [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    out[:3, 3] = position
+    return out
+
+
+def odometry(hdr, child_frame_id: str, transform: np.ndarray):
+    """nav_msgs/Odometry: child_frame_id's pose (4x4, child -> header frame) with unknown covariance
+    and twist (-1 on the diagonals, as REP 145 suggests for unknown)."""
+    q = quaternion_from_matrix(transform[:3, :3])
+    pose = _t('geometry_msgs/msg/Pose')(
+        position=_t('geometry_msgs/msg/Point')(x=float(transform[0, 3]), y=float(transform[1, 3]),
+                                               z=float(transform[2, 3])),
+        orientation=_t('geometry_msgs/msg/Quaternion')(x=q[0], y=q[1], z=q[2], w=q[3]))
+    unknown = -np.eye(6).reshape(-1)
+    zero = _t('geometry_msgs/msg/Vector3')(x=0.0, y=0.0, z=0.0)
+    return _t('nav_msgs/msg/Odometry')(
+        header=hdr, child_frame_id=child_frame_id,
+        pose=_t('geometry_msgs/msg/PoseWithCovariance')(pose=pose, covariance=unknown.copy()),
+        twist=_t('geometry_msgs/msg/TwistWithCovariance')(
+            twist=_t('geometry_msgs/msg/Twist')(linear=zero, angular=zero), covariance=unknown.copy()))
+
+
+def transforms(hdr, child_frames_and_transforms):
+    """tf2_msgs/TFMessage of (child_frame_id, 4x4 child -> header frame) pairs."""
+    out = []
+    for child, t in child_frames_and_transforms:
+        q = quaternion_from_matrix(t[:3, :3])
+        out.append(_t('geometry_msgs/msg/TransformStamped')(
+            header=hdr, child_frame_id=child,
+            transform=_t('geometry_msgs/msg/Transform')(
+                translation=_t('geometry_msgs/msg/Vector3')(x=float(t[0, 3]), y=float(t[1, 3]), z=float(t[2, 3])),
+                rotation=_t('geometry_msgs/msg/Quaternion')(x=q[0], y=q[1], z=q[2], w=q[3]))))
+    return _t('tf2_msgs/msg/TFMessage')(transforms=out)
+
+
+def pose_of(msg) -> np.ndarray:
+    """4x4 of an Odometry's pose or a TransformStamped's transform."""
+    if hasattr(msg, 'transform'):
+        t, r = msg.transform.translation, msg.transform.rotation
+    else:
+        t, r = msg.pose.pose.position, msg.pose.pose.orientation
+    return matrix_from_pose((t.x, t.y, t.z), (r.x, r.y, r.z, r.w))

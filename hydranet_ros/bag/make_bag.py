@@ -6,6 +6,8 @@ Topics (frame_id `camera`; every message of a frame carries the same header stam
 |---|---|---|
 | /camera/image_raw | sensor_msgs/Image | rgb8 camera frame |
 | /camera/camera_info | sensor_msgs/CameraInfo | pinhole intrinsics, no distortion |
+| /odom | nav_msgs/Odometry | base_link in odom, the car's true motion (pose only; unless --no-odometry) |
+| /tf_static | tf2_msgs/TFMessage | the camera mount, base_link -> camera (once, latched) |
 | /ground_truth/segmentation | sensor_msgs/Image | mono8 class ids, 255 = no label |
 | /ground_truth/segmentation/label_info | vision_msgs/LabelInfo | class id -> name (once, latched) |
 | /ground_truth/depth | sensor_msgs/Image | 32FC1 metres, +Inf where there is no surface (sky) |
@@ -21,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import STORAGES, BagError, BagWriter, format_counts, qos_profile
 from hydranet_ros.world.styles import STYLE_NAMES
@@ -28,13 +32,29 @@ from hydranet_ros.world.styles import STYLE_NAMES
 CAMERA = '/camera'
 GROUND_TRUTH = '/ground_truth'
 FRAME_ID = 'camera'
+ODOMETRY, ODOM_FRAME, BASE_FRAME = '/odom', 'odom', 'base_link'
+# The world's axes (x right, y up, z forward at the start) -> odom's (REP 103: x forward, y left, z up)
+WORLD_TO_ODOM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+# The camera's optical axes (x right, y down, z forward) -> base_link's (x forward, y left, z up)
+OPTICAL_TO_BASE = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def camera_odometry(world, stamp: float) -> np.ndarray:
+    """4x4 base_link -> odom at a drive time: the car's true motion, as wheel/visual odometry would
+    report it (base_link sits at the camera, turned to REP 103 axes; /tf_static holds the mount)."""
+    centre, r_cw = world.scene.camera_frame(stamp)
+    out = np.eye(4)
+    out[:3, :3] = WORLD_TO_ODOM @ r_cw @ OPTICAL_TO_BASE.T
+    out[:3, 3] = WORLD_TO_ODOM @ centre
+    return out
 START_NS = 1_700_000_000 * 1_000_000_000     # fixed, so the same seed gives the same bag
 
 
 def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camera: str = 'kitti',
                 storage: str = 'mcap', ground_truth: bool = True, dt: float = 0.1, progress: bool = False,
-                style: str = 'classic') -> dict:
-    """Render and write the drive; returns message counts per topic."""
+                style: str = 'classic', odometry: bool = True) -> dict:
+    """Render and write the drive; returns message counts per topic. odometry: /odom (base_link in
+    odom) per frame and the camera mount on /tf_static, as a robot records them."""
     from hydranet_ros.world import World
     from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
     if frames < 1:
@@ -43,6 +63,11 @@ def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camer
     latched = qos_profile(transient_local=True, depth=1)
     with BagWriter(path, storage) as bag:
         hdr0 = convert.header(START_NS, FRAME_ID)
+        if odometry:
+            mount = np.eye(4)
+            mount[:3, :3] = OPTICAL_TO_BASE
+            bag.write('/tf_static', START_NS, convert.transforms(convert.header(START_NS, BASE_FRAME),
+                                                                [(FRAME_ID, mount)]), latched)
         if ground_truth:
             bag.write(f'{GROUND_TRUTH}/segmentation/label_info', START_NS,
                       convert.label_info(hdr0, [n for n, _ in SEGMENTATION_CLASSES]), latched)
@@ -58,6 +83,9 @@ def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camer
             hdr = convert.header(ns, FRAME_ID)
             bag.write(f'{CAMERA}/camera_info', ns, convert.camera_info(hdr, world.camera))
             bag.write(f'{CAMERA}/image_raw', ns, convert.image(hdr, frame.rgb, 'rgb8'))
+            if odometry:
+                bag.write(ODOMETRY, ns, convert.odometry(convert.header(ns, ODOM_FRAME), BASE_FRAME,
+                                                         camera_odometry(world, frame.stamp)))
             if ground_truth:
                 bag.write(f'{GROUND_TRUTH}/segmentation', ns, convert.image(hdr, frame.segmentation, 'mono8'))
                 bag.write(f'{GROUND_TRUTH}/depth', ns, convert.image(hdr, frame.depth, '32FC1'))
@@ -92,6 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument('--rate', type=float, default=10.0, help='frames per second of the drive (default 10)')
     parser.add_argument('--storage', default='mcap', help=f"storage id: {', '.join(STORAGES)} (default mcap)")
     parser.add_argument('--no-ground-truth', action='store_true', help='camera topics only')
+    parser.add_argument('--no-odometry', action='store_true', help='no /odom and /tf_static')
     parser.add_argument('--style', choices=STYLE_NAMES, default='classic',
                         help="the world's look (default classic; heldout is never used in training)")
     args = parser.parse_args(argv)
@@ -99,7 +128,8 @@ def main(argv=None) -> int:
         parser.error('--rate must be > 0')
     try:
         counts = write_drive(args.output, args.seed, args.frames, args.size, args.camera, args.storage,
-                             not args.no_ground_truth, 1.0 / args.rate, progress=sys.stderr.isatty(), style=args.style)
+                             not args.no_ground_truth, 1.0 / args.rate, progress=sys.stderr.isatty(), style=args.style,
+                             odometry=not args.no_odometry)
     except BagError as exc:
         print(f'make-bag: error: {exc}', file=sys.stderr)
         return 2

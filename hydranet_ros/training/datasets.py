@@ -29,10 +29,14 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     ignore = sample.get('ignore_boxes')
     seg_w, depth_w, box_w = sample.get('segmentation_weight'), sample.get('depth_weight'), sample.get('box_weights')
     k = sample.get('intrinsics')
+    pose = sample.get('relative_pose')
     if flip:
         if k is not None:   # a mirrored image's principal point mirrors too
             k = np.array(k, np.float64)
             k[0, 2] = w - 1 - k[0, 2]
+        if pose is not None:   # and the camera's motion mirrors in x
+            mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
+            pose = mirror @ np.asarray(pose, np.float64) @ mirror
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
         depth = None if depth is None else depth[:, ::-1]
@@ -78,6 +82,9 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     # Camera intrinsics at this image's pixels (self-supervised losses); identity when unknown.
     out['intrinsics'] = torch.eye(3) if k is None else torch.tensor(np.asarray(k, np.float32))
     out['has_intrinsics'] = torch.tensor(k is not None)
+    # Camera motion from odometry, this frame's camera -> the previous frame's (4x4); identity when unknown.
+    out['pose'] = torch.eye(4) if pose is None else torch.tensor(np.asarray(pose, np.float32))
+    out['has_pose'] = torch.tensor(pose is not None)
     return out
 
 
@@ -105,6 +112,16 @@ def ignore_cells(boxes, out_h: int, out_w: int) -> np.ndarray:
         r0, r1 = int(np.ceil(y1 / STRIDE - 0.5)), int(np.floor(y2 / STRIDE - 0.5))
         out[max(r0, 0):max(r1 + 1, 0), max(c0, 0):max(c1 + 1, 0)] = 1.0
     return out
+
+
+def _relative_pose(world, previous_stamp: float, stamp: float) -> np.ndarray:
+    """The world's true camera motion as odometry gives it: this frame's camera -> the previous one's (4x4)."""
+    def pose(t):
+        centre, r = world.scene.camera_frame(t)
+        out = np.eye(4)
+        out[:3, :3], out[:3, 3] = r, centre
+        return out
+    return np.linalg.inv(pose(previous_stamp)) @ pose(stamp)
 
 
 def crop_intrinsics(k, x0: float, y0: float, sx: float, sy: float) -> np.ndarray:
@@ -254,7 +271,7 @@ class SyntheticDataset(Dataset):
                  augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0,
                  style: str = 'classic', cameras=None, letterbox: bool = False,
                  training_focal_px: float | None = None, normalise_depth: bool = True,
-                 labels=('segmentation', 'depth', 'flow', 'detection')):
+                 labels=('segmentation', 'depth', 'flow', 'detection'), odometry: bool = False):
         self.samples: list[Sample] = []
         self.num_det = num_detection_classes
         self.mean, self.std, self.augment = mean, std, augment
@@ -280,7 +297,8 @@ class SyntheticDataset(Dataset):
                         all_boxes=frame.boxes, seed=int(seed), index=frame.index, stamp=frame.stamp,
                         camera=cam, focal_px=float(world.camera.fx),
                         depth_scale=1.0 if normalise_depth else float(ratio),
-                        intrinsics=np.array(world.camera.k, np.float64).reshape(3, 3)))
+                        intrinsics=np.array(world.camera.k, np.float64).reshape(3, 3),
+                        relative_pose=_relative_pose(world, prev.stamp, frame.stamp) if odometry else None))
                     for task, keys in (('segmentation', ('segmentation',)), ('depth', ('depth',)),
                                        ('flow', ('flow',)), ('detection', ('boxes', 'classes'))):
                         if task not in labels:       # self-supervised runs: the label is withheld
@@ -313,6 +331,7 @@ class FolderDataset(Dataset):
         root/depth/<stem>.npy|png           metres (.png: uint16 millimetres) optional
         root/flow/<stem>.npy                [H, W, 2] previous -> this, NaN invalid  optional
         root/boxes/<stem>.json              [{"x1", "y1", "x2", "y2", "class_id"(, "score")}]   optional
+        root/poses/<stem>.json              {"camera_to_odom": 16 floats} (odometry; pseudo-label) optional
         root/segmentation_confidence/<stem>.png, root/depth_confidence/<stem>.png
                                             pseudo-label confidence x 255 (pseudo-label's output) optional
 
@@ -364,6 +383,14 @@ class FolderDataset(Dataset):
             cache[folder] = k
         return cache[folder]
 
+    @staticmethod
+    def _pose(folder: Path, stem: str):
+        """poses/<stem>.json (pseudo-label writes it from a bag's odometry): camera -> odom, or None."""
+        path = folder / 'poses' / f'{stem}.json'
+        if not path.is_file():
+            return None
+        return np.array(json.loads(path.read_text())['camera_to_odom'], np.float64).reshape(4, 4)
+
     def _read_rgb(self, path):
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -388,6 +415,10 @@ class FolderDataset(Dataset):
         k = self._intrinsics(folder)
         if k is not None:
             sample['intrinsics'] = crop_intrinsics(k, 0, 0, sx, sy)
+        if not first:
+            now, before = self._pose(folder, stem), self._pose(folder, self.images[i - 1].stem)
+            if now is not None and before is not None:
+                sample['relative_pose'] = np.linalg.inv(before) @ now
         for key, sub in (('segmentation_weight', 'segmentation_confidence'), ('depth_weight', 'depth_confidence')):
             cp = folder / sub / f'{stem}.png'
             if cp.is_file():

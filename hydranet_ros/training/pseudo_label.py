@@ -353,6 +353,8 @@ def _input_frames(path: Path, camera: str):
         frames = []
         for it in items:
             f = {'image': it['image'], 'stamp': it['stamp']}
+            if it.get('camera_pose') is not None:
+                f['camera_pose'] = it['camera_pose']
             if it.get('segmentation') is not None:
                 f['segmentation_theirs'] = it['segmentation']
             if it.get('depth') is not None:     # +inf (sky: known to be far) is a label too
@@ -379,6 +381,9 @@ def _input_frames(path: Path, camera: str):
             if dep.is_file():
                 d = np.load(dep).astype(np.float32)
                 f['depth'] = np.where(~np.isnan(d) & (d > 0), d, np.nan).astype(np.float32)
+            pose = path / 'poses' / f'{p.stem}.json'
+            if pose.is_file():
+                f['camera_pose'] = np.array(json.loads(pose.read_text())['camera_to_odom'], np.float64).reshape(4, 4)
             box = path / 'boxes' / f'{p.stem}.json'
             if box.is_file():
                 items = json.loads(box.read_text())
@@ -415,6 +420,7 @@ class Options:
     camera_height: float | None = None
     scale_source: str | None = None      # relative depth: camera_height or sparse_depth (default: what is given)
     min_depth_confidence: float = 0.0
+    min_segmentation_confidence: float = 0.0   # teacher pixels below become 255 (ignore), not weak labels
 
 
 def _their_labels_onto_ours(frame: dict, names, opts: Options):
@@ -470,10 +476,16 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         h, w = rgb.shape[:2]
         stem = f'{n:06d}'
         cv2.imwrite(str(out / 'images' / f'{stem}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if frame.get('camera_pose') is not None:     # odometry: camera motion for the photometric terms
+            (out / 'poses').mkdir(exist_ok=True)
+            (out / 'poses' / f'{stem}.json').write_text(json.dumps(
+                {'camera_to_odom': [float(v) for v in np.asarray(frame['camera_pose']).reshape(-1)]}))
         seg = frame.get('segmentation')
         seg_conf = None if seg is None else (seg != 255).astype(np.float32)
         if 'segmentation' in teachers and (seg is None or (seg == 255).any()):
             labels, conf = teachers['segmentation'].segmentation(rgb, luts['segmentation'])
+            unsure = conf < opts.min_segmentation_confidence
+            labels, conf = np.where(unsure, 255, labels).astype(np.uint8), np.where(unsure, 0, conf).astype(np.float32)
             if seg is None:
                 seg, seg_conf = labels, conf
             else:                       # real labels stay; the teacher fills only their gaps
@@ -677,6 +689,8 @@ def main(argv=None) -> int:
     parser.add_argument('--scale-source', choices=SCALE_SOURCES,
                         help='how relative depth becomes metric (default: camera_height when given, else sparse_depth)')
     parser.add_argument('--min-depth-confidence', type=float, default=0.0)
+    parser.add_argument('--min-segmentation-confidence', type=float, default=0.0,
+                        help='teacher pixels less sure than this are left unlabelled (255) instead of weighted')
     parser.add_argument('--ray', metavar='auto|ADDRESS', help='one Ray task per input: auto or a cluster address')
     parser.add_argument('-j', '--jobs', type=int, default=1, help='workers of a local Ray instance (with --ray)')
     args = parser.parse_args(argv)
@@ -694,7 +708,8 @@ def main(argv=None) -> int:
             specs.append(TeacherSpec.load(onnx_path, yaml_path or None))
         opts = Options(out=args.output, segmentation_classes=seg_names, detection_classes=det_names,
                        camera=args.camera_prefix.rstrip('/'), every=args.every, camera_height=args.camera_height,
-                       scale_source=args.scale_source, min_depth_confidence=args.min_depth_confidence)
+                       scale_source=args.scale_source, min_depth_confidence=args.min_depth_confidence,
+                       min_segmentation_confidence=args.min_segmentation_confidence)
         inputs = [p for p in expand_bags(args.inputs)]
         summary = pseudo_label(inputs, specs, opts, ray=args.ray, jobs=args.jobs, progress=sys.stderr.isatty())
     except (TeacherError, FleetError, ValueError, OSError) as exc:

@@ -209,11 +209,14 @@ class MixtureDataset(Dataset):
         return int(self.offsets[part] + rng.integers(0, len(self.parts[part])))
 
 
-def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth') -> tuple[list[dict], dict]:
+def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth',
+               odometry: str = '/odom') -> tuple[list[dict], dict]:
     """A bag recorded with this package's tools (make-bag, record): one item per camera image
     with whatever ground truth shares its stamp (segmentation, depth, flow, detections under the
     ground-truth prefix; any subset), and the class names of the bag's LabelInfo topics. Decoded
-    into memory: split very long bags (or record fewer topics) for training."""
+    into memory: split very long bags (or record fewer topics) for training.
+    With odometry (nav_msgs/Odometry) and the camera mount on /tf_static, each item also gets
+    'camera_pose': the camera's optical frame -> the odometry frame (4x4) at the image's stamp."""
     from hydranet_ros.bag import convert
     from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
     from hydranet_ros.image_codec import image_to_numpy, image_to_rgb
@@ -221,14 +224,23 @@ def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth
               f'{ground_truth}/depth': 'depth', f'{ground_truth}/flow': 'flow',
               f'{ground_truth}/detections': 'detection',
               f'{ground_truth}/segmentation/label_info': 'segmentation_names',
-              f'{ground_truth}/detections/label_info': 'detection_names'}
+              f'{ground_truth}/detections/label_info': 'detection_names', odometry: 'odometry',
+              '/tf_static': 'tf_static'}
     by_stamp: dict[int, dict] = {}
+    odoms, mounts, camera_frame = [], {}, None
     names = {'segmentation': [], 'detection': []}
     reader = open_reader(path)
     try:
         for conn, _, raw in read_messages(reader, set(topics)):
             key = topics[conn.topic]
             msg = deserialize(raw, conn.msgtype)
+            if key == 'odometry':
+                odoms.append((convert.stamp_ns(msg.header.stamp), msg.child_frame_id, convert.pose_of(msg)))
+                continue
+            if key == 'tf_static':
+                for t in msg.transforms:
+                    mounts[t.child_frame_id] = (t.header.frame_id, convert.pose_of(t))
+                continue
             if key.endswith('_names'):
                 table = {int(c.class_id): c.class_name for c in msg.class_map}
                 names[key[:-len('_names')]] = [table.get(i, f'class_{i}') for i in range(max(table, default=-1) + 1)]
@@ -236,6 +248,7 @@ def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth
             entry = by_stamp.setdefault(convert.stamp_ns(msg.header.stamp), {})
             if key == 'image':
                 entry['image'] = image_to_rgb(msg).copy()
+                camera_frame = msg.header.frame_id
             elif key == 'flow':
                 entry['flow'] = image_to_numpy(msg.flow).astype(np.float32)
             elif key == 'detection':
@@ -246,15 +259,56 @@ def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth
     finally:
         reader.close()
     items, previous = [], None
+    mount = _mount(mounts, camera_frame, odoms[0][1]) if odoms and camera_frame is not None else None
+    odoms.sort(key=lambda o: o[0])
     for stamp in sorted(by_stamp):
         entry = by_stamp[stamp]
         if 'image' not in entry:
             continue
         items.append({**entry, 'previous_image': previous, 'sequence': str(path), 'stamp': stamp})
+        if mount is not None:
+            body = _pose_at(odoms, stamp)
+            if body is not None:
+                items[-1]['camera_pose'] = body @ mount
         previous = entry['image']
     if not items:
         raise FileNotFoundError(f'{path}: no {camera}/image_raw images')
     return items, names
+
+
+def _mount(mounts: dict, camera_frame: str, body_frame: str, max_hops: int = 16):
+    """camera frame -> body frame (4x4) through the static transforms, or None when they do not link."""
+    t, frame = np.eye(4), camera_frame
+    for _ in range(max_hops):
+        if frame == body_frame:
+            return t
+        if frame not in mounts:
+            return None
+        parent, child_to_parent = mounts[frame]
+        t, frame = child_to_parent @ t, parent
+    return None
+
+
+def _pose_at(odoms: list, stamp: int, max_gap_ns: int = 100_000_000):
+    """The odometry pose at stamp: interpolated between the two messages around it (position
+    linearly, orientation by normalised quaternion interpolation); None when the nearest message is
+    further than max_gap_ns away on either side."""
+    from hydranet_ros.bag.convert import matrix_from_pose, quaternion_from_matrix
+    stamps = [o[0] for o in odoms]
+    i = int(np.searchsorted(stamps, stamp))
+    if i < len(odoms) and stamps[i] == stamp:
+        return odoms[i][2]
+    if i == 0 or i == len(odoms):
+        j = 0 if i == 0 else len(odoms) - 1
+        return odoms[j][2] if abs(stamps[j] - stamp) <= max_gap_ns // 10 else None
+    a, b = odoms[i - 1], odoms[i]
+    if b[0] - a[0] > 2 * max_gap_ns:
+        return None
+    f = (stamp - a[0]) / (b[0] - a[0])
+    qa, qb = quaternion_from_matrix(a[2][:3, :3]), quaternion_from_matrix(b[2][:3, :3])
+    if qa @ qb < 0:
+        qb = -qb
+    return matrix_from_pose((1 - f) * a[2][:3, 3] + f * b[2][:3, 3], (1 - f) * qa + f * qb)
 
 
 def load_bag(item: dict, class_map: ClassMap) -> Sample:

@@ -208,8 +208,10 @@ class SelfSupervision(nn.Module):
     the deployed network."""
 
     def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
-                 mean, std, training_focal_px: float | None = None):
+                 mean, std, training_focal_px: float | None = None, use_odometry: bool = True):
         super().__init__()
+        # samples with odometry (batch 'pose', 'has_pose') warp by it: metric scale for free
+        self.use_odometry = use_odometry
         # the depth head is metric for this focal length (input pixels); the warp needs the depth
         # the actual lens sees: x (sample's focal / training focal), as the Predictor scales it
         self.training_focal_px = float(training_focal_px) if training_focal_px else None
@@ -217,6 +219,22 @@ class SelfSupervision(nn.Module):
         self.pose = PoseHead(encoder_channels) if photometric > 0 else None
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def camera_motion(self, model, batch: dict, has: torch.Tensor) -> torch.Tensor:
+        """[N, 4, 4] this -> previous camera for the samples in has: odometry where a sample has
+        it (and use_odometry), else the pose head on the shared encoder's features of both frames."""
+        n = int(has.sum())
+        known = batch['has_pose'][has].bool() if self.use_odometry and 'has_pose' in batch else \
+            torch.zeros(n, dtype=torch.bool, device=has.device)
+        t = batch['pose'][has].float().clone() if known.any() else \
+            torch.eye(4, device=has.device).repeat(n, 1, 1)
+        if not known.all():
+            unknown = has.clone()
+            unknown[has] = ~known
+            f_cur = model.encoder(model._pad(batch['image'][unknown])[0])[32]
+            f_prev = model.encoder(model._pad(batch['prev_image'][unknown])[0])[32]
+            t[~known] = self.pose(f_cur.float(), f_prev.float())
+        return t
 
     def terms(self, model, batch: dict, out: dict) -> dict:
         """{'photometric': ..., 'flow_photometric': ...} (unweighted) for the outputs present."""
@@ -230,9 +248,7 @@ class SelfSupervision(nn.Module):
             if depth.shape[-2:] != (h, w):
                 depth = F.interpolate(depth, size=(h, w), mode='bilinear', align_corners=False)
             if has.any():
-                f_cur = model.encoder(model._pad(batch['image'][has])[0])[32]
-                f_prev = model.encoder(model._pad(batch['prev_image'][has])[0])[32]
-                t = self.pose(f_cur.float(), f_prev.float())
+                t = self.camera_motion(model, batch, has)
                 k = batch['intrinsics'][has].float()
                 metric = depth[has]
                 if self.training_focal_px:

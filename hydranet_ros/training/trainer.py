@@ -98,6 +98,8 @@ class TrainSettings:
     photometric: float = 0.0                             # depth + pose head, needs intrinsics
     flow_photometric: float = 0.0                        # flow, occlusion by forward-backward consistency
     smoothness: float = 0.001                            # edge-aware smoothness within those terms
+    pose_source: str = 'auto'                            # camera motion: auto (odometry where a sample has it,
+                                                         # else the pose head) or network (always the pose head)
     threads: int = 0
 
     def validate(self):
@@ -113,6 +115,8 @@ class TrainSettings:
                 raise ValueError(f'train.{name} must be a number in [0, 1), got {value!r}')
         if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
             raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
+        if self.pose_source not in ('auto', 'network'):
+            raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
         if self.amp_dtype not in ('bf16', 'fp16'):
             raise ValueError(f"train.amp_dtype must be 'bf16' or 'fp16', got {self.amp_dtype!r}")
         if self.balancing not in _BALANCING:
@@ -125,7 +129,8 @@ class TrainSettings:
                 raise ValueError(f'train.{table} names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}')
 
 
-_SYNTHETIC_SOURCE_KEYS = ('type', 'weight', 'seeds', 'frames_per_seed', 'style', 'camera', 'cameras', 'labels')
+_SYNTHETIC_SOURCE_KEYS = ('type', 'weight', 'seeds', 'frames_per_seed', 'style', 'camera', 'cameras', 'labels',
+                          'odometry')
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,7 @@ class DataSettings:
     cameras: tuple = ()                                  # default: (camera,)
     letterbox: bool = False
     labels: tuple = ('segmentation', 'depth', 'flow', 'detection')   # synthetic: the labels training may see
+    odometry: bool = False                               # synthetic: samples carry their camera motion, as odometry
 
     def training_focal_px(self) -> float | None:
         """The focal length (pixels at the network input) of the training camera (data.camera) for a
@@ -258,7 +264,7 @@ def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0
         train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
                                  or data.train_seeds, data.frames_per_seed, data.input_size,
                                  data.camera, model_cfg.num_detection_classes, augment=augment,
-                                 style=data.style, labels=data.labels, **common)
+                                 style=data.style, labels=data.labels, odometry=bool(data.odometry), **common)
         val = SyntheticDataset(data.val_seeds, data.val_frames_per_seed, data.input_size,
                                data.camera, model_cfg.num_detection_classes, style=data.val_style or data.style,
                                **common)
@@ -321,7 +327,8 @@ def _synthetic_source(src: dict, data: 'DataSettings', model_cfg: HydraNetConfig
                             src.get('camera', data.camera), model_cfg.num_detection_classes, augment=augment,
                             style=src.get('style', 'classic'), cameras=src.get('cameras') or None,
                             letterbox=data.letterbox, training_focal_px=focal_px,
-                            labels=tuple(src.get('labels', ('segmentation', 'depth', 'flow', 'detection'))))
+                            labels=tuple(src.get('labels', ('segmentation', 'depth', 'flow', 'detection'))),
+                            odometry=bool(src.get('odometry', False)))
 
 
 def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False,
@@ -543,7 +550,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         from hydranet_ros.training.self_supervised import SelfSupervision
         ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
                               float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
-                              training_focal_px=focal).to(device)
+                              training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto').to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 17's adaptation experiment, end to end (docs/MODEL.md, "Adapting to an unseen look"):
+#   1. record 24 unlabeled drives of the held-out look as bags (camera topics only; KITTI-like and
+#      VGA cameras in turn; seeds 3000-3023, never scored),
+#   2. export the bundled model as pseudo-label teachers and pseudo-label the bags,
+#   3. adapt: config/adapt_heldout.yaml (pseudo-labels + photometric terms + labelled varied drives),
+#   4. score before and after on held-out drives 2000-2009 of that look (and of the varied look the
+#      model knew), KITTI and VGA cameras in turn.
+# Usage: bench/adapt_heldout.sh [RUN_DIR]   (default runs/adapt_heldout; about an hour on 2 CPU cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/adapt_heldout}
+PY="env PYTHONPATH=. .venv/bin/python"
+mkdir -p "$RUN/bags"
+for i in $(seq 0 23); do
+  s=$((3000 + i))
+  if [ $((i % 2)) -eq 0 ]; then cam=(--camera kitti --size 624x188); else cam=(--camera vga --size 640x480); fi
+  [ -d "$RUN/bags/drive_$s" ] || $PY -m hydranet_ros.bag.make_bag "$RUN/bags/drive_$s" --seed $s --frames 16 \
+      "${cam[@]}" --style heldout --no-ground-truth > /dev/null
+done
+$PY -m hydranet_ros.training.teachers models/hydranet_default.pt "$RUN/teachers"
+$PY -m hydranet_ros.training.pseudo_label "$RUN"/bags/drive_* -o "$RUN/pseudo" \
+    -t "$RUN/teachers/seg.onnx" -t "$RUN/teachers/depth.onnx" -t "$RUN/teachers/det.onnx" \
+    --min-segmentation-confidence 0.8
+$PY -m hydranet_ros.training.train --config config/adapt_heldout.yaml
+for m in models/hydranet_default.pt models/hydranet_adapted.pt; do
+  $PY -m hydranet_ros.training.evaluation --checkpoint "$m" --seeds 2000-2009 --style heldout --style varied \
+      --camera kitti,vga --json "$RUN/$(basename "$m" .pt).json"
+done
