@@ -58,6 +58,15 @@ def test_depth_warp_and_flow_warp_agree_with_the_flow_labels(pair):
     assert (by_depth - by_flow).abs()[both].median() < 2e-3
 
 
+def test_rigid_flow_of_the_true_depth_and_motion_is_the_flow_label(pair):
+    p = pair
+    flow = ss.rigid_flow(p['depth'], p['k'], p['t'])
+    static = p['flow_valid'].expand_as(flow).bool() & p['finite'].expand_as(flow)
+    assert static.float().mean() > 0.5
+    assert (flow - p['flow']).abs()[static].median() < 0.02
+    assert (ss.rigid_flow(p['depth'] * 2, p['k'], p['t']) - p['flow']).abs()[static].median() > 0.1
+
+
 def test_the_photometric_gradient_leads_to_the_true_motion(pair):
     """From a translation 25% short of the truth, gradient steps through the differentiable warp
     (blurred images: a wider basin) move the estimate towards the true camera motion: the loss
@@ -184,6 +193,12 @@ def test_training_without_depth_or_flow_labels_runs_on_the_photometric_terms(tmp
     state = torch.load(tmp_path / 'ssl.state.pt', weights_only=True)
     pose = {k: v for k, v in state['self_supervision'].items() if k.startswith('pose.')}
     assert pose and any(float(v.abs().sum()) > 0 for k, v in pose.items() if k.endswith('net.6.weight'))
+    # with odometry and the rigid-flow term: same run, the pose head unused, the flow term larger
+    cfg.data['odometry'] = True
+    cfg.train.update(rigid_flow=1.0, output=str(tmp_path / 'odo.pt'))
+    odo = train(cfg, progress=False, log=lambda *a: None)['losses']
+    assert np.isfinite(odo['photometric']).all() and np.isfinite(odo['flow_photometric']).all()
+    assert odo['flow_photometric'][0] > losses['flow_photometric'][0]
 
 
 def test_median_scaled_depth_scoring_ignores_a_global_scale():

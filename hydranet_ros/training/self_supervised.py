@@ -64,6 +64,17 @@ def warp_by_depth(source: torch.Tensor, depth: torch.Tensor, k: torch.Tensor, t_
     return warped, inside * (z > 1e-3).to(source.dtype)
 
 
+def rigid_flow(depth: torch.Tensor, k: torch.Tensor, t_target_to_source: torch.Tensor) -> torch.Tensor:
+    """The optical flow (previous -> this, [B, 2, H, W]) a static scene would have: each pixel p
+    of this frame back-projected with its depth, moved into the previous camera and projected,
+    came from there: flow(p) = p - that pixel."""
+    h, w = depth.shape[-2:]
+    pixels, _ = project(backproject(depth, torch.linalg.inv(k)), k, t_target_to_source, h, w)
+    v, u = torch.meshgrid(torch.arange(h, dtype=depth.dtype, device=depth.device),
+                          torch.arange(w, dtype=depth.dtype, device=depth.device), indexing='ij')
+    return torch.stack([u - pixels[..., 0], v - pixels[..., 1]], dim=1)
+
+
 def warp_by_flow(source: torch.Tensor, flow: torch.Tensor):
     """The previous frame moved by flow [B, 2, H, W] (previous -> this): sampled at p - flow(p)."""
     h, w = flow.shape[-2:]
@@ -208,8 +219,12 @@ class SelfSupervision(nn.Module):
     the deployed network."""
 
     def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
-                 mean, std, training_focal_px: float | None = None, use_odometry: bool = True):
+                 mean, std, training_focal_px: float | None = None, use_odometry: bool = True,
+                 rigid_flow: float = 0.0):
         super().__init__()
+        # cross-task consistency: where depth + camera motion explain a pixel better than the flow
+        # head's warp does, the flow is pulled towards that rigid flow (weight; 0 = off)
+        self.rigid_flow = rigid_flow
         # samples with odometry (batch 'pose', 'has_pose') warp by it: metric scale for free
         self.use_odometry = use_odometry
         # the depth head is metric for this focal length (input pixels); the warp needs the depth
@@ -241,7 +256,7 @@ class SelfSupervision(nn.Module):
         cur = batch['image'] * self.std + self.mean
         prev = batch['prev_image'] * self.std + self.mean
         h, w = cur.shape[-2:]
-        terms = {}
+        terms, rigid = {}, None
         if self.pose is not None and 'depth' in out:
             has = batch['has_intrinsics'].bool()
             depth = out['depth'].float()
@@ -257,6 +272,7 @@ class SelfSupervision(nn.Module):
                 loss, mask = min_reprojection(cur[has], [warped], [prev[has]], [valid])
                 smooth = edge_aware_smoothness(1.0 / depth[has].clamp(min=1e-3), cur[has])
                 terms['photometric'] = masked_mean(loss, mask) + self.smoothness * smooth
+                rigid = (rigid_flow(metric, k, t).detach(), loss.detach(), (mask * valid).detach(), has)
             else:
                 terms['photometric'] = depth.sum() * 0.0
         if self.flow_photometric > 0 and 'flow' in out:
@@ -268,6 +284,11 @@ class SelfSupervision(nn.Module):
             smooth = edge_aware_smoothness(fw / max(h, w), cur, normalise=False)
             terms['flow_photometric'] = masked_mean(err, flow_loss_mask(inside, occluded)) + \
                 self.smoothness * 10 * smooth
+            if self.rigid_flow > 0 and rigid is not None:
+                target, rigid_err, ok, has = rigid
+                better = ok * (rigid_err < err[has].detach()).to(ok.dtype)
+                gap = (fw[has] - target).abs().sum(1, keepdim=True)
+                terms['flow_photometric'] = terms['flow_photometric'] + self.rigid_flow * masked_mean(gap, better)
         return terms
 
     def total(self, terms: dict) -> torch.Tensor:

@@ -98,6 +98,8 @@ class TrainSettings:
     photometric: float = 0.0                             # depth + pose head, needs intrinsics
     flow_photometric: float = 0.0                        # flow, occlusion by forward-backward consistency
     smoothness: float = 0.001                            # edge-aware smoothness within those terms
+    rigid_flow: float = 0.0                              # flow pulled to depth + motion's rigid flow where
+                                                         # that explains the pixel better (needs photometric)
     pose_source: str = 'auto'                            # camera motion: auto (odometry where a sample has it,
                                                          # else the pose head) or network (always the pose head)
     threads: int = 0
@@ -106,7 +108,8 @@ class TrainSettings:
         for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
-        for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness'):
+        for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness',
+                     'rigid_flow'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
         for name in ('color_jitter', 'hue_jitter'):
@@ -550,7 +553,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         from hydranet_ros.training.self_supervised import SelfSupervision
         ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
                               float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
-                              training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto').to(device)
+                              training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto',
+                              rigid_flow=float(tcfg.rigid_flow)).to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
