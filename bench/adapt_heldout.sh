@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 17's adaptation experiment, end to end (docs/MODEL.md, "Adapting to an unseen look"):
-#   1. record 24 unlabeled drives of the held-out look as bags (camera topics only; KITTI-like and
-#      VGA cameras in turn; seeds 3000-3023, never scored),
-#   2. export the bundled model as pseudo-label teachers and pseudo-label the bags,
+#   1. record 24 unlabeled drives of the held-out look as bags (camera, camera_info, /odom and
+#      /tf_static, no ground truth; KITTI-like and VGA cameras in turn; seeds 3000-3023, never scored),
+#   2. export the bundled model as pseudo-label teachers and pseudo-label the bags (segmentation
+#      where it is >= 0.8 sure, detection; depth comes from the photometric terms and odometry),
 #   3. adapt: config/adapt_heldout.yaml (pseudo-labels + photometric terms + labelled varied drives),
 #   4. score before and after on held-out drives 2000-2009 of that look (and of the varied look the
 #      model knew), KITTI and VGA cameras in turn.
@@ -20,7 +21,7 @@ for i in $(seq 0 23); do
 done
 $PY -m hydranet_ros.training.teachers models/hydranet_default.pt "$RUN/teachers"
 $PY -m hydranet_ros.training.pseudo_label "$RUN"/bags/drive_* -o "$RUN/pseudo" \
-    -t "$RUN/teachers/seg.onnx" -t "$RUN/teachers/depth.onnx" -t "$RUN/teachers/det.onnx" \
+    -t "$RUN/teachers/seg.onnx" -t "$RUN/teachers/det.onnx" \
     --min-segmentation-confidence 0.8
 $PY -m hydranet_ros.training.train --config config/adapt_heldout.yaml
 for m in models/hydranet_default.pt models/hydranet_adapted.pt; do

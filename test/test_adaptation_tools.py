@@ -186,8 +186,10 @@ def test_pseudo_labelled_folders_carry_odometry_and_a_mirror_keeps_it_consistent
     (tmp_path / 'bags').mkdir()
     write_drive(tmp_path / 'bags' / 'd', seed=11, frames=2, size=(96, 160), camera='vga', style='varied',
                 ground_truth=False)
-    label_input(tmp_path / 'bags' / 'd', (), Options(out=str(tmp_path / 'pl'), segmentation_classes=tuple(SEG),
-                                                     detection_classes=tuple(DET)))
+    summary = label_input(tmp_path / 'bags' / 'd', (), Options(out=str(tmp_path / 'pl'),
+                                                               segmentation_classes=tuple(SEG),
+                                                               detection_classes=tuple(DET)))
+    assert summary['tasks']['depth'] == {'real': 0, 'pseudo': 0, 'none': 2, 'mean_confidence': None}
     assert (tmp_path / 'pl' / 'd' / 'poses' / '000001.json').is_file()
     ds = FolderDataset(tmp_path / 'pl', (96, 160))
     plain = ds[1]

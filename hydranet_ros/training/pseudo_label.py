@@ -105,7 +105,8 @@ class TeacherSpec:
                                    f'missing {missing}')
         else:
             outputs = {'main': out.get('name')}
-        kind = str(out.get('kind', 'logits' if task == 'segmentation' else 'metric'))
+        kind = 'boxes' if task == 'detection' else \
+            str(out.get('kind', 'logits' if task == 'segmentation' else 'metric'))
         if task == 'segmentation' and kind not in ('logits', 'classes'):
             raise TeacherError(f"{yaml_path}: output.kind must be 'logits' or 'classes', got {kind!r}")
         if task == 'depth' and kind not in DEPTH_KINDS:
@@ -561,7 +562,8 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         'teachers': {s.task: {'file': Path(s.path).name, 'sha256': s.sha256} for s in specs}}, indent=1))
     for task in TASKS:
         st = stats[task]
-        st['mean_confidence'] = round(st.pop('confidence_sum') / st['pixels'], 4) if st['pixels'] else None
+        total = st.pop('confidence_sum')
+        st['mean_confidence'] = round(total / st['pixels'], 4) if st['pixels'] else None
         st.pop('pixels')
     return {'input': str(path), 'output': str(out), 'frames': len(frames), 'depth_unscaled_frames': unscaled,
             'tasks': stats}
