@@ -40,10 +40,16 @@ def test_make_bag_writes_every_topic_with_one_stamp_per_frame(drive_bag):
     assert {t: len(v) for t, v in by_topic.items()} == {
         '/camera/image_raw': 4, '/camera/camera_info': 4, '/ground_truth/segmentation': 4,
         '/ground_truth/depth': 4, '/ground_truth/flow': 3, '/ground_truth/detections': 4,
-        '/ground_truth/segmentation/label_info': 1, '/ground_truth/detections/label_info': 1}
+        '/ground_truth/segmentation/label_info': 1, '/ground_truth/detections/label_info': 1,
+        '/odom': 4, '/tf_static': 1}
     stamps = [convert.stamp_ns(m.header.stamp) for m in by_topic['/camera/image_raw']]
     assert stamps == sorted(stamps) and len(set(stamps)) == 4
-    for topic in ('/ground_truth/segmentation', '/ground_truth/depth', '/ground_truth/detections'):
+    odom = by_topic['/odom'][0]
+    assert (odom.header.frame_id, odom.child_frame_id) == ('odom', 'base_link')
+    mount = by_topic['/tf_static'][0].transforms[0]
+    assert (mount.header.frame_id, mount.child_frame_id) == ('base_link', 'camera')
+    assert by_topic['/camera/image_raw'][0].header.frame_id == 'camera'      # the mount ends at the images
+    for topic in ('/ground_truth/segmentation', '/ground_truth/depth', '/ground_truth/detections', '/odom'):
         assert [convert.stamp_ns(m.header.stamp) for m in by_topic[topic]] == stamps
     flows = by_topic['/ground_truth/flow']
     assert [convert.stamp_ns(m.previous_stamp) for m in flows] == stamps[:-1]

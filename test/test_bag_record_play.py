@@ -154,3 +154,18 @@ def test_recorder_killed_without_warning_leaves_a_bag_reindex_makes_readable(ros
     assert fix.returncode == 0, err
     assert [m.data for t, _, m in _read(tmp_path / 'bag') if t == '/chatter'] == [f'm{i}' for i in range(n)]
     assert (tmp_path / 'bag.broken').is_dir()
+
+
+def test_play_skips_topics_whose_type_is_not_installed_unless_asked_for_by_name(ros_node, small_bag):
+    import importlib.util
+    if importlib.util.find_spec('tf2_msgs') is not None:
+        pytest.skip('tf2_msgs is installed here: /tf_static plays, there is nothing to skip')
+    got = []
+    ros_node.create_subscription(Image, '/camera/image_raw', got.append, RELIABLE)
+    player = _start('hydranet_ros.ros.bag_play', small_bag, '--rate', '5', '--wait-for-subscribers', '20')
+    assert spin_until(ros_node, lambda: len(got) == 5, timeout_s=60), f'received {len(got)} of 5 images'
+    _, err = player.communicate(timeout=30)
+    assert player.returncode == 0, err
+    assert 'skipping /tf_static' in err               # as ros2 bag play: warned, the rest played
+    _assert_clean_error(_start('hydranet_ros.ros.bag_play', small_bag, '--topics', '/tf_static'),
+                        ['cannot play /tf_static', 'not installed'])

@@ -59,14 +59,19 @@ class Player:
             if missing:
                 raise BagError(f"topics not in the bag: {', '.join(missing)} (it has: {', '.join(sorted(available))})")
         self.topics = set(topics) if topics else available
-        self.publishers = {}
+        self.publishers, self.skipped = {}, []
         for conn in reader.connections:
             if conn.topic not in self.topics or conn.topic in self.publishers:
                 continue
             try:
                 cls = message_class(conn.msgtype)
             except LookupError as exc:
-                raise BagError(f'cannot play {conn.topic}: {exc}') from None
+                if topics:      # asked for by name: an error, not a silent gap
+                    raise BagError(f'cannot play {conn.topic}: {exc}') from None
+                # as ros2 bag play does: a topic whose type is not installed is skipped, with a warning
+                node.get_logger().warning(f'skipping {conn.topic}: {exc}')
+                self.skipped.append(conn.topic)
+                continue
             offered = conn.ext.offered_qos_profiles[0] if getattr(conn.ext, 'offered_qos_profiles', None) else None
             self.publishers[conn.topic] = node.create_publisher(
                 cls, remap.get(conn.topic, conn.topic), to_rclpy_qos(offered, reliable))
@@ -95,7 +100,7 @@ class Player:
         begin = self.reader.start_time + int(start_offset * 1e9)
         wall0 = None
         last_clock = 0.0
-        for conn, ns, raw in read_messages(self.reader, self.topics):
+        for conn, ns, raw in read_messages(self.reader, self.topics - set(self.skipped)):
             if ns < begin:
                 continue
             if wall0 is None:
