@@ -213,3 +213,28 @@ def test_median_scaled_depth_scoring_ignores_a_global_scale():
     raw.update(pred, gt)
     scaled.update(pred * np.float32(ratio), gt)
     assert raw.compute()['abs_rel'] == pytest.approx(1.5, rel=1e-3) and scaled.compute()['abs_rel'] < 1e-5
+
+
+def test_the_next_frame_is_a_second_source_with_its_own_camera_motion():
+    from hydranet_ros.training.datasets import SyntheticDataset
+    ds = SyntheticDataset([11], 3, (96, 160), 'vga', 2, style='varied', odometry=True)
+    assert ds.samples[0]['next_image'] is ds.samples[1]['image'] and ds.samples[-1].get('next_image') is None
+    item, last = ds[0], ds[2]
+    assert item['has_next'] and item['has_next_pose'] and not last['has_next']
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    cur, nxt = item['image'][None] * std + mean, item['next_image'][None] * std + mean
+    depth = torch.nan_to_num(item['depth'], nan=200.0, posinf=200.0)[None, None]
+    k = item['intrinsics'][None]
+
+    def err(t):
+        warped, valid = ss.warp_by_depth(nxt, depth, k, t)
+        return float(ss.masked_mean(ss.photometric_error(warped, cur), valid))
+    assert err(item['next_pose'][None]) < 0.6 * err(torch.eye(4)[None])
+    assert err(item['next_pose'][None]) < 0.6 * err(torch.linalg.inv(item['next_pose'])[None])   # not the inverse
+    # both sources through the training term: the true depth scores better than a wrong one
+    ssl = ss.SelfSupervision(8, 1.0, 0.0, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    batch = {k: v[None] for k, v in item.items()}
+    right = ssl.terms(None, batch, {'depth': depth})['photometric']
+    wrong = ssl.terms(None, batch, {'depth': depth * 1.5})['photometric']
+    assert right < 0.8 * wrong

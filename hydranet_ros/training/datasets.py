@@ -16,6 +16,10 @@ from hydranet_ros.world import World
 from hydranet_ros.world.classes import IGNORE
 
 
+#: the images of a sample (the next frame is optional), augmented alike
+IMAGE_KEYS = ('image', 'prev_image', 'next_image')
+
+
 class Sample(dict):
     """One training pair (previous frame, frame) as numpy arrays; missing labels are None."""
 
@@ -29,7 +33,7 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     ignore = sample.get('ignore_boxes')
     seg_w, depth_w, box_w = sample.get('segmentation_weight'), sample.get('depth_weight'), sample.get('box_weights')
     k = sample.get('intrinsics')
-    pose = sample.get('relative_pose')
+    pose, nxt, next_pose = sample.get('relative_pose'), sample.get('next_image'), sample.get('next_relative_pose')
     if flip:
         if k is not None:   # a mirrored image's principal point mirrors too
             k = np.array(k, np.float64)
@@ -37,6 +41,10 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
         if pose is not None:   # and the camera's motion mirrors in x
             mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
             pose = mirror @ np.asarray(pose, np.float64) @ mirror
+        if next_pose is not None:
+            mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
+            next_pose = mirror @ np.asarray(next_pose, np.float64) @ mirror
+        nxt = None if nxt is None else nxt[:, ::-1]
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
         depth = None if depth is None else depth[:, ::-1]
@@ -85,6 +93,11 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
     # Camera motion from odometry, this frame's camera -> the previous frame's (4x4); identity when unknown.
     out['pose'] = torch.eye(4) if pose is None else torch.tensor(np.asarray(pose, np.float32))
     out['has_pose'] = torch.tensor(pose is not None)
+    # The next frame, a second source for the photometric terms (this camera -> the next one's motion)
+    out['next_image'] = norm(nxt) if nxt is not None else out['prev_image'].clone()
+    out['has_next'] = torch.tensor(nxt is not None)
+    out['next_pose'] = torch.eye(4) if next_pose is None else torch.tensor(np.asarray(next_pose, np.float32))
+    out['has_next_pose'] = torch.tensor(next_pose is not None)
     return out
 
 
@@ -150,8 +163,9 @@ def zoom_sample(sample: Sample, zoom: float) -> Sample:
 
     def crop(a):
         return a[y0:y0 + ch, x0:x0 + cw]
-    for key in ('image', 'prev_image'):
-        out[key] = cv2.resize(crop(sample[key]), (w, h), interpolation=cv2.INTER_LINEAR)
+    for key in IMAGE_KEYS:
+        if sample.get(key) is not None:
+            out[key] = cv2.resize(crop(sample[key]), (w, h), interpolation=cv2.INTER_LINEAR)
     if sample.get('segmentation') is not None:
         out['segmentation'] = cv2.resize(crop(sample['segmentation']), (w, h), interpolation=cv2.INTER_NEAREST)
     for key in ('segmentation_weight', 'depth_weight'):
@@ -198,7 +212,9 @@ def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float, hue
         hue = int(round(rng.uniform(-hue_strength, hue_strength) * 90))   # OpenCV hue units: 180 per turn
         grey = bool(rng.random() < hue_strength / 2)
     out = Sample(sample)
-    for key in ('image', 'prev_image'):
+    for key in IMAGE_KEYS:
+        if sample.get(key) is None:
+            continue
         x = (np.asarray(sample[key], np.float32) / 255.0) ** gamma
         mean = x.mean(axis=2, keepdims=True)
         x = (mean + (x - mean) * saturation) * gain.astype(np.float32) + offset
@@ -234,7 +250,7 @@ def pad_tensors(item: dict, input_size) -> dict:
     h, w = item['image'].shape[-2:]
     if (h, w) == (big_h, big_w):
         return item
-    fills = {'image': 0.0, 'prev_image': 0.0, 'segmentation': IGNORE, 'depth': float('nan'),
+    fills = {'image': 0.0, 'prev_image': 0.0, 'next_image': 0.0, 'segmentation': IGNORE, 'depth': float('nan'),
              'flow': float('nan'), 'seg_weight': 1.0, 'depth_weight': 1.0}   # padding has no labels anyway
     out = dict(item)
     for key, fill in fills.items():
@@ -305,6 +321,17 @@ class SyntheticDataset(Dataset):
                             for key in keys:
                                 self.samples[-1][key] = None
                 prev = frame
+
+        self._link_next_frames(odometry)
+
+    def _link_next_frames(self, odometry: bool):
+        """Each pair's next frame (the following pair's image, shared, not copied) and, with
+        odometry, the camera motion to it: the second source of the photometric terms."""
+        for a, b in zip(self.samples, self.samples[1:]):
+            if a['seed'] == b['seed'] and b['index'] == a['index'] + 1:
+                a['next_image'] = b['image']
+                if odometry and b.get('relative_pose') is not None:
+                    a['next_relative_pose'] = np.linalg.inv(b['relative_pose'])
 
     def __len__(self):
         return len(self.samples)
@@ -419,6 +446,12 @@ class FolderDataset(Dataset):
             now, before = self._pose(folder, stem), self._pose(folder, self.images[i - 1].stem)
             if now is not None and before is not None:
                 sample['relative_pose'] = np.linalg.inv(before) @ now
+        if i + 1 < len(self.images) and not self.first[i + 1]:
+            after = self.images[i + 1]
+            sample['next_image'] = cv2.resize(self._read_rgb(after), (w, h), interpolation=cv2.INTER_AREA)
+            now, later = self._pose(folder, stem), self._pose(folder, after.stem)
+            if now is not None and later is not None:
+                sample['next_relative_pose'] = np.linalg.inv(later) @ now
         for key, sub in (('segmentation_weight', 'segmentation_confidence'), ('depth_weight', 'depth_confidence')):
             cp = folder / sub / f'{stem}.png'
             if cp.is_file():

@@ -235,20 +235,23 @@ class SelfSupervision(nn.Module):
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def camera_motion(self, model, batch: dict, has: torch.Tensor) -> torch.Tensor:
-        """[N, 4, 4] this -> previous camera for the samples in has: odometry where a sample has
-        it (and use_odometry), else the pose head on the shared encoder's features of both frames."""
+    def camera_motion(self, model, batch: dict, has: torch.Tensor, source: str = 'prev') -> torch.Tensor:
+        """[N, 4, 4] this camera -> the source frame's (source 'prev' or 'next') for the samples in
+        has: odometry where a sample has it (and use_odometry), else the pose head on the shared
+        encoder's features of both frames."""
+        pose_key, known_key, image_key = ('pose', 'has_pose', 'prev_image') if source == 'prev' else \
+            ('next_pose', 'has_next_pose', 'next_image')
         n = int(has.sum())
-        known = batch['has_pose'][has].bool() if self.use_odometry and 'has_pose' in batch else \
+        known = batch[known_key][has].bool() if self.use_odometry and known_key in batch else \
             torch.zeros(n, dtype=torch.bool, device=has.device)
-        t = batch['pose'][has].float().clone() if known.any() else \
+        t = batch[pose_key][has].float().clone() if known.any() else \
             torch.eye(4, device=has.device).repeat(n, 1, 1)
         if not known.all():
             unknown = has.clone()
             unknown[has] = ~known
             f_cur = model.encoder(model._pad(batch['image'][unknown])[0])[32]
-            f_prev = model.encoder(model._pad(batch['prev_image'][unknown])[0])[32]
-            t[~known] = self.pose(f_cur.float(), f_prev.float())
+            f_src = model.encoder(model._pad(batch[image_key][unknown])[0])[32]
+            t[~known] = self.pose(f_cur.float(), f_src.float())
         return t
 
     def terms(self, model, batch: dict, out: dict) -> dict:
@@ -269,10 +272,24 @@ class SelfSupervision(nn.Module):
                 if self.training_focal_px:
                     metric = metric * (k[:, 0, 0] / self.training_focal_px).view(-1, 1, 1, 1)
                 warped, valid = warp_by_depth(prev[has], metric, k, t)
-                loss, mask = min_reprojection(cur[has], [warped], [prev[has]], [valid])
+                warps, sources, valids = [warped], [prev[has]], [valid]
+                with_next = batch['has_next'].bool() & has if 'has_next' in batch else torch.zeros_like(has)
+                if with_next.any():
+                    # the next frame is a second source: the per-pixel minimum keeps, for each pixel,
+                    # the frame that sees it (occlusions, the image border); a sample without one
+                    # repeats its previous frame, which changes nothing
+                    nxt = batch['next_image'] * self.std + self.mean
+                    t_next = self.camera_motion(model, batch, has, 'next')
+                    warped_next, valid_next = warp_by_depth(nxt[has], metric, k, t_next)
+                    own = with_next[has].view(-1, 1, 1, 1)
+                    warps.append(torch.where(own, warped_next, warped))
+                    valids.append(torch.where(own, valid_next, valid))
+                    sources.append(torch.where(own, nxt[has], prev[has]))
+                loss, mask = min_reprojection(cur[has], warps, sources, valids)
                 smooth = edge_aware_smoothness(1.0 / depth[has].clamp(min=1e-3), cur[has])
                 terms['photometric'] = masked_mean(loss, mask) + self.smoothness * smooth
-                rigid = (rigid_flow(metric, k, t).detach(), loss.detach(), (mask * valid).detach(), has)
+                prev_err = photometric_error(warped, cur[has])
+                rigid = (rigid_flow(metric, k, t).detach(), prev_err.detach(), (mask * valid).detach(), has)
             else:
                 terms['photometric'] = depth.sum() * 0.0
         if self.flow_photometric > 0 and 'flow' in out:
