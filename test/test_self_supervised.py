@@ -238,3 +238,20 @@ def test_the_next_frame_is_a_second_source_with_its_own_camera_motion():
     right = ssl.terms(None, batch, {'depth': depth})['photometric']
     wrong = ssl.terms(None, batch, {'depth': depth * 1.5})['photometric']
     assert right < 0.8 * wrong
+
+
+@pytest.mark.parametrize('factor', [2, 4])
+def test_coarser_scales_keep_the_geometry(pair, factor):
+    """The depth term at 1/2 and 1/4 resolution (intrinsics scaled with the images) still scores
+    the true depth and motion best, and a wrong principal point worse."""
+    p = pair
+    frames = [(p['prev'], p['t'], None)]
+
+    def score(depth, k=p['k']):
+        loss, mask, _, _ = ss.SelfSupervision._reprojection(p['cur'], frames, depth, k, factor)
+        return float(ss.masked_mean(loss, torch.ones_like(mask)))
+    true = score(p['depth'])
+    assert true < 0.9 * score(p['depth'] * 1.5) and true < 0.9 * score(p['depth'] / 1.5)
+    shifted = p['k'].clone()
+    shifted[:, 1, 2] += 4 * factor          # 4 pixels off at this level
+    assert true < score(p['depth'], shifted)

@@ -220,8 +220,9 @@ class SelfSupervision(nn.Module):
 
     def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
                  mean, std, training_focal_px: float | None = None, use_odometry: bool = True,
-                 rigid_flow: float = 0.0):
+                 rigid_flow: float = 0.0, scales: int = 1):
         super().__init__()
+        self.scales = int(scales)          # the depth term at full, 1/2, 1/4 ... resolution
         # cross-task consistency: where depth + camera motion explain a pixel better than the flow
         # head's warp does, the flow is pulled towards that rigid flow (weight; 0 = off)
         self.rigid_flow = rigid_flow
@@ -254,6 +255,30 @@ class SelfSupervision(nn.Module):
             t[~known] = self.pose(f_cur.float(), f_src.float())
         return t
 
+    @staticmethod
+    def _reprojection(cur, frames, depth, k, factor: int):
+        """Minimum reprojection at 1/factor of the resolution: frames are (source image, this ->
+        source motion, which samples own it or None); a sample that does not own a source repeats
+        the first one. Returns (loss, mask, the first source's warp, its valid mask)."""
+        if factor > 1:
+            cur = F.avg_pool2d(cur, factor)
+            depth = F.avg_pool2d(depth, factor)
+            k = k.clone()
+            k[:, :2, :2] = k[:, :2, :2] / factor
+            k[:, :2, 2] = (k[:, :2, 2] + 0.5) / factor - 0.5
+        warps, sources, valids = [], [], []
+        for image, motion, own in frames:
+            image = F.avg_pool2d(image, factor) if factor > 1 else image
+            w, v = warp_by_depth(image, depth, k, motion)
+            if own is not None:
+                w, v, image = torch.where(own, w, warps[0]), torch.where(own, v, valids[0]), \
+                    torch.where(own, image, sources[0])
+            warps.append(w)
+            valids.append(v)
+            sources.append(image)
+        loss, mask = min_reprojection(cur, warps, sources, valids)
+        return loss, mask, warps[0], valids[0]
+
     def terms(self, model, batch: dict, out: dict) -> dict:
         """{'photometric': ..., 'flow_photometric': ...} (unweighted) for the outputs present."""
         cur = batch['image'] * self.std + self.mean
@@ -271,23 +296,26 @@ class SelfSupervision(nn.Module):
                 metric = depth[has]
                 if self.training_focal_px:
                     metric = metric * (k[:, 0, 0] / self.training_focal_px).view(-1, 1, 1, 1)
-                warped, valid = warp_by_depth(prev[has], metric, k, t)
-                warps, sources, valids = [warped], [prev[has]], [valid]
+                frames = [(prev[has], t, None)]
                 with_next = batch['has_next'].bool() & has if 'has_next' in batch else torch.zeros_like(has)
                 if with_next.any():
                     # the next frame is a second source: the per-pixel minimum keeps, for each pixel,
                     # the frame that sees it (occlusions, the image border); a sample without one
                     # repeats its previous frame, which changes nothing
                     nxt = batch['next_image'] * self.std + self.mean
-                    t_next = self.camera_motion(model, batch, has, 'next')
-                    warped_next, valid_next = warp_by_depth(nxt[has], metric, k, t_next)
-                    own = with_next[has].view(-1, 1, 1, 1)
-                    warps.append(torch.where(own, warped_next, warped))
-                    valids.append(torch.where(own, valid_next, valid))
-                    sources.append(torch.where(own, nxt[has], prev[has]))
-                loss, mask = min_reprojection(cur[has], warps, sources, valids)
+                    frames.append((nxt[has], self.camera_motion(model, batch, has, 'next'),
+                                   with_next[has].view(-1, 1, 1, 1)))
+                total, warped, valid, mask = 0.0, None, None, None
+                for level in range(self.scales):
+                    # coarser copies of the frames (and of the depth, the intrinsics) see motions of
+                    # many pixels in few: close objects and the near road move too far per frame for
+                    # the full-resolution gradient alone (a single-scale run put them 2.3x too far)
+                    loss, mask_l, warped_l, valid_l = self._reprojection(cur[has], frames, metric, k, 2 ** level)
+                    total = total + masked_mean(loss, mask_l) / self.scales
+                    if level == 0:
+                        warped, valid, mask = warped_l, valid_l, mask_l
                 smooth = edge_aware_smoothness(1.0 / depth[has].clamp(min=1e-3), cur[has])
-                terms['photometric'] = masked_mean(loss, mask) + self.smoothness * smooth
+                terms['photometric'] = total + self.smoothness * smooth
                 prev_err = photometric_error(warped, cur[has])
                 rigid = (rigid_flow(metric, k, t).detach(), prev_err.detach(), (mask * valid).detach(), has)
             else:

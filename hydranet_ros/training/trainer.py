@@ -100,12 +100,13 @@ class TrainSettings:
     smoothness: float = 0.001                            # edge-aware smoothness within those terms
     rigid_flow: float = 0.0                              # flow pulled to depth + motion's rigid flow where
                                                          # that explains the pixel better (needs photometric)
+    photometric_scales: int = 1                          # depth term at full, 1/2, 1/4 ... resolution (averaged)
     pose_source: str = 'auto'                            # camera motion: auto (odometry where a sample has it,
                                                          # else the pose head) or network (always the pose head)
     threads: int = 0
 
     def validate(self):
-        for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every'):
+        for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every', 'photometric_scales'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
         for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness',
@@ -554,7 +555,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
                               float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
                               training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto',
-                              rigid_flow=float(tcfg.rigid_flow)).to(device)
+                              rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales)).to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
