@@ -5,6 +5,7 @@
 #   2. export the bundled model as pseudo-label teachers and pseudo-label the bags (segmentation
 #      where it is >= 0.8 sure, detection; depth comes from the photometric terms and odometry),
 #   3. adapt: config/adapt_heldout.yaml (pseudo-labels + photometric terms + labelled varied drives),
+#      then round 2 (config/adapt_heldout_round2.yaml: the adapted model as the teacher),
 #   4. score before and after on held-out drives 2000-2009 of that look (and of the varied look the
 #      model knew), KITTI and VGA cameras in turn.
 # Usage: bench/adapt_heldout.sh [RUN_DIR]   (default runs/adapt_heldout; about an hour on 2 CPU cores)
@@ -24,7 +25,12 @@ $PY -m hydranet_ros.training.pseudo_label "$RUN"/bags/drive_* -o "$RUN/pseudo" \
     -t "$RUN/teachers/seg.onnx" -t "$RUN/teachers/det.onnx" \
     --min-segmentation-confidence 0.8
 $PY -m hydranet_ros.training.train --config config/adapt_heldout.yaml
-for m in models/hydranet_default.pt models/hydranet_adapted.pt; do
+# round 2: the adapted network is the teacher, 500 more steps
+$PY -m hydranet_ros.training.teachers models/hydranet_adapted.pt "$RUN/teachers2" --tasks segmentation,detection
+$PY -m hydranet_ros.training.pseudo_label "$RUN"/bags/drive_* -o "$RUN/pseudo2" \
+    -t "$RUN/teachers2/seg.onnx" -t "$RUN/teachers2/det.onnx" --min-segmentation-confidence 0.8
+$PY -m hydranet_ros.training.train --config config/adapt_heldout_round2.yaml
+for m in models/hydranet_default.pt models/hydranet_adapted.pt models/hydranet_adapted2.pt; do
   $PY -m hydranet_ros.training.evaluation --checkpoint "$m" --seeds 2000-2009 --style heldout --style varied \
       --camera kitti,vga --json "$RUN/$(basename "$m" .pt).json"
 done
