@@ -24,9 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hydranet_ros.metrics import DepthMetric, FlowMetric  # noqa: E402
 from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
 from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
-from hydranet_ros.training.evaluation import _seeds  # noqa: E402
+from hydranet_ros.training.evaluation import _seeds, median_ratio  # noqa: E402
 from hydranet_ros.training.pseudo_label import scale_from_camera_height  # noqa: E402
 from hydranet_ros.world import World  # noqa: E402
 from hydranet_ros.world.classes import SEGMENTATION_CLASSES  # noqa: E402
@@ -51,9 +52,6 @@ def _camera_height_factor(depth, seg, k, height):
     return scale_from_camera_height(depth, seg == ROAD, np.asarray(k, np.float64).reshape(-1), height)
 
 
-def _abs_rel(pred, gt, lo, hi):
-    ok = np.isfinite(gt) & (gt > lo) & (gt < hi)
-    return float(np.mean(np.abs(np.clip(pred[ok], lo, hi) - gt[ok]) / gt[ok])) if ok.any() else None
 
 
 def main(argv=None) -> int:
@@ -77,32 +75,34 @@ def main(argv=None) -> int:
     factors = [f for f in factors if f is not None]
     global_factor = float(np.median(factors)) if factors else None
     ds, outs, heights = _frames(model, _seeds(args.seeds), args.frames, size, args.style, args.camera)
-    med, metric, per_frame, epe = [], [], [], []
+    # the model card's metrics: AbsRel and EPE over every labelled pixel of the frames
+    med, metric, per_frame, raw = (DepthMetric(lo, hi) for _ in range(4))
+    flow_metric = FlowMetric()
+    per_frame_frames = 0
     for i, (d, s, f) in enumerate(outs):
         sample = ds.samples[i]
         gt = sample['depth'].astype(np.float32)
-        ok = np.isfinite(gt) & (gt > lo) & (gt < hi)
-        med.append(_abs_rel(d * np.median(gt[ok]) / np.median(d[ok]), gt, lo, hi))
+        med.update(d * np.float32(median_ratio(d, gt, lo, hi)), gt)
+        raw.update(d, gt)
         if global_factor:
-            metric.append(_abs_rel(d * global_factor, gt, lo, hi))
+            metric.update(d * np.float32(global_factor), gt)
         own = _camera_height_factor(d, s, sample['intrinsics'], heights[i])
         if own:
-            per_frame.append(_abs_rel(d * own, gt, lo, hi))
-        gf = sample['flow'].astype(np.float32)
-        valid = np.isfinite(gf).all(axis=2)
-        epe.append(float(np.linalg.norm(f.transpose(1, 2, 0) - np.nan_to_num(gf), axis=2)[valid].mean()))
+            per_frame.update(d * np.float32(own), gt)
+            per_frame_frames += 1
+        flow_metric.update(f.transpose(1, 2, 0), sample['flow'].astype(np.float32))
     result = {
         'checkpoint': str(args.checkpoint), 'sha256': loaded.sha256[:12], 'input_size': list(size),
         'held_out': f'{args.style} seeds {args.seeds}, {len(outs)} frames, {args.camera}',
-        'abs_rel_median_scaled': round(float(np.mean(med)), 4),
+        'abs_rel_median_scaled': round(med.compute()['abs_rel'], 4),
         'camera_height_factor': None if global_factor is None else round(global_factor, 4),
         'calibration_frames': f'{len(factors)} of {len(cal_out)} (seeds {args.calib_seeds})',
-        'abs_rel_metric_camera_height': round(float(np.mean(metric)), 4) if metric else None,
-        'abs_rel_metric_per_frame_camera_height': round(float(np.mean(per_frame)), 4) if per_frame else None,
-        'per_frame_scaled_frames': len(per_frame),
-        'abs_rel_unscaled': round(float(np.mean([_abs_rel(d, ds.samples[i]['depth'].astype(np.float32), lo, hi)
-                                                 for i, (d, _, _) in enumerate(outs)])), 4),
-        'flow_epe_px': round(float(np.mean(epe)), 3)}
+        'abs_rel_metric_camera_height': round(metric.compute()['abs_rel'], 4) if global_factor else None,
+        'abs_rel_metric_per_frame_camera_height':
+            round(per_frame.compute()['abs_rel'], 4) if per_frame_frames else None,
+        'per_frame_scaled_frames': per_frame_frames,
+        'abs_rel_unscaled': round(raw.compute()['abs_rel'], 4),
+        'flow_epe_px': round(flow_metric.compute()['epe'], 3)}
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
