@@ -38,12 +38,9 @@ def to_tensors(sample: Sample, num_classes_det: int, mean, std, flip: bool = Fal
         if k is not None:   # a mirrored image's principal point mirrors too
             k = np.array(k, np.float64)
             k[0, 2] = w - 1 - k[0, 2]
-        if pose is not None:   # and the camera's motion mirrors in x
-            mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
-            pose = mirror @ np.asarray(pose, np.float64) @ mirror
-        if next_pose is not None:
-            mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
-            next_pose = mirror @ np.asarray(next_pose, np.float64) @ mirror
+        mirror = np.diag([-1.0, 1.0, 1.0, 1.0])     # and the camera's motions mirror in x
+        pose = None if pose is None else mirror @ np.asarray(pose, np.float64) @ mirror
+        next_pose = None if next_pose is None else mirror @ np.asarray(next_pose, np.float64) @ mirror
         nxt = None if nxt is None else nxt[:, ::-1]
         img, prev = img[:, ::-1], prev[:, ::-1]
         seg = None if seg is None else seg[:, ::-1]
