@@ -308,8 +308,8 @@ class SelfSupervision(nn.Module):
                 total, warped, valid, mask = 0.0, None, None, None
                 for level in range(self.scales):
                     # coarser copies of the frames (and of the depth, the intrinsics) see motions of
-                    # many pixels in few: close objects and the near road move too far per frame for
-                    # the full-resolution gradient alone (a single-scale run put them 2.3x too far)
+                    # many pixels in few, which the full-resolution gradient alone follows badly
+                    # (SfMLearner's multi-scale loss; docs/MODEL.md has what it changed here)
                     loss, mask_l, warped_l, valid_l = self._reprojection(cur[has], frames, metric, k, 2 ** level)
                     total = total + masked_mean(loss, mask_l) / self.scales
                     if level == 0:
