@@ -8,6 +8,7 @@ bag that `evaluate` reads.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def replay(bag, output_bag, model, rate: float = 0.25, params: dict | None = Non
                                env=os.environ.copy())
     try:
         spinner.start()
-        player = Player(node, reader)
+        # only what the node reads and the evaluation records (not /odom, /tf_static, ...)
+        wanted = sorted({c.topic for c in reader.connections if re.match(RECORDED, c.topic)})
+        player = Player(node, reader, topics=wanted)
         # The node is ready once its outputs and input subscription are on the graph.
         deadline = time.monotonic() + startup_timeout
         image_pub = player.publishers['/camera/image_raw']
