@@ -165,17 +165,22 @@ def test_bag_odometry_and_mount_give_the_true_camera_motion(tmp_path):
     assert np.linalg.norm(measured[:3, 3]) > 0.3          # the car moved
     write_drive(tmp_path / 'n', seed=11, frames=2, size=(60, 200), odometry=False, ground_truth=False)
     assert all('camera_pose' not in f for f in bag_frames(tmp_path / 'n')[0])
+    summary = label_input(tmp_path / 'n', (), Options(out=str(tmp_path / 'o'), segmentation_classes=tuple(SEG),
+                                                      detection_classes=tuple(DET)))
+    assert summary['odometry_frames'] == 0 and summary['frames'] == 2
 
 
 def test_odometry_between_messages_is_interpolated():
     from hydranet_ros.bag.convert import matrix_from_pose
-    from hydranet_ros.training.real_data import _pose_at
+    from hydranet_ros.training.real_data import Trajectory
     half_turn_z = np.array([0, 0, np.sin(np.pi / 8), np.cos(np.pi / 8)])      # 45 degrees about z
-    odoms = [(0, 'base_link', np.eye(4)), (100_000_000, 'base_link', matrix_from_pose((2, 0, 0), half_turn_z))]
-    mid = _pose_at(odoms, 50_000_000)
+    odoms = [(100_000_000, 'base_link', matrix_from_pose((2, 0, 0), half_turn_z)), (0, 'base_link', np.eye(4))]
+    trajectory = Trajectory(odoms)                                             # any order
+    mid = trajectory.at(50_000_000)
     np.testing.assert_allclose(mid[:3, 3], [1, 0, 0])
     assert np.degrees(np.arctan2(mid[1, 0], mid[0, 0])) == pytest.approx(22.5, abs=0.1)
-    assert _pose_at(odoms, 400_000_000) is None                                # far past the last message
+    assert trajectory.at(105_000_000) is not None and trajectory.at(400_000_000) is None   # past the last
+    assert Trajectory(odoms, max_interval_ns=50_000_000).at(50_000_000) is None           # a gap in odometry
 
 
 def test_pseudo_labelled_folders_carry_odometry_and_a_mirror_keeps_it_consistent(tmp_path):
@@ -190,6 +195,7 @@ def test_pseudo_labelled_folders_carry_odometry_and_a_mirror_keeps_it_consistent
                                                                segmentation_classes=tuple(SEG),
                                                                detection_classes=tuple(DET)))
     assert summary['tasks']['depth'] == {'real': 0, 'pseudo': 0, 'none': 2, 'mean_confidence': None}
+    assert summary['odometry_frames'] == 2
     assert (tmp_path / 'pl' / 'd' / 'poses' / '000001.json').is_file()
     ds = FolderDataset(tmp_path / 'pl', (96, 160))
     plain = ds[1]
@@ -225,5 +231,10 @@ def test_odometry_replaces_the_pose_head_where_a_sample_has_it():
              'has_pose': torch.tensor([True, False, True])}
     t = ssl.camera_motion(model, batch, torch.tensor([True, True, True]))
     assert torch.equal(t[0], known[0]) and torch.equal(t[2], known[2]) and not torch.equal(t[1], known[1])
+    model.eval()                    # this frame encoded once for both sources, the same motions
+    features = {}
+    shared = [ssl.camera_motion(model, batch, torch.tensor([True] * 3), s, features) for s in ('prev', 'prev')]
+    assert list(features) == ['this'] and torch.allclose(shared[0], shared[1])
+    assert torch.allclose(shared[0], ssl.camera_motion(model, batch, torch.tensor([True] * 3)))
     ssl.use_odometry = False
     assert not torch.equal(ssl.camera_motion(model, batch, torch.tensor([True, True, True]))[0], known[0])

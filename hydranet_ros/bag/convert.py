@@ -126,14 +126,17 @@ def matrix_from_pose(position, quaternion) -> np.ndarray:
     return out
 
 
+def _rotation_msg(r: np.ndarray):
+    q = quaternion_from_matrix(r)
+    return _t('geometry_msgs/msg/Quaternion')(x=q[0], y=q[1], z=q[2], w=q[3])
+
+
 def odometry(hdr, child_frame_id: str, transform: np.ndarray):
     """nav_msgs/Odometry: child_frame_id's pose (4x4, child -> header frame) with unknown covariance
     and twist (-1 on the diagonals, as REP 145 suggests for unknown)."""
-    q = quaternion_from_matrix(transform[:3, :3])
-    pose = _t('geometry_msgs/msg/Pose')(
-        position=_t('geometry_msgs/msg/Point')(x=float(transform[0, 3]), y=float(transform[1, 3]),
-                                               z=float(transform[2, 3])),
-        orientation=_t('geometry_msgs/msg/Quaternion')(x=q[0], y=q[1], z=q[2], w=q[3]))
+    x, y, z = (float(v) for v in transform[:3, 3])
+    pose = _t('geometry_msgs/msg/Pose')(position=_t('geometry_msgs/msg/Point')(x=x, y=y, z=z),
+                                        orientation=_rotation_msg(transform[:3, :3]))
     unknown = -np.eye(6).reshape(-1)
     zero = _t('geometry_msgs/msg/Vector3')(x=0.0, y=0.0, z=0.0)
     return _t('nav_msgs/msg/Odometry')(
@@ -147,12 +150,11 @@ def transforms(hdr, child_frames_and_transforms):
     """tf2_msgs/TFMessage of (child_frame_id, 4x4 child -> header frame) pairs."""
     out = []
     for child, t in child_frames_and_transforms:
-        q = quaternion_from_matrix(t[:3, :3])
+        x, y, z = (float(v) for v in t[:3, 3])
         out.append(_t('geometry_msgs/msg/TransformStamped')(
             header=hdr, child_frame_id=child,
-            transform=_t('geometry_msgs/msg/Transform')(
-                translation=_t('geometry_msgs/msg/Vector3')(x=float(t[0, 3]), y=float(t[1, 3]), z=float(t[2, 3])),
-                rotation=_t('geometry_msgs/msg/Quaternion')(x=q[0], y=q[1], z=q[2], w=q[3]))))
+            transform=_t('geometry_msgs/msg/Transform')(translation=_t('geometry_msgs/msg/Vector3')(x=x, y=y, z=z),
+                                                        rotation=_rotation_msg(t[:3, :3]))))
     return _t('tf2_msgs/msg/TFMessage')(transforms=out)
 
 

@@ -42,11 +42,9 @@ OPTICAL_TO_BASE = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
 def camera_odometry(world, stamp: float) -> np.ndarray:
     """4x4 base_link -> odom at a drive time: the car's true motion, as wheel/visual odometry would
     report it (base_link sits at the camera, turned to REP 103 axes; /tf_static holds the mount)."""
-    centre, r_cw = world.scene.camera_frame(stamp)
-    out = np.eye(4)
-    out[:3, :3] = WORLD_TO_ODOM @ r_cw @ OPTICAL_TO_BASE.T
-    out[:3, 3] = WORLD_TO_ODOM @ centre
-    return out
+    to_odom, to_base = np.eye(4), np.eye(4)
+    to_odom[:3, :3], to_base[:3, :3] = WORLD_TO_ODOM, OPTICAL_TO_BASE
+    return to_odom @ world.scene.camera_to_world(stamp) @ to_base.T
 START_NS = 1_700_000_000 * 1_000_000_000     # fixed, so the same seed gives the same bag
 
 

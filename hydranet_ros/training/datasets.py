@@ -126,12 +126,7 @@ def ignore_cells(boxes, out_h: int, out_w: int) -> np.ndarray:
 
 def _relative_pose(world, previous_stamp: float, stamp: float) -> np.ndarray:
     """The world's true camera motion as odometry gives it: this frame's camera -> the previous one's (4x4)."""
-    def pose(t):
-        centre, r = world.scene.camera_frame(t)
-        out = np.eye(4)
-        out[:3, :3], out[:3, 3] = r, centre
-        return out
-    return np.linalg.inv(pose(previous_stamp)) @ pose(stamp)
+    return np.linalg.inv(world.scene.camera_to_world(previous_stamp)) @ world.scene.camera_to_world(stamp)
 
 
 def crop_intrinsics(k, x0: float, y0: float, sx: float, sy: float) -> np.ndarray:

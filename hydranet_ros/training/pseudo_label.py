@@ -469,7 +469,7 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
     for sub in ('images', 'segmentation', 'segmentation_confidence', 'depth', 'depth_confidence', 'boxes'):
         (out / sub).mkdir(parents=True, exist_ok=True)
     stats = {task: {'real': 0, 'pseudo': 0, 'none': 0, 'confidence_sum': 0.0, 'pixels': 0} for task in TASKS}
-    unscaled = 0
+    unscaled = posed = 0
     h = w = None
     for n, frame in enumerate(frames):
         _their_labels_onto_ours(frame, names, opts)
@@ -478,6 +478,7 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         stem = f'{n:06d}'
         cv2.imwrite(str(out / 'images' / f'{stem}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if frame.get('camera_pose') is not None:     # odometry: camera motion for the photometric terms
+            posed += 1
             (out / 'poses').mkdir(exist_ok=True)
             (out / 'poses' / f'{stem}.json').write_text(json.dumps(
                 {'camera_to_odom': [float(v) for v in np.asarray(frame['camera_pose']).reshape(-1)]}))
@@ -565,7 +566,10 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         total = st.pop('confidence_sum')
         st['mean_confidence'] = round(total / st['pixels'], 4) if st['pixels'] else None
         st.pop('pixels')
+    # frames without odometry (none recorded, no /tf_static mount linking it to the camera, gaps)
+    # train their depth with the pose head instead: counted so that a missing mount shows
     return {'input': str(path), 'output': str(out), 'frames': len(frames), 'depth_unscaled_frames': unscaled,
+            'odometry_frames': posed,
             'tasks': stats}
 
 

@@ -260,14 +260,14 @@ def bag_frames(path, camera: str = '/camera', ground_truth: str = '/ground_truth
         reader.close()
     items, previous = [], None
     mount = _mount(mounts, camera_frame, odoms[0][1]) if odoms and camera_frame is not None else None
-    odoms.sort(key=lambda o: o[0])
+    trajectory = Trajectory(odoms) if mount is not None else None
     for stamp in sorted(by_stamp):
         entry = by_stamp[stamp]
         if 'image' not in entry:
             continue
         items.append({**entry, 'previous_image': previous, 'sequence': str(path), 'stamp': stamp})
         if mount is not None:
-            body = _pose_at(odoms, stamp)
+            body = trajectory.at(stamp)
             if body is not None:
                 items[-1]['camera_pose'] = body @ mount
         previous = entry['image']
@@ -289,26 +289,36 @@ def _mount(mounts: dict, camera_frame: str, body_frame: str, max_hops: int = 16)
     return None
 
 
-def _pose_at(odoms: list, stamp: int, max_gap_ns: int = 100_000_000):
-    """The odometry pose at stamp: interpolated between the two messages around it (position
-    linearly, orientation by normalised quaternion interpolation); None when the nearest message is
-    further than max_gap_ns away on either side."""
-    from hydranet_ros.bag.convert import matrix_from_pose, quaternion_from_matrix
-    stamps = [o[0] for o in odoms]
-    i = int(np.searchsorted(stamps, stamp))
-    if i < len(odoms) and stamps[i] == stamp:
-        return odoms[i][2]
-    if i == 0 or i == len(odoms):
-        j = 0 if i == 0 else len(odoms) - 1
-        return odoms[j][2] if abs(stamps[j] - stamp) <= max_gap_ns // 10 else None
-    a, b = odoms[i - 1], odoms[i]
-    if b[0] - a[0] > 2 * max_gap_ns:
-        return None
-    f = (stamp - a[0]) / (b[0] - a[0])
-    qa, qb = quaternion_from_matrix(a[2][:3, :3]), quaternion_from_matrix(b[2][:3, :3])
-    if qa @ qb < 0:
-        qb = -qb
-    return matrix_from_pose((1 - f) * a[2][:3, 3] + f * b[2][:3, 3], (1 - f) * qa + f * qb)
+class Trajectory:
+    """Odometry poses (4x4) by stamp; at(stamp) interpolates between the two messages around it
+    (position linearly, orientation by normalised quaternion interpolation)."""
+
+    def __init__(self, odoms: list, max_interval_ns: int = 200_000_000, max_extrapolation_ns: int = 10_000_000):
+        """odoms: (stamp_ns, frame, 4x4) in any order. An image between two messages more than
+        max_interval_ns apart, or beyond the first or last by more than max_extrapolation_ns,
+        gets no pose."""
+        self.odoms = sorted(odoms, key=lambda o: o[0])
+        self.stamps = np.array([o[0] for o in self.odoms], np.int64)
+        self.max_interval_ns, self.max_extrapolation_ns = max_interval_ns, max_extrapolation_ns
+
+    def at(self, stamp: int):
+        """The pose at stamp (4x4), or None."""
+        from hydranet_ros.bag.convert import matrix_from_pose, quaternion_from_matrix
+        stamps, odoms = self.stamps, self.odoms
+        i = int(np.searchsorted(stamps, stamp))
+        if i < len(odoms) and stamps[i] == stamp:
+            return odoms[i][2]
+        if i == 0 or i == len(odoms):
+            j = 0 if i == 0 else len(odoms) - 1
+            return odoms[j][2] if abs(int(stamps[j]) - stamp) <= self.max_extrapolation_ns else None
+        a, b = odoms[i - 1], odoms[i]
+        if b[0] - a[0] > self.max_interval_ns:
+            return None
+        f = (stamp - a[0]) / (b[0] - a[0])
+        qa, qb = quaternion_from_matrix(a[2][:3, :3]), quaternion_from_matrix(b[2][:3, :3])
+        if qa @ qb < 0:
+            qb = -qb
+        return matrix_from_pose((1 - f) * a[2][:3, 3] + f * b[2][:3, 3], (1 - f) * qa + f * qb)
 
 
 def load_bag(item: dict, class_map: ClassMap) -> Sample:

@@ -236,10 +236,12 @@ class SelfSupervision(nn.Module):
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def camera_motion(self, model, batch: dict, has: torch.Tensor, source: str = 'prev') -> torch.Tensor:
+    def camera_motion(self, model, batch: dict, has: torch.Tensor, source: str = 'prev',
+                      features: dict | None = None) -> torch.Tensor:
         """[N, 4, 4] this camera -> the source frame's (source 'prev' or 'next') for the samples in
         has: odometry where a sample has it (and use_odometry), else the pose head on the shared
-        encoder's features of both frames."""
+        encoder's features of both frames. features: a dict shared by the calls of one batch, so
+        this frame is encoded once for both sources."""
         pose_key, known_key, image_key = ('pose', 'has_pose', 'prev_image') if source == 'prev' else \
             ('next_pose', 'has_next_pose', 'next_image')
         n = int(has.sum())
@@ -248,11 +250,11 @@ class SelfSupervision(nn.Module):
         t = batch[pose_key][has].float().clone() if known.any() else \
             torch.eye(4, device=has.device).repeat(n, 1, 1)
         if not known.all():
-            unknown = has.clone()
-            unknown[has] = ~known
-            f_cur = model.encoder(model._pad(batch['image'][unknown])[0])[32]
-            f_src = model.encoder(model._pad(batch[image_key][unknown])[0])[32]
-            t[~known] = self.pose(f_cur.float(), f_src.float())
+            features = {} if features is None else features
+            if 'this' not in features:
+                features['this'] = model.encoder(model._pad(batch['image'][has])[0])[32].float()
+            f_src = model.encoder(model._pad(batch[image_key][has][~known])[0])[32]
+            t[~known] = self.pose(features['this'][~known], f_src.float())
         return t
 
     @staticmethod
@@ -291,7 +293,8 @@ class SelfSupervision(nn.Module):
             if depth.shape[-2:] != (h, w):
                 depth = F.interpolate(depth, size=(h, w), mode='bilinear', align_corners=False)
             if has.any():
-                t = self.camera_motion(model, batch, has)
+                features = {}
+                t = self.camera_motion(model, batch, has, features=features)
                 k = batch['intrinsics'][has].float()
                 metric = depth[has]
                 if self.training_focal_px:
@@ -303,7 +306,7 @@ class SelfSupervision(nn.Module):
                     # the frame that sees it (occlusions, the image border); a sample without one
                     # repeats its previous frame, which changes nothing
                     nxt = batch['next_image'] * self.std + self.mean
-                    frames.append((nxt[has], self.camera_motion(model, batch, has, 'next'),
+                    frames.append((nxt[has], self.camera_motion(model, batch, has, 'next', features),
                                    with_next[has].view(-1, 1, 1, 1)))
                 total, warped, valid, mask = 0.0, None, None, None
                 for level in range(self.scales):

@@ -74,6 +74,14 @@ class Scene:
         pitch = self.pitch + float(np.arctan(self.road.grade(centre[2])))
         return centre, rotation(yaw, pitch, self.roll)
 
+    def camera_to_world(self, t: float) -> np.ndarray:
+        """camera_frame(t) as one 4x4 transform (camera -> world): the true ego-motion that
+        odometry reports."""
+        centre, r = self.camera_frame(t)
+        out = np.eye(4)
+        out[:3, :3], out[:3, 3] = r, centre
+        return out
+
     def _motion_arrays(self):
         if getattr(self, '_motion_cache', None) is None or self._motion_cache[0] != len(self.boxes):
             lo = np.stack([b.lo for b in self.boxes])
