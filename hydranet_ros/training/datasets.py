@@ -221,6 +221,124 @@ def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float, hue
     return out
 
 
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+
+
+def image_files(roots) -> list:
+    """The image files of folders, as a dataset folder or pseudo-label's output holds them
+    (<root>/images/*, <root>/<sequence>/images/*), or any image files directly in a folder."""
+    files = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f'image folder {root} does not exist')
+        found = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name == 'images')
+        if not found:
+            found = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise FileNotFoundError(f'no images in {root} (looked for images/ folders and image files)')
+        files += found
+    return files
+
+
+def amplitude_swap(image: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
+    """Fourier domain adaptation (Yang and Soatto, CVPR 2020): image [H, W, 3] uint8 with the
+    lowest spatial frequencies of its amplitude spectrum (a centred window of half-size
+    beta x min(H, W)) taken from target (any size; resized to H x W) and its phase kept. The
+    global light, colour cast, exposure and haze of target's camera carry over; edges, textures
+    and so every label of image stay where they are."""
+    h, w = image.shape[:2]
+    if target.shape[:2] != (h, w):
+        target = cv2.resize(target, (w, h), interpolation=cv2.INTER_AREA)
+    b = max(1, int(np.floor(min(h, w) * beta)))
+    src = np.fft.fftshift(np.fft.fft2(image.astype(np.float32), axes=(0, 1)), axes=(0, 1))
+    tgt = np.fft.fftshift(np.fft.fft2(target.astype(np.float32), axes=(0, 1)), axes=(0, 1))
+    amp, phase = np.abs(src), np.angle(src)
+    cy, cx = h // 2, w // 2
+    window = (slice(cy - b, cy + b + 1), slice(cx - b, cx + b + 1))
+    amp[window] = np.abs(tgt)[window]
+    out = np.fft.ifft2(np.fft.ifftshift(amp * np.exp(1j * phase), axes=(0, 1)), axes=(0, 1)).real
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+class AppearanceTransfer:
+    """Labelled images shown in another camera's look: with probability `probability`, every
+    image of a sample (the pair, and the next frame) gets the low-frequency amplitude of one
+    image drawn from `files` (amplitude_swap), the same for all of them so the frames still
+    match each other. Target images are read once, at most max_width pixels wide (only their
+    lowest frequencies are used)."""
+
+    def __init__(self, files, beta: float = 0.01, probability: float = 0.5, max_width: int = 256):
+        self.files, self.beta, self.probability = list(files), float(beta), float(probability)
+        self.max_width = int(max_width)
+        if not self.files:
+            raise ValueError('appearance transfer needs at least one target image')
+        self._cache = {}
+
+    def _target(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            bgr = cv2.imread(str(self.files[k]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f'cannot read image {self.files[k]}')
+            h, w = bgr.shape[:2]
+            if w > self.max_width:
+                size = (self.max_width, max(1, round(h * self.max_width / w)))
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            self._cache[k] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return self._cache[k]
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.probability:
+            return sample
+        target = self._target(int(rng.integers(len(self.files))))
+        out = Sample(sample)
+        for key in IMAGE_KEYS:
+            if sample.get(key) is not None:
+                out[key] = amplitude_swap(np.asarray(sample[key]), target, self.beta)
+        return out
+
+
+def degrade_sensor(sample: Sample, rng: np.random.Generator, noise_sigma=(0.0, 0.0), jpeg_quality=(0, 0),
+                   probability: float = 0.5) -> Sample:
+    """The sample as a noisier camera with a lossy transport would give it: with probability
+    `probability`, Gaussian noise of a sigma drawn from noise_sigma (0-255 scale) and a JPEG round
+    trip at a quality drawn from jpeg_quality (0 = none). One sigma and quality per sample (one
+    camera), the noise drawn afresh for every frame (as a sensor's is)."""
+    noisy, lossy = noise_sigma[1] > 0, jpeg_quality[1] > 0
+    if not (noisy or lossy) or rng.random() >= probability:
+        return sample
+    sigma = float(rng.uniform(*noise_sigma)) if noisy else 0.0
+    quality = int(round(rng.uniform(*jpeg_quality))) if lossy else 0
+    out = Sample(sample)
+    for key in IMAGE_KEYS:
+        if sample.get(key) is None:
+            continue
+        img = np.asarray(sample[key])
+        if sigma > 0:
+            img = np.clip(img.astype(np.float32) + rng.normal(0, sigma, img.shape).astype(np.float32) + 0.5,
+                          0, 255).astype(np.uint8)
+        if quality > 0:
+            ok, buf = cv2.imencode('.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+        out[key] = img
+    return out
+
+
+def augment_look(sample: Sample, dataset) -> Sample:
+    """A dataset's look augmentations beyond colour jitter, when it augments: another camera's
+    look (dataset.appearance, an AppearanceTransfer) and a sensor's noise and JPEG
+    (dataset.sensor, degrade_sensor's keyword arguments). Both unset: the sample unchanged."""
+    if not dataset.augment:
+        return sample
+    appearance = getattr(dataset, 'appearance', None)
+    if appearance is not None:
+        sample = appearance(sample, dataset.rng)
+    sensor = getattr(dataset, 'sensor', None)
+    if sensor:
+        sample = degrade_sensor(sample, dataset.rng, **sensor)
+    return sample
+
+
 def _zoom(dataset) -> float:
     """A zoom factor drawn from dataset.zoom_range when augmenting (1.0 when the range is [1, 1])."""
     lo, hi = getattr(dataset, 'zoom_range', (1.0, 1.0))
@@ -337,6 +455,7 @@ class SyntheticDataset(Dataset):
         if self.augment:
             sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0),
                                    getattr(self, 'hue_jitter', 0.0))
+            sample = augment_look(sample, self)
         flip = bool(self.augment and self.rng.random() < 0.5)
         item = to_tensors(sample, self.num_det, self.mean, self.std, flip)
         return pad_tensors(item, self.input_size) if self.letterbox else item
@@ -481,7 +600,7 @@ class FolderDataset(Dataset):
         return sample
 
     def __getitem__(self, i):
-        sample = zoom_sample(self.load(i), _zoom(self))
+        sample = augment_look(zoom_sample(self.load(i), _zoom(self)), self)
         flip = bool(self.augment and self.rng.random() < 0.5)
         item = to_tensors(sample, self.num_det, self.mean, self.std, flip)
         return pad_tensors(item, self.size) if self.letterbox else item

@@ -94,6 +94,15 @@ class TrainSettings:
     zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
     color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
     hue_jitter: float = 0.0                              # hue rotation up to this x 180 degrees, grey at half (augment)
+    # another camera's look on the labelled data (augment; docs/TRAINING.md section 8): folders of that
+    # camera's unlabeled images (pseudo-label's output, a dataset folder) whose global light and colour
+    # the labelled images take on (Fourier domain adaptation), and that camera's noise and JPEG
+    appearance_from: tuple = ()                          # folders of the target camera's images
+    appearance_beta: float = 0.01                        # low-frequency window, x min(H, W) (FDA's beta)
+    appearance_probability: float = 0.5                  # share of labelled samples shown in the target look
+    sensor_noise: tuple = (0.0, 0.0)                     # Gaussian noise sigma range, 0-255 (0: off)
+    jpeg_quality: tuple = (0, 0)                         # JPEG round-trip quality range, 1-100 (0: off)
+    sensor_probability: float = 0.5                      # share of labelled samples given that sensor
     # self-supervision from video (training/self_supervised.py): weights of the photometric terms
     photometric: float = 0.0                             # depth + pose head, needs intrinsics
     flow_photometric: float = 0.0                        # flow, occlusion by forward-backward consistency
@@ -119,6 +128,20 @@ class TrainSettings:
                 raise ValueError(f'train.{name} must be a number in [0, 1), got {value!r}')
         if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
             raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
+        if not 0 < self.appearance_beta < 0.5:
+            raise ValueError(f'train.appearance_beta must be in (0, 0.5), got {self.appearance_beta!r}')
+        for name in ('appearance_probability', 'sensor_probability'):
+            if not isinstance(getattr(self, name), (int, float)) or not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f'train.{name} must be a number in [0, 1], got {getattr(self, name)!r}')
+        if len(self.sensor_noise) != 2 or not 0 <= self.sensor_noise[0] <= self.sensor_noise[1]:
+            raise ValueError('train.sensor_noise must be [min, max] with 0 <= min <= max, '
+                             f'got {list(self.sensor_noise)}')
+        quality = list(self.jpeg_quality)
+        if len(quality) != 2 or not (quality == [0, 0] or 1 <= quality[0] <= quality[1] <= 100):
+            raise ValueError(f'train.jpeg_quality must be [min, max] within 1-100 (or [0, 0]: off), got {quality}')
+        missing = [str(d) for d in self.appearance_from if not Path(d).is_dir()]
+        if missing:
+            raise ValueError(f'train.appearance_from: no such folder: {", ".join(missing)}')
         if self.pose_source not in ('auto', 'network'):
             raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
         if self.amp_dtype not in ('bf16', 'fp16'):
@@ -512,6 +535,32 @@ def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summar
     return save_checkpoint(tcfg.output, model.cpu(), meta)
 
 
+def _look_augmentation(train_set, tcfg: TrainConfig, log):
+    """Give the labelled parts of the training set the target camera's look and sensor
+    (train.appearance_from, sensor_noise, jpeg_quality); the target's own folders (those under
+    appearance_from) keep their frames as recorded."""
+    from hydranet_ros.training.datasets import AppearanceTransfer, FolderDataset, image_files
+    targets = [Path(d).resolve() for d in tcfg.appearance_from]
+    appearance = AppearanceTransfer(image_files(targets), tcfg.appearance_beta, tcfg.appearance_probability) \
+        if targets else None
+    sensor = {'noise_sigma': tuple(float(v) for v in tcfg.sensor_noise),
+              'jpeg_quality': tuple(int(v) for v in tcfg.jpeg_quality),
+              'probability': float(tcfg.sensor_probability)} \
+        if tcfg.sensor_noise[1] > 0 or tcfg.jpeg_quality[1] > 0 else None
+    if appearance is None and sensor is None:
+        return
+    given = 0
+    for part in getattr(train_set, 'parts', [train_set]):
+        root = Path(part.root).resolve() if isinstance(part, FolderDataset) else None
+        if root is not None and any(root == t or t in root.parents or root in t.parents for t in targets):
+            continue
+        part.appearance, part.sensor = appearance, sensor
+        given += 1
+    log(f'look augmentation: {given} labelled source(s)'
+        + (f', the look of {len(appearance.files)} target images (beta {tcfg.appearance_beta})' if appearance else '')
+        + (f', sensor {sensor}' if sensor else ''))
+
+
 def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     """Train (or resume, or grow from init_from) a HydraNet as the config says; the checkpoint
     is written by rank 0. Steps: settings, data, network, optimiser, resume, the loop (step,
@@ -531,6 +580,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         part.zoom_range = tuple(float(v) for v in tcfg.zoom)
         part.color_jitter = float(tcfg.color_jitter)
         part.hue_jitter = float(tcfg.hue_jitter)
+    _look_augmentation(train_set, tcfg, log if rank == 0 else (lambda *_: None))
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
