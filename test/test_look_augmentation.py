@@ -116,3 +116,40 @@ def test_the_trainer_gives_the_look_to_labelled_sources_only(tmp_path):
     labelled.appearance.probability = 1.0
     item = labelled[0]              # the whole path: load, look, tensors
     assert item['image'].shape == (3, 32, 64)
+
+
+def test_recolour_classes_paints_each_class_alike_in_every_frame():
+    from hydranet_ros.training.datasets import recolour_classes
+    grey = np.full((20, 30, 3), 120, np.uint8)
+    grey[..., 0] = 160                                   # a hue to rotate
+    seg = np.zeros((20, 30), np.uint8)
+    seg[10:] = 1
+    seg[:2, :2] = 255                                   # unlabelled: left as it is
+    prev_seg = np.ones((20, 30), np.uint8)              # the previous frame: all class 1
+    sample = Sample(image=grey, prev_image=grey.copy(), next_image=grey.copy(), segmentation=seg,
+                    prev_segmentation=prev_seg, next_segmentation=None)
+    out = recolour_classes(sample, np.random.default_rng(0), 0.5)
+    img, prev = out['image'].astype(int), out['prev_image'].astype(int)
+    # one change per class: uniform inside a class, different between classes
+    assert len(np.unique(img[2:10].reshape(-1, 3), axis=0)) == 1
+    assert len(np.unique(img[10:].reshape(-1, 3), axis=0)) == 1
+    assert not np.array_equal(img[5, 5], img[15, 5])
+    assert np.array_equal(img[:2, :2], grey[:2, :2].astype(int))
+    # class 1 looks the same in the previous frame as in this one (the pair still matches)
+    assert np.abs(prev[5, 5] - img[15, 5]).max() <= 1
+    # a frame without its class map is not painted
+    assert out['next_image'] is sample['next_image']
+    assert out['segmentation'] is seg
+    assert recolour_classes(sample, np.random.default_rng(0), 0.0) is sample
+    assert recolour_classes(Sample(image=grey, segmentation=None), np.random.default_rng(0), 0.5)['image'] is grey
+
+
+def test_synthetic_drives_keep_class_maps_only_when_segmentation_is_a_label():
+    from hydranet_ros.training.datasets import SyntheticDataset
+    ds = SyntheticDataset([7], 2, (32, 64), 'kitti', 2, augment=True, style='varied')
+    first = ds.samples[0]
+    assert first['prev_segmentation'].shape == (32, 64) and first['next_segmentation'] is ds.samples[1]['segmentation']
+    ds.class_colour_jitter = 0.5
+    assert ds[0]['image'].shape == (3, 32, 64)
+    free = SyntheticDataset([7], 1, (32, 64), 'kitti', 2, style='varied', labels=('depth',))
+    assert 'prev_segmentation' not in free.samples[0] and free.samples[0]['segmentation'] is None

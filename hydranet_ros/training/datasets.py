@@ -339,6 +339,40 @@ def augment_look(sample: Sample, dataset) -> Sample:
     return sample
 
 
+#: each image's class map, for recolour_classes
+CLASS_MAP_KEYS = {'image': 'segmentation', 'prev_image': 'prev_segmentation', 'next_image': 'next_segmentation'}
+
+
+def recolour_classes(sample: Sample, rng: np.random.Generator, strength: float) -> Sample:
+    """Every class of the sample painted its own random colour change (per-channel gains of
+    1 +- strength and a hue rotation of up to strength x 180 degrees), the same in every frame
+    (each frame's own class map: 'segmentation', 'prev_segmentation', 'next_segmentation'), so
+    the network cannot tell road from sidewalk from terrain by colour alone and must look at
+    layout and texture. A frame without its class map is left as it is."""
+    if strength <= 0 or sample.get('segmentation') is None:
+        return sample
+    classes = np.unique(sample['segmentation'])
+    classes = classes[classes != IGNORE]
+    changes = {int(c): (rng.uniform(1 - strength, 1 + strength, 3).astype(np.float32),
+                        int(round(rng.uniform(-strength, strength) * 90))) for c in classes}
+    out = Sample(sample)
+    for key, map_key in CLASS_MAP_KEYS.items():
+        img, labels = sample.get(key), sample.get(map_key)
+        if img is None or labels is None or labels.shape != img.shape[:2]:
+            continue
+        hsv = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2HSV)
+        hue = hsv[..., 0].astype(np.int16)
+        gain = np.ones(img.shape, np.float32)
+        for c, (g, h) in changes.items():
+            m = labels == c
+            hue[m] = (hue[m] + h) % 180
+            gain[m] = g
+        hsv[..., 0] = hue.astype(np.uint8)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).astype(np.float32) * gain
+        out[key] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def _zoom(dataset) -> float:
     """A zoom factor drawn from dataset.zoom_range when augmenting (1.0 when the range is [1, 1])."""
     lo, hi = getattr(dataset, 'zoom_range', (1.0, 1.0))
@@ -430,6 +464,8 @@ class SyntheticDataset(Dataset):
                         if task not in labels:       # self-supervised runs: the label is withheld
                             for key in keys:
                                 self.samples[-1][key] = None
+                    if 'segmentation' in labels:     # per-class recolouring (augment) paints all frames
+                        self.samples[-1]['prev_segmentation'] = prev.segmentation
                 prev = frame
 
         self._link_next_frames(odometry)
@@ -440,6 +476,8 @@ class SyntheticDataset(Dataset):
         for a, b in zip(self.samples, self.samples[1:]):
             if a['seed'] == b['seed'] and b['index'] == a['index'] + 1:
                 a['next_image'] = b['image']
+                if b.get('segmentation') is not None:
+                    a['next_segmentation'] = b['segmentation']
                 if odometry and b.get('relative_pose') is not None:
                     a['next_relative_pose'] = np.linalg.inv(b['relative_pose'])
 
@@ -451,6 +489,8 @@ class SyntheticDataset(Dataset):
         sample = Sample(s)
         sample['depth'] = s['depth'].astype(np.float32) if s['depth'] is not None else None
         sample['flow'] = s['flow'].astype(np.float32) if s['flow'] is not None else None
+        if self.augment and getattr(self, 'class_colour_jitter', 0.0) > 0:
+            sample = recolour_classes(sample, self.rng, self.class_colour_jitter)
         sample = zoom_sample(sample, _zoom(self))
         if self.augment:
             sample = jitter_colors(sample, self.rng, getattr(self, 'color_jitter', 0.0),

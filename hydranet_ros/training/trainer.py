@@ -94,6 +94,7 @@ class TrainSettings:
     zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
     color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
     hue_jitter: float = 0.0                              # hue rotation up to this x 180 degrees, grey at half (augment)
+    class_colour_jitter: float = 0.0                     # each class its own colour change (synthetic drives)
     # another camera's look on the labelled data (augment; docs/TRAINING.md section 8): folders of that
     # camera's unlabeled images (pseudo-label's output, a dataset folder) whose global light and colour
     # the labelled images take on (Fourier domain adaptation), and that camera's noise and JPEG
@@ -122,7 +123,7 @@ class TrainSettings:
                      'rigid_flow'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
-        for name in ('color_jitter', 'hue_jitter'):
+        for name in ('color_jitter', 'hue_jitter', 'class_colour_jitter'):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f'train.{name} must be a number in [0, 1), got {value!r}')
@@ -580,6 +581,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         part.zoom_range = tuple(float(v) for v in tcfg.zoom)
         part.color_jitter = float(tcfg.color_jitter)
         part.hue_jitter = float(tcfg.hue_jitter)
+        part.class_colour_jitter = float(tcfg.class_colour_jitter)
     _look_augmentation(train_set, tcfg, log if rank == 0 else (lambda *_: None))
     data_s = time.time() - t_data
     if rank == 0:
