@@ -49,6 +49,13 @@ def test_appearance_transfer_gives_every_frame_of_a_sample_the_same_look(tmp_pat
     np.testing.assert_allclose(a, b, atol=6)            # one target for the pair
     assert abs(a[0] - a[2]) > 100                        # and it is one of the targets' (BGR files read as RGB)
     assert out['segmentation'] is seg and out['next_image'] is None
+    # each frame is exactly amplitude_swap with the drawn target (its spectrum computed once)
+    transfer = AppearanceTransfer(files, beta=0.02, probability=1.0)
+    drawn = transfer(sample, np.random.default_rng(5))
+    matches = [np.array_equal(drawn['image'], amplitude_swap(sample['image'], transfer._target(k), 0.02)) and
+               np.array_equal(drawn['prev_image'], amplitude_swap(sample['prev_image'], transfer._target(k), 0.02))
+               for k in range(len(files))]
+    assert sum(matches) == 1
     untouched = AppearanceTransfer(files, probability=0.0)(sample, rng)
     assert untouched['image'] is sample['image']
 
@@ -153,3 +160,14 @@ def test_synthetic_drives_keep_class_maps_only_when_segmentation_is_a_label():
     assert ds[0]['image'].shape == (3, 32, 64)
     free = SyntheticDataset([7], 1, (32, 64), 'kitti', 2, style='varied', labels=('depth',))
     assert 'prev_segmentation' not in free.samples[0] and free.samples[0]['segmentation'] is None
+
+
+def test_class_colours_without_a_synthetic_source_are_refused(tmp_path):
+    from hydranet_ros.training.datasets import FolderDataset
+    from hydranet_ros.training.trainer import TrainConfig, _look_augmentation
+    (tmp_path / 'labelled' / 'images').mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / 'labelled' / 'images' / '000000.png'), _texture(4))
+    tcfg, _ = TrainConfig(name='x', model={}, data={'type': 'synthetic', 'train_seeds': [1]},
+                          train={'class_colour_jitter': 0.5}).resolved()
+    with pytest.raises(ValueError, match='only synthetic drives have'):
+        _look_augmentation(FolderDataset(tmp_path / 'labelled', (32, 64), augment=True), tcfg, print)

@@ -224,17 +224,24 @@ def jitter_colors(sample: Sample, rng: np.random.Generator, strength: float, hue
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
 
+def sequence_images(root: Path) -> list:
+    """[(sequence folder, its sorted image files)] of a dataset folder: root/images/*, or one
+    sequence per root/<sequence>/images/* (as pseudo-label writes)."""
+    root = Path(root)
+    folders = [root] if (root / 'images').is_dir() else \
+        sorted(p for p in root.iterdir() if (p / 'images').is_dir()) if root.is_dir() else []
+    return [(f, sorted(p for p in (f / 'images').iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)) for f in folders]
+
+
 def image_files(roots) -> list:
-    """The image files of folders, as a dataset folder or pseudo-label's output holds them
-    (<root>/images/*, <root>/<sequence>/images/*), or any image files directly in a folder."""
+    """The image files of dataset folders (sequence_images), or of plain folders of images."""
     files = []
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f'image folder {root} does not exist')
-        found = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name == 'images')
-        if not found:
-            found = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = [f for _, images in sequence_images(root) for f in images] or \
+            sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise FileNotFoundError(f'no images in {root} (looked for images/ folders and image files)')
         files += found
@@ -247,16 +254,32 @@ def amplitude_swap(image: np.ndarray, target: np.ndarray, beta: float) -> np.nda
     beta x min(H, W)) taken from target (any size; resized to H x W) and its phase kept. The
     global light, colour cast, exposure and haze of target's camera carry over; edges, textures
     and so every label of image stay where they are."""
-    h, w = image.shape[:2]
+    return _swap_low_amplitude(image, low_amplitude(target, image.shape[:2], beta))
+
+
+def _window(shape, beta: float) -> tuple:
+    """The centred low-frequency window of a shifted spectrum of an image of shape (H, W)."""
+    h, w = shape
+    b = max(1, int(np.floor(min(h, w) * beta)))
+    return slice(h // 2 - b, h // 2 + b + 1), slice(w // 2 - b, w // 2 + b + 1)
+
+
+def low_amplitude(target: np.ndarray, shape, beta: float) -> np.ndarray:
+    """target's amplitude spectrum in the low-frequency window, at image shape (H, W)."""
+    h, w = shape
     if target.shape[:2] != (h, w):
         target = cv2.resize(target, (w, h), interpolation=cv2.INTER_AREA)
-    b = max(1, int(np.floor(min(h, w) * beta)))
+    spectrum = np.fft.fftshift(np.fft.fft2(target.astype(np.float32), axes=(0, 1)), axes=(0, 1))
+    return np.abs(spectrum[_window((h, w), beta)])
+
+
+def _swap_low_amplitude(image: np.ndarray, window_amplitude: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    b = window_amplitude.shape[0] // 2
+    window = slice(h // 2 - b, h // 2 + b + 1), slice(w // 2 - b, w // 2 + b + 1)
     src = np.fft.fftshift(np.fft.fft2(image.astype(np.float32), axes=(0, 1)), axes=(0, 1))
-    tgt = np.fft.fftshift(np.fft.fft2(target.astype(np.float32), axes=(0, 1)), axes=(0, 1))
     amp, phase = np.abs(src), np.angle(src)
-    cy, cx = h // 2, w // 2
-    window = (slice(cy - b, cy + b + 1), slice(cx - b, cx + b + 1))
-    amp[window] = np.abs(tgt)[window]
+    amp[window] = window_amplitude
     out = np.fft.ifft2(np.fft.ifftshift(amp * np.exp(1j * phase), axes=(0, 1)), axes=(0, 1)).real
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
@@ -291,10 +314,14 @@ class AppearanceTransfer:
         if rng.random() >= self.probability:
             return sample
         target = self._target(int(rng.integers(len(self.files))))
-        out = Sample(sample)
+        out, amplitudes = Sample(sample), {}
         for key in IMAGE_KEYS:
             if sample.get(key) is not None:
-                out[key] = amplitude_swap(np.asarray(sample[key]), target, self.beta)
+                image = np.asarray(sample[key])
+                shape = image.shape[:2]
+                if shape not in amplitudes:          # the frames of a sample share a size: one spectrum
+                    amplitudes[shape] = low_amplitude(target, shape, self.beta)
+                out[key] = _swap_low_amplitude(image, amplitudes[shape])
         return out
 
 
@@ -524,11 +551,8 @@ class FolderDataset(Dataset):
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False,
                  letterbox: bool = False, training_focal_px: float | None = None):
         self.root = Path(root)
-        folders = [self.root] if (self.root / 'images').is_dir() else \
-            sorted(p for p in self.root.iterdir() if (p / 'images').is_dir()) if self.root.is_dir() else []
         self.images, self.first = [], []
-        for folder in folders:
-            images = sorted(p for p in (folder / 'images').glob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+        for _, images in sequence_images(self.root):
             self.images += images
             self.first += [k == 0 for k in range(len(images))]
         if not self.images:

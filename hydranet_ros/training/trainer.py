@@ -539,8 +539,9 @@ def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summar
 def _look_augmentation(train_set, tcfg: TrainConfig, log):
     """Give the labelled parts of the training set the target camera's look and sensor
     (train.appearance_from, sensor_noise, jpeg_quality); the target's own folders (those under
-    appearance_from) keep their frames as recorded."""
-    from hydranet_ros.training.datasets import AppearanceTransfer, FolderDataset, image_files
+    appearance_from, or holding it) keep their frames as recorded. class_colour_jitter without a
+    synthetic source is refused (it would do nothing)."""
+    from hydranet_ros.training.datasets import AppearanceTransfer, FolderDataset, SyntheticDataset, image_files
     targets = [Path(d).resolve() for d in tcfg.appearance_from]
     appearance = AppearanceTransfer(image_files(targets), tcfg.appearance_beta, tcfg.appearance_probability) \
         if targets else None
@@ -548,10 +549,14 @@ def _look_augmentation(train_set, tcfg: TrainConfig, log):
               'jpeg_quality': tuple(int(v) for v in tcfg.jpeg_quality),
               'probability': float(tcfg.sensor_probability)} \
         if tcfg.sensor_noise[1] > 0 or tcfg.jpeg_quality[1] > 0 else None
+    parts = getattr(train_set, 'parts', [train_set])
+    if tcfg.class_colour_jitter > 0 and not any(isinstance(p, SyntheticDataset) for p in parts):
+        raise ValueError('train.class_colour_jitter paints classes by the class maps of every frame, which only '
+                         'synthetic drives have; this training set has no synthetic source')
     if appearance is None and sensor is None:
         return
     given = 0
-    for part in getattr(train_set, 'parts', [train_set]):
+    for part in parts:
         root = Path(part.root).resolve() if isinstance(part, FolderDataset) else None
         if root is not None and any(root == t or t in root.parents or root in t.parents for t in targets):
             continue
