@@ -26,9 +26,10 @@ with confidence 1 and never overwritten: teachers only fill what is missing.
 Confidence: segmentation, the teacher's probability of the chosen class (1 for a teacher that
 outputs class ids); depth, agreement of the teacher with itself on the mirrored image
 (exp(-|log d - log d_mirrored| / 0.05)); detection, the box's score. Relative depth becomes
-metric by a scale per frame: from the camera height over a flat road (--camera-height, with the
-road from the segmentation labels and the intrinsics from camera_info), or from sparse metric
-depth the input has (median ratio).
+metric by a scale per frame: from the camera height over a flat road (--camera-height and
+--camera-pitch, with the road from the segmentation labels and the intrinsics from camera_info;
+each road pixel's ray meets the road at a known depth), or from sparse metric depth the input
+has (median ratio).
 """
 from __future__ import annotations
 
@@ -310,15 +311,43 @@ class Teacher:
         return boxes[keep], scores[keep], ours[keep]
 
 
+GROUND_FITS = ('rays', 'plane')
+
+
 def scale_from_camera_height(depth_rel: np.ndarray, road: np.ndarray, k, camera_height: float,
+                             pitch: float = 0.0, method: str = 'rays', max_distance: float = 40.0,
                              min_points: int = 200, seed: int = 0) -> float | None:
-    """The factor that makes relative depth metric: the road's pixels back-projected with it lie
-    on a plane whose distance from the camera must be the camera's height. A RANSAC plane fit
-    (robust to a few wrongly labelled pixels); None when too little road is seen."""
-    ys, xs = np.nonzero(road & np.isfinite(depth_rel) & (depth_rel > 0))
+    """The factor that makes relative depth metric from the camera's known height above a flat
+    road; None when too little road is seen. Two ways (docs/MODEL.md measures both):
+
+    - 'rays' (default): every road pixel's ray meets a flat road, at the camera's height below it
+      and tilted by the mount's pitch (radians, positive looks down: a positive pitch about
+      base_link's y axis, REP 103), at a known depth; the factor is the median over road pixels of
+      that depth over the given one. Only rays that meet the road within max_distance metres count
+      (near the horizon a small pitch error moves the meeting point far). Robust to depth whose
+      shape is distorted, as a network's own depth is: only the ratio's median matters.
+    - 'plane': the road's pixels back-projected with the given depth are fitted by a plane (RANSAC)
+      whose distance from the camera must be the height. Needs no pitch, but a depth whose shape
+      is off (near road too far, far road too near) tilts the plane, and the factor with it."""
+    if method not in GROUND_FITS:
+        raise ValueError(f'unknown ground fit {method!r} (one of {", ".join(GROUND_FITS)})')
+    valid = road & np.isfinite(depth_rel) & (depth_rel > 0)
+    fx, cx, fy, cy = float(k[0]), float(k[2]), float(k[4]), float(k[5])
+    if method == 'rays':
+        rows = (np.arange(depth_rel.shape[0], dtype=np.float64) - cy) / fy
+        # the camera's optical frame (y down, z forward): the road lies where up . X = -height, with
+        # up = (0, -cos pitch, -sin pitch), so a ray of row v meets it at z = h / (y cos + sin)
+        slope = rows * np.cos(pitch) + np.sin(pitch)
+        with np.errstate(divide='ignore'):
+            ground = np.where(slope > 0, camera_height / np.where(slope > 0, slope, 1.0), np.inf)
+        ground = np.broadcast_to(ground[:, None], depth_rel.shape)
+        ys, xs = np.nonzero(valid & (ground <= max_distance))
+        if xs.size < min_points:
+            return None
+        return float(np.median(ground[ys, xs] / depth_rel[ys, xs].astype(np.float64)))
+    ys, xs = np.nonzero(valid)
     if xs.size < min_points:
         return None
-    fx, cx, fy, cy = float(k[0]), float(k[2]), float(k[4]), float(k[5])
     z = depth_rel[ys, xs].astype(np.float64)
     pts = np.stack([(xs - cx) / fx * z, (ys - cy) / fy * z, z], axis=1)
     rng = np.random.default_rng(seed)
@@ -419,6 +448,8 @@ class Options:
     camera: str = '/camera'
     every: int = 1
     camera_height: float | None = None
+    camera_pitch: float = 0.0            # radians, positive looks down (the mount's tilt, REP 103)
+    ground_fit: str = 'rays'             # how the camera height gives the scale: rays | plane
     scale_source: str | None = None      # relative depth: camera_height or sparse_depth (default: what is given)
     min_depth_confidence: float = 0.0
     min_segmentation_confidence: float = 0.0   # teacher pixels below become 255 (ignore), not weak labels
@@ -511,7 +542,8 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
                 scale = None
                 if scale_source == 'camera_height' and seg is not None and 'road' in opts.segmentation_classes:
                     road = seg == opts.segmentation_classes.index('road')
-                    scale = scale_from_camera_height(d, road, k, opts.camera_height)
+                    scale = scale_from_camera_height(d, road, k, opts.camera_height, pitch=opts.camera_pitch,
+                                                    method=opts.ground_fit)
                 elif scale_source == 'sparse_depth' and depth is not None:
                     both = np.isfinite(depth) & np.isfinite(d)   # finite: sky (inf) carries no scale
                     if both.sum() >= 20:
@@ -692,6 +724,11 @@ def main(argv=None) -> int:
     parser.add_argument('--camera-prefix', default='/camera', help='bag topics: PREFIX/image_raw, PREFIX/camera_info')
     parser.add_argument('--every', type=int, default=1, help='label every Nth frame (default 1)')
     parser.add_argument('--camera-height', type=float, help='metres above the road: the scale of relative depth')
+    parser.add_argument('--camera-pitch', type=float, default=0.0,
+                        help='degrees the camera looks down (the mount on /tf_static; default 0)')
+    parser.add_argument('--ground-fit', choices=GROUND_FITS, default='rays',
+                        help='camera-height scale: each road ray against a flat road (rays, default) or a '
+                        'plane fitted to the road (plane; needs no pitch, but trusts the depth\'s shape)')
     parser.add_argument('--scale-source', choices=SCALE_SOURCES,
                         help='how relative depth becomes metric (default: camera_height when given, else sparse_depth)')
     parser.add_argument('--min-depth-confidence', type=float, default=0.0)
@@ -706,6 +743,8 @@ def main(argv=None) -> int:
         parser.error('--every must be >= 1')
     if args.camera_height is not None and not args.camera_height > 0:
         parser.error('--camera-height must be > 0')
+    if not -60 < args.camera_pitch < 60:
+        parser.error('--camera-pitch is the mount\'s tilt in degrees, between -60 and 60')
     try:
         seg_names, det_names = _model_classes(args.model)
         specs = []
@@ -714,6 +753,7 @@ def main(argv=None) -> int:
             specs.append(TeacherSpec.load(onnx_path, yaml_path or None))
         opts = Options(out=args.output, segmentation_classes=seg_names, detection_classes=det_names,
                        camera=args.camera_prefix.rstrip('/'), every=args.every, camera_height=args.camera_height,
+                       camera_pitch=float(np.radians(args.camera_pitch)), ground_fit=args.ground_fit,
                        scale_source=args.scale_source, min_depth_confidence=args.min_depth_confidence,
                        min_segmentation_confidence=args.min_segmentation_confidence)
         inputs = [p for p in expand_bags(args.inputs)]
