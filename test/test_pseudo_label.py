@@ -320,3 +320,15 @@ def test_unsure_teacher_pixels_can_be_left_unlabelled(teachers, tmp_path):
                       cv2.IMREAD_UNCHANGED)
     assert (weak[:, 44:52] != 255).all() and (sure[:, 44:52] == 255).all() and (conf[:, 44:52] == 0).all()
     assert (sure[:, :40] == weak[:, :40]).all() and (sure[:, :40] == SEG_NAMES.index('car')).all()
+
+
+@pytest.mark.parametrize('args, message', [(['--camera-pitch', '90'], 'camera-pitch'),
+                                           (['--ground-fit', 'sphere'], 'ground-fit'),
+                                           (['--camera-height', '-1'], 'camera-height')])
+def test_cli_refuses_a_nonsense_camera_mount(tmp_path, capsys, args, message):
+    from hydranet_ros.training.pseudo_label import main
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), '-t', 'none.onnx', '-o', str(tmp_path / 'out'), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
