@@ -5,7 +5,10 @@ and the EPE per drive. Run it on a label-free network and on the supervised bund
 which motions the photometric loss did not teach. --rigid also scores the flow a static scene would
 have under the network's own depth and the true camera motion (odometry), against the flow head,
 on static and on moving pixels (moving: the true flow differs by > 1 px from the rigid flow of the
-true depth): how much better a flow the depth head already knows than the flow head.
+true depth): how much better a flow the depth head already knows than the flow head, and the
+flow that takes the rigid flow wherever the network's own segmentation sees no mover (--movers,
+default car,pedestrian) and the flow head elsewhere: no label involved, only the camera motion
+(odometry) at run time.
 
     python bench/flow_by_motion.py models/hydranet_selfsup_odometry2.pt models/hydranet_default.pt \
         [--size 128x416] [--seeds 2000-2009] [--frames 10] [--rigid] [--json runs/flow_by_motion.json]
@@ -53,16 +56,22 @@ def _rigid_table(head: np.ndarray, rigid: np.ndarray, mag: np.ndarray, moving: n
     return rows
 
 
-def score(checkpoint: str, size, seeds, frames: int, style: str, camera: str, rigid: bool = False) -> dict:
+def score(checkpoint: str, size, seeds, frames: int, style: str, camera: str, rigid: bool = False,
+          movers=('car', 'pedestrian')) -> dict:
     loaded = load_checkpoint(checkpoint)
     model = loaded.model.eval()
+    names = [c['name'] for c in loaded.metadata.segmentation_classes]
+    unknown = sorted(set(movers) - set(names))
+    if rigid and unknown:
+        raise SystemExit(f'--movers {unknown} are not classes of {checkpoint}: {names}')
+    mover_ids = torch.tensor([names.index(m) for m in movers]) if rigid else None
     ds = SyntheticDataset(seeds, frames, size, camera, model.config.num_detection_classes, style=style,
                           odometry=rigid)
-    errs, mags, depths, per_drive, rigid_errs, moving = [], [], [], {}, [], []
+    errs, mags, depths, per_drive, rigid_errs, moving, fused_errs = [], [], [], {}, [], [], []
     with torch.no_grad():
         for i in range(len(ds)):
             item, sample = ds[i], ds.samples[i]
-            out = model(item['image'][None], ['flow', 'depth'] if rigid else ['flow'],
+            out = model(item['image'][None], ['flow', 'depth', 'segmentation'] if rigid else ['flow'],
                         previous_images=item['prev_image'][None])
             flow = out['flow'][0].numpy().transpose(1, 2, 0)
             gt = sample['flow'].astype(np.float32)
@@ -84,6 +93,9 @@ def score(checkpoint: str, size, seeds, frames: int, style: str, camera: str, ri
                 true_depth = torch.from_numpy(np.nan_to_num(sample['depth'].astype(np.float32), nan=1e3, posinf=1e3))
                 truth = rigid_flow(true_depth[None, None], k, t)[0].numpy().transpose(1, 2, 0)
                 rigid_errs.append(np.linalg.norm(mine - gt, axis=-1)[valid])
+                seen_moving = torch.isin(out['segmentation'][0].argmax(0), mover_ids).numpy()
+                fused = np.where(seen_moving[..., None], flow, mine)
+                fused_errs.append(np.linalg.norm(fused - gt, axis=-1)[valid])
                 moving.append(np.linalg.norm(truth - gt, axis=-1)[valid] > 1.0)
     err, mag, depth = np.concatenate(errs), np.concatenate(mags), np.concatenate(depths)
     result = {'checkpoint': checkpoint, 'sha256': loaded.sha256[:12], 'trained_at': list(loaded.metadata.input_size),
@@ -94,6 +106,7 @@ def score(checkpoint: str, size, seeds, frames: int, style: str, camera: str, ri
         rerr, mov = np.concatenate(rigid_errs), np.concatenate(moving)
         result['rigid'] = {'epe_rigid': round(float(rerr.mean()), 3), 'moving_share': round(float(mov.mean()), 3),
                            'epe_rigid_static_head_moving': round(float(np.where(mov, err, rerr).mean()), 3),
+                           'movers': list(movers), 'epe_fused': round(float(np.concatenate(fused_errs).mean()), 3),
                            'by_motion_px': _rigid_table(err, rerr, mag, mov)}
     return result
 
@@ -108,11 +121,14 @@ def main(argv=None) -> int:
     p.add_argument('--camera', default='kitti')
     p.add_argument('--rigid', action='store_true',
                    help="also score the rigid flow of the network's depth and the true camera motion")
+    p.add_argument('--movers', default='car,pedestrian',
+                   help='segmentation classes whose pixels keep the flow head (with --rigid)')
     p.add_argument('--json', help='write the numbers here too')
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     size = tuple(int(v) for v in args.size.lower().split('x'))
-    results = [score(c, size, _seeds(args.seeds), args.frames, args.style, args.camera, args.rigid)
+    movers = tuple(m.strip() for m in args.movers.split(',') if m.strip())
+    results = [score(c, size, _seeds(args.seeds), args.frames, args.style, args.camera, args.rigid, movers)
                for c in args.checkpoints]
     for r in results:
         print(f"\n{r['checkpoint']} ({r['sha256']}, trained at {r['trained_at']}): EPE {r['epe']} px at {size}")
@@ -125,7 +141,8 @@ def main(argv=None) -> int:
             g = r['rigid']
             print(f"rigid flow of its depth + the camera motion: EPE {g['epe_rigid']} px (flow head {r['epe']}); "
                   f"rigid on static pixels, head on moving ({g['moving_share']:.1%}): "
-                  f"{g['epe_rigid_static_head_moving']}")
+                  f"{g['epe_rigid_static_head_moving']}; rigid where its segmentation sees no "
+                  f"{'/'.join(g['movers'])}, head there: {g['epe_fused']}")
             print('| pixels | true motion (px) | share | flow head EPE | rigid flow EPE |\n|---|---|---|---|---|')
             for row in g['by_motion_px']:
                 print(f"| {row['pixels']} | {row['band']} | {row['share']} | {row['epe_head']} | {row['epe_rigid']} |")
