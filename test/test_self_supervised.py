@@ -255,3 +255,54 @@ def test_coarser_scales_keep_the_geometry(pair, factor):
     shifted = p['k'].clone()
     shifted[:, 1, 2] += 4 * factor          # 4 pixels off at this level
     assert true < score(p['depth'], shifted)
+
+
+def test_the_rigid_flow_pull_spares_the_pixels_the_segmentation_calls_movers():
+    """train.rigid_flow_movers: where the network's own segmentation sees a mover class, the flow
+    is not pulled to the rigid flow (its gradient there is the photometric term's alone); elsewhere
+    the pull still acts."""
+    from hydranet_ros.training.datasets import SyntheticDataset
+    ds = SyntheticDataset([11], 2, (96, 160), 'vga', 2, style='varied', odometry=True)
+    item = ds[1]
+    batch = {k: v[None] for k, v in item.items()}
+    depth = torch.nan_to_num(item['depth'], nan=200.0, posinf=200.0)[None, None]
+    logits = torch.zeros(1, 3, 96, 160)
+    logits[:, 2, :, :80] = 1.0                 # the left half is class 2 (a "mover"), the right half class 0
+
+    def backward_flow(images, tasks, previous_images=None):   # the network's second pass: no motion
+        return {'flow': torch.zeros(images.shape[0], 2, *images.shape[-2:])}
+
+    def flow_grad(**kw):
+        ssl = ss.SelfSupervision(8, 1.0, 1.0, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), **kw)
+        flow = torch.zeros(1, 2, 96, 160, requires_grad=True)
+        ssl.terms(backward_flow, batch, {'depth': depth, 'flow': flow, 'segmentation': logits})[
+            'flow_photometric'].backward()
+        return flow.grad[0].abs().sum(0)
+    plain, pulled, spared = flow_grad(), flow_grad(rigid_flow=1.0), flow_grad(rigid_flow=1.0, rigid_flow_movers=[2])
+    left, right = (slice(None), slice(0, 80)), (slice(None), slice(80, None))
+    assert not torch.allclose(pulled[left], plain[left]) and not torch.allclose(pulled[right], plain[right])
+    assert torch.allclose(spared[left], plain[left])        # movers: the photometric gradient only
+    assert not torch.allclose(spared[right], plain[right])  # the rest: still pulled
+    with pytest.raises(ValueError, match='segmentation output'):
+        ss.SelfSupervision(8, 1.0, 1.0, 0.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), rigid_flow=1.0,
+                           rigid_flow_movers=[2]).terms(backward_flow, batch, {'depth': depth, 'flow': torch.zeros(
+                               1, 2, 96, 160)})
+
+
+@pytest.mark.parametrize('train, match', [
+    ({'rigid_flow_movers': ['car']}, 'needs train.rigid_flow > 0'),
+    ({'rigid_flow': 0.1, 'rigid_flow_movers': 'car'}, 'must be a list of class names'),
+    ({'rigid_flow': 0.1, 'rigid_flow_movers': ['car'], 'tasks': ['depth', 'flow']}, 'segmentation task'),
+])
+def test_rigid_flow_movers_settings_are_checked(train, match):
+    from hydranet_ros.training.trainer import TrainConfig
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(name='x', train=train).resolved()
+
+
+def test_rigid_flow_movers_must_be_classes_of_the_model():
+    from hydranet_ros.training.trainer import _class_indices
+    classes = [{'name': 'road'}, {'name': 'car'}, {'name': 'pedestrian'}]
+    assert _class_indices(['pedestrian', 'car'], classes, 'k') == [2, 1]
+    with pytest.raises(ValueError, match=r"\['bus'\] are not segmentation classes.*road"):
+        _class_indices(['car', 'bus'], classes, 'train.rigid_flow_movers')

@@ -220,12 +220,16 @@ class SelfSupervision(nn.Module):
 
     def __init__(self, encoder_channels: int, photometric: float, flow_photometric: float, smoothness: float,
                  mean, std, training_focal_px: float | None = None, use_odometry: bool = True,
-                 rigid_flow: float = 0.0, scales: int = 1):
+                 rigid_flow: float = 0.0, scales: int = 1, rigid_flow_movers=()):
         super().__init__()
         self.scales = int(scales)          # the depth term at full, 1/2, 1/4 ... resolution
         # cross-task consistency: where depth + camera motion explain a pixel better than the flow
         # head's warp does, the flow is pulled towards that rigid flow (weight; 0 = off)
         self.rigid_flow = rigid_flow
+        # segmentation classes (indices) that may move by themselves: pixels the network's own
+        # segmentation gives one of them are never pulled to the rigid flow (the photometric choice
+        # alone lets the pull leak onto movers: docs/MODEL.md, stage 5)
+        self.rigid_flow_movers = tuple(int(c) for c in rigid_flow_movers)
         # samples with odometry (batch 'pose', 'has_pose') warp by it: metric scale for free
         self.use_odometry = use_odometry
         # the depth head is metric for this focal length (input pixels); the warp needs the depth
@@ -335,9 +339,20 @@ class SelfSupervision(nn.Module):
             if self.rigid_flow > 0 and rigid is not None:
                 target, rigid_err, ok, has = rigid
                 better = ok * (rigid_err < err[has].detach()).to(ok.dtype)
+                if self.rigid_flow_movers:
+                    if 'segmentation' not in out:
+                        raise ValueError('rigid_flow_movers needs the segmentation output in the training step')
+                    better = better * (~self.movers(out['segmentation'][has], (h, w))).to(ok.dtype)
                 gap = (fw[has] - target).abs().sum(1, keepdim=True)
                 terms['flow_photometric'] = terms['flow_photometric'] + self.rigid_flow * masked_mean(gap, better)
         return terms
+
+    def movers(self, logits: torch.Tensor, size) -> torch.Tensor:
+        """[B, 1, H, W] bool: pixels whose most likely class is one of rigid_flow_movers."""
+        classes = logits.detach().argmax(1, keepdim=True)
+        if classes.shape[-2:] != tuple(size):
+            classes = F.interpolate(classes.float(), size=tuple(size), mode='nearest').long()
+        return torch.isin(classes, torch.tensor(self.rigid_flow_movers, device=classes.device))
 
     def total(self, terms: dict) -> torch.Tensor:
         """The weighted sum of the terms."""

@@ -110,6 +110,8 @@ class TrainSettings:
     smoothness: float = 0.001                            # edge-aware smoothness within those terms
     rigid_flow: float = 0.0                              # flow pulled to depth + motion's rigid flow where
                                                          # that explains the pixel better (needs photometric)
+    rigid_flow_movers: tuple = ()                        # segmentation class names never pulled to it (where
+                                                         # the network's own segmentation sees them): movers
     photometric_scales: int = 1                          # depth term at full, 1/2, 1/4 ... resolution (averaged)
     pose_source: str = 'auto'                            # camera motion: auto (odometry where a sample has it,
                                                          # else the pose head) or network (always the pose head)
@@ -143,6 +145,11 @@ class TrainSettings:
         missing = [str(d) for d in self.appearance_from if not Path(d).is_dir()]
         if missing:
             raise ValueError(f'train.appearance_from: no such folder: {", ".join(missing)}')
+        if not isinstance(self.rigid_flow_movers, (tuple, list)):
+            raise ValueError(f'train.rigid_flow_movers must be a list of class names, got {self.rigid_flow_movers!r}')
+        if self.rigid_flow_movers and (not self.rigid_flow or 'segmentation' not in self.tasks):
+            raise ValueError('train.rigid_flow_movers needs train.rigid_flow > 0 and the segmentation task '
+                             '(the network\'s own segmentation says where the movers are)')
         if self.pose_source not in ('auto', 'network'):
             raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
         if self.amp_dtype not in ('bf16', 'fp16'):
@@ -434,6 +441,15 @@ def _model_config(config: TrainConfig, dcfg: dict) -> tuple[HydraNetConfig, list
     return mcfg, seg_classes
 
 
+def _class_indices(names, seg_classes: list, key: str) -> list[int]:
+    """Segmentation class names -> the model's class indices; an unknown name is refused with the list."""
+    known = [c['name'] for c in seg_classes]
+    unknown = [str(n) for n in names if n not in known]
+    if unknown:
+        raise ValueError(f'{key}: {unknown} are not segmentation classes of this model; they are {known}')
+    return [known.index(n) for n in names]
+
+
 def _seed_and_device(tcfg: dict, rank: int) -> torch.device:
     seed = int(tcfg.seed) + rank
     random.seed(seed)
@@ -612,7 +628,9 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
                               float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
                               training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto',
-                              rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales)).to(device)
+                              rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales),
+                              rigid_flow_movers=_class_indices(tcfg.rigid_flow_movers, seg_classes,
+                                                               'train.rigid_flow_movers')).to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
