@@ -306,3 +306,12 @@ def test_rigid_flow_movers_must_be_classes_of_the_model():
     assert _class_indices(['pedestrian', 'car'], classes, 'k') == [2, 1]
     with pytest.raises(ValueError, match=r"\['bus'\] are not segmentation classes.*road"):
         _class_indices(['car', 'bus'], classes, 'train.rigid_flow_movers')
+
+
+def test_an_unknown_mover_class_is_refused_before_anything_renders(tmp_path):
+    from hydranet_ros.training.trainer import TrainConfig, train
+    cfg = TrainConfig(name='x', data={'type': 'synthetic', 'train_seeds': list(range(500)), 'frames_per_seed': 50},
+                      train={'steps': 1, 'rigid_flow': 0.1, 'photometric': 1.0, 'rigid_flow_movers': ['bus'],
+                             'output': str(tmp_path / 'x.pt')})
+    with pytest.raises(ValueError, match=r"rigid_flow_movers: \['bus'\]"):
+        train(cfg, progress=False, log=lambda *a: None)      # 25000 frames would take an hour to render

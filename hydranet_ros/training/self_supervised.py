@@ -227,8 +227,9 @@ class SelfSupervision(nn.Module):
         # head's warp does, the flow is pulled towards that rigid flow (weight; 0 = off)
         self.rigid_flow = rigid_flow
         # segmentation classes (indices) that may move by themselves: pixels the network's own
-        # segmentation gives one of them are never pulled to the rigid flow (the photometric choice
-        # alone lets the pull leak onto movers: docs/MODEL.md, stage 5)
+        # segmentation gives one of them are never pulled to the rigid flow (where it is wrong, yet can
+        # win the photometric choice; measured, it did not keep movers from getting worse under a
+        # strong pull: docs/MODEL.md, stages 5-6)
         self.rigid_flow_movers = tuple(int(c) for c in rigid_flow_movers)
         # samples with odometry (batch 'pose', 'has_pose') warp by it: metric scale for free
         self.use_odometry = use_odometry

@@ -590,6 +590,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     rank, world = _dist()
     tcfg, dcfg = config.resolved()
     mcfg, seg_classes = _model_config(config, dcfg)
+    movers = _class_indices(tcfg.rigid_flow_movers, seg_classes, 'train.rigid_flow_movers')   # before any render
     tasks = [t for t in TASKS if t in tcfg.tasks]
     device = _seed_and_device(tcfg, rank)
     focal = dcfg.training_focal_px()
@@ -629,8 +630,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                               float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
                               training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto',
                               rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales),
-                              rigid_flow_movers=_class_indices(tcfg.rigid_flow_movers, seg_classes,
-                                                               'train.rigid_flow_movers')).to(device)
+                              rigid_flow_movers=movers).to(device)
         if list(ssl.parameters()):
             optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
     base_lrs = [g['lr'] for g in optimizer.param_groups]
