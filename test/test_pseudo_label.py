@@ -332,3 +332,12 @@ def test_cli_refuses_a_nonsense_camera_mount(tmp_path, capsys, args, message):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('kw, message', [({'ground_fit': 'ray'}, 'unknown ground fit'),
+                                         ({'camera_pitch': 1.2}, 'within \\+-60 degrees'),
+                                         ({'camera_pitch': float('nan')}, 'within \\+-60 degrees')])
+def test_options_refuse_a_nonsense_ground_fit_or_pitch_before_any_input(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        _opts(tmp_path, **kw)
+    assert _opts(tmp_path, ground_fit='plane', camera_pitch=0.1).ground_fit == 'plane'

@@ -454,6 +454,14 @@ class Options:
     min_depth_confidence: float = 0.0
     min_segmentation_confidence: float = 0.0   # teacher pixels below become 255 (ignore), not weak labels
 
+    def __post_init__(self):
+        # refused here, before any input is read, not at the first frame that needs the scale
+        if self.ground_fit not in GROUND_FITS:
+            raise ValueError(f'unknown ground fit {self.ground_fit!r} (one of {", ".join(GROUND_FITS)})')
+        if not -np.radians(60) < self.camera_pitch < np.radians(60):
+            raise ValueError(f'camera_pitch is the mount\'s tilt in radians, within +-60 degrees; '
+                             f'got {self.camera_pitch!r}')
+
 
 def _their_labels_onto_ours(frame: dict, names, opts: Options):
     """A bag's own ground truth mapped onto the model's classes by name (unknown names: ignored)."""
