@@ -20,11 +20,10 @@ import torch
 from hydranet_ros import TASKS
 from hydranet_ros.model.config import HydraNetConfig
 from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = 'hydranet_ros.checkpoint'
 FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class CheckpointError(ValueError):

@@ -7,12 +7,22 @@ from dataclasses import dataclass
 from hydranet_ros import TASKS
 
 
+#: The encoders a HydraNet can be built on (model/encoders.py has a builder for each).
+ENCODER_NAMES = ('mobilenetv2', 'efficientnet_lite0')
+
+
 @dataclass(frozen=True)
 class HydraNetConfig:
     """Everything needed to rebuild the network's modules (not its weights)."""
 
-    #: MobileNetV2 width multiplier of the encoder.
+    #: The encoder (model/encoders.py): mobilenetv2 (what checkpoints without this key are) or
+    #: efficientnet_lite0 (ImageNet weights in a pip package: model/imagenet.py).
+    encoder: str = 'mobilenetv2'
+    #: MobileNetV2 width multiplier of the encoder (mobilenetv2 only).
     width_mult: float = 1.0
+    #: Stride-2 padding of efficientnet_lite0: tf_same (what its weights were trained with) or
+    #: symmetric.
+    encoder_padding: str = 'tf_same'
     #: Channels of the shared Light-Weight RefineNet decoder at every scale.
     decoder_channels: int = 128
     #: Chained-residual-pooling stages per decoder level.
@@ -43,6 +53,10 @@ class HydraNetConfig:
 
     def __post_init__(self):
         problems = []
+        if self.encoder not in ENCODER_NAMES:
+            problems.append(f'encoder must be one of {list(ENCODER_NAMES)}, got {self.encoder!r}')
+        if self.encoder_padding not in ('tf_same', 'symmetric'):
+            problems.append(f"encoder_padding must be tf_same or symmetric, got {self.encoder_padding!r}")
         if not 0.1 <= self.width_mult <= 4.0:
             problems.append(f'width_mult must be in [0.1, 4], got {self.width_mult}')
         for name in ('decoder_channels', 'num_classes', 'num_detection_classes',

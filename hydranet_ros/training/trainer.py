@@ -23,6 +23,7 @@ from hydranet_ros.training.balancing import LossBalancer
 from hydranet_ros.training.datasets import FolderDataset, SyntheticDataset
 from hydranet_ros.training.real_data import ClassMap, MixtureDataset, RealDataset, bag_class_map, bag_frames
 from hydranet_ros.training.evaluation import evaluate, headline
+from hydranet_ros.training.generalisation import EncoderRecipe
 from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 
 
@@ -76,6 +77,12 @@ class TrainSettings:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     head_lr: dict = field(default_factory=dict)          # task -> learning rate of that head
+    # an ImageNet encoder trained to generalise (training/generalisation.py, docs/TRAINING.md)
+    encoder_lr: float | None = None                      # the encoder's learning rate (default: lr)
+    freeze_encoder_blocks: int = 0                       # stem + first N encoder blocks kept as they start
+    freeze_encoder_bn: bool = False                      # encoder BatchNorm statistics and affine kept
+    feature_distance: float = 0.0                        # DAFormer's ImageNet feature distance weight
+    feature_distance_classes: tuple = ('car', 'pedestrian')   # where it applies (segmentation classes)
     balancing: str = 'fixed'                             # fixed, uncertainty, dwa
     weights: dict = field(default_factory=lambda: {'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0})
     consistency: float = 0.0
@@ -122,7 +129,7 @@ class TrainSettings:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
         for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness',
-                     'rigid_flow'):
+                     'rigid_flow', 'feature_distance'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
         for name in ('color_jitter', 'hue_jitter', 'class_colour_jitter'):
@@ -150,6 +157,10 @@ class TrainSettings:
         if self.rigid_flow_movers and (not self.rigid_flow or 'segmentation' not in self.tasks):
             raise ValueError('train.rigid_flow_movers needs train.rigid_flow > 0 and the segmentation task '
                              '(the network\'s own segmentation says where the movers are)')
+        if self.encoder_lr is not None and (not isinstance(self.encoder_lr, (int, float)) or self.encoder_lr < 0):
+            raise ValueError(f'train.encoder_lr must be a number >= 0, got {self.encoder_lr!r}')
+        if not isinstance(self.freeze_encoder_blocks, int) or self.freeze_encoder_blocks < 0:
+            raise ValueError(f'train.freeze_encoder_blocks must be an integer >= 0, got {self.freeze_encoder_blocks!r}')
         if self.pose_source not in ('auto', 'network'):
             raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
         if self.amp_dtype not in ('bf16', 'fp16'):
@@ -466,7 +477,9 @@ def _optimizer(model: HydraNet, balancer: LossBalancer, tcfg: dict) -> torch.opt
     """AdamW with one group for the shared encoder + decoder, one per head (head_lr), one for the
     balancer's learned weights (no decay)."""
     head_lr = tcfg.head_lr or {}
-    groups = [{'params': list(model.encoder.parameters()) + list(model.decoder.parameters()), 'lr': tcfg.lr}]
+    encoder_lr = tcfg.lr if tcfg.encoder_lr is None else float(tcfg.encoder_lr)
+    groups = [{'params': list(model.encoder.parameters()), 'lr': encoder_lr},
+              {'params': list(model.decoder.parameters()), 'lr': tcfg.lr}]
     for t in TASKS:
         groups.append({'params': list(model.heads[t].parameters()), 'lr': float(head_lr.get(t, tcfg.lr))})
     groups.append({'params': list(balancer.parameters()), 'lr': tcfg.lr, 'weight_decay': 0.0})
@@ -524,11 +537,15 @@ def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, run
 
 
 def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
-                ssl=None) -> dict:
+                ssl=None, recipe=None) -> dict:
     """One optimisation step; the per-task losses and the self-supervised terms."""
     dtype = torch.bfloat16 if tcfg.amp_dtype == 'bf16' else torch.float16
     with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
         losses, extra, terms = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency), ssl)
+        distance = recipe.feature_distance(batch) if recipe is not None else None
+        if distance is not None:
+            extra = distance if extra is None else extra + distance
+            terms = {**terms, 'feature_distance': distance.detach()}
         total = balancer({k: v.float() for k, v in losses.items()})
         if extra is not None:
             total = total + extra
@@ -620,6 +637,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         report = load_encoder_weights(model.encoder, config.model['encoder_weights'])
         if rank == 0:
             log(report)
+    recipe = EncoderRecipe(model, tcfg.freeze_encoder_blocks, tcfg.freeze_encoder_bn, tcfg.feature_distance,
+                           _class_indices(tcfg.feature_distance_classes, seg_classes, 'train.feature_distance_classes'))
     balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
     optimizer = _optimizer(model, balancer, tcfg)
     ssl = None
@@ -669,6 +688,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     model.train()
     while step < total_steps:
         scale = _learning_rate_scale(step, total_steps)
+        recipe.train_mode()      # after evaluation too: frozen BatchNorm stays in eval mode
         for g, base in zip(optimizer.param_groups, base_lrs):
             g['lr'] = base * scale
         if hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
@@ -681,7 +701,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             for key in ('image', 'prev_image'):
                 batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
         losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
-                             ssl)
+                             ssl, recipe)
         step += 1
         for t, v in losses.items():
             running.setdefault(t, []).append(float(v.detach()))
