@@ -201,3 +201,40 @@ def test_diagnostics_say_how_depth_is_made_metric(node, drive):
         return False
     assert h.wait_for(said, timeout=10), [kv.value for m in h.received['/diagnostics'] for st in m.status
                                            for kv in st.values if kv.key == 'depth_camera']
+
+
+def _rectified_info(world_k, raw_fx_scale=1.33):
+    """A KITTI-style camera_info: P is the rectified image's intrinsics (the world camera's), K the
+    raw camera's with a longer focal length (KITTI's K fx 959.8 against P fx 721.5)."""
+    fx, _, cx, _, fy, cy = world_k[0], 0, world_k[2], 0, world_k[4], world_k[5]
+    k = [fx * raw_fx_scale, 0.0, cx + 12.0, 0.0, fy * raw_fx_scale, cy - 7.0, 0.0, 0.0, 1.0]
+    p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return CameraInfo(width=1242, height=375, k=k, p=p, distortion_model='plumb_bob', d=[0.1, -0.05, 0, 0, 0])
+
+
+def test_a_rectified_camera_info_is_read_through_p_not_k(node, drive):
+    """Depth's focal scaling and the cloud use P; the output camera_info keeps both (scaled)."""
+    h = node
+    for topic, typ in ((f'{NS}/points', PointCloud2), (f'{NS}/depth', Image), (f'{NS}/camera_info', CameraInfo)):
+        h.subscribe(typ, topic)
+    wanted = [f'{NS}/points', f'{NS}/depth', f'{NS}/camera_info']
+    k_only = _run(h, drive, wanted, frames=1)                         # P all zeros: K is the rectified one
+    depth_k = image_to_numpy(k_only[f'{NS}/depth'][-1])
+    for topic in wanted:
+        h.received[topic].clear()
+    rectified = (drive[0], _rectified_info(list(drive[1].k)))
+    got = _run(h, rectified, wanted, frames=1, sec=70)
+    depth_p = image_to_numpy(got[f'{NS}/depth'][-1])
+    # the same rectified focal length: the same metric depth (K's longer focal length would give 1.33x)
+    np.testing.assert_allclose(depth_p, depth_k, rtol=1e-5)
+    info = got[f'{NS}/camera_info'][-1]
+    sx = info.width / 1242
+    assert info.p[0] == pytest.approx(drive[1].k[0] * sx) and info.k[0] == pytest.approx(drive[1].k[0] * 1.33 * sx)
+    cloud = got[f'{NS}/points'][-1]
+    pts = np.frombuffer(bytes(cloud.data), np.dtype({'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
+                                                     'offsets': [0, 4, 8], 'itemsize': 20}))
+    u = pts['x'] * info.p[0] / pts['z'] + info.p[2]
+    v = pts['y'] * info.p[5] / pts['z'] + info.p[6]
+    assert np.abs(u - np.round(u)).max() < 1e-2 and np.abs(v - np.round(v)).max() < 1e-2
+    u_k = pts['x'] * info.k[0] / pts['z'] + info.k[2]
+    assert np.abs(u_k - np.round(u_k)).max() > 0.1, 'the cloud must not be K-projected'

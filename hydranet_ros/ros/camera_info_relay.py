@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from hydranet_ros.image_codec import ImageConversionError, check_camera_info
 from hydranet_ros.ros import messages
+from hydranet_ros.spatial.cloud import uses_projection
 
 
 class CameraInfoRelay:
@@ -10,6 +11,8 @@ class CameraInfoRelay:
 
     def __init__(self):
         self._latest = {}
+        #: cameras whose camera_info has no P (all zeros): K stands in; the node says so once
+        self.k_only: set[str] = set()
 
     def take(self, camera: str, info) -> ImageConversionError | None:
         """Store a received camera_info; the problem if it is malformed (then it is not kept)."""
@@ -18,6 +21,10 @@ class CameraInfoRelay:
         except ImageConversionError as exc:
             return exc
         self._latest[camera] = info
+        if uses_projection(info.p):
+            self.k_only.discard(camera)
+        else:
+            self.k_only.add(camera)
         return None
 
     def for_outputs(self, camera: str, header, input_size, dense_size):
@@ -34,8 +41,10 @@ class CameraInfoRelay:
         return messages.scaled_camera_info(info, header, dense_size), None
 
     def focal_px(self, camera: str, image_size) -> float | None:
-        """The camera's horizontal focal length (K[0]) when its latest camera_info fits an image
-        of image_size (height, width); None otherwise (none yet, or another size)."""
+        """The rectified image's horizontal focal length (P[0]; K[0] when P is all zeros) when
+        the camera's latest camera_info fits an image of image_size (height, width); None
+        otherwise (none yet, or another size). The input is a rectified image (image_rect), as
+        for depth_image_proc: K belongs to the raw, distorted image."""
         info = self._latest.get(camera)
         if info is None:
             return None
@@ -43,7 +52,7 @@ class CameraInfoRelay:
             check_camera_info(info, image_size)
         except ImageConversionError:
             return None
-        return float(info.k[0])
+        return float(info.p[0]) if uses_projection(info.p) else float(info.k[0])
 
     def has(self, camera: str) -> bool:
         return camera in self._latest

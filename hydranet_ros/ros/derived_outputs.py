@@ -60,7 +60,7 @@ class DerivedOutputs:
         if info is None:
             return 'no camera_info for this camera: points and detections_3d need its intrinsics'
         h, w = result.depth.shape
-        intrinsics = Intrinsics.from_k(info.k, h, w)
+        intrinsics = Intrinsics.from_camera_info(info.k, info.p, h, w)
         labels = result.segmentation
         if topics.POINTS in spatial:
             colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))

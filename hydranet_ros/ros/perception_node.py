@@ -97,6 +97,7 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub = None
         self._input_subs = {}      # (camera, topic) -> (subscription, reliability)
         self._camera_infos = CameraInfoRelay()
+        self._k_only_said: set[str] = set()
         self._debug = None
         self._derived = None
         self._depth_scales = {}    # camera -> last depth focal scaling (None: no camera_info)
@@ -303,6 +304,11 @@ class PerceptionNode(LifecycleNode):
         problem = self._camera_infos.take(cam, msg)
         if problem is not None:
             self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
+        elif cam in self._camera_infos.k_only and cam not in self._k_only_said:
+            self._k_only_said.add(cam)
+            self.get_logger().warning(
+                f'{_topic(cam, topics.INPUT_CAMERA_INFO)}: P is all zeros, so K stands in for the rectified '
+                'intrinsics (depth scale, points, detections_3d); publish P for a rectified image_rect')
 
     def _stop_processing(self):
         for timer in (self._timer, self._qos_timer):

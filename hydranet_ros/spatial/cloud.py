@@ -6,6 +6,7 @@ exactly as depth_image_proc does, so this cloud and depth_image_proc's agree poi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,25 @@ class Intrinsics:
         if len(k) != 9 or k[0] <= 0 or k[4] <= 0:
             raise ValueError(f'K must be 9 values with fx, fy > 0, got {k}')
         return cls(k[0], k[4], k[2], k[5], int(height), int(width))
+
+    @classmethod
+    def from_camera_info(cls, k, p, height: int, width: int) -> Intrinsics:
+        """The intrinsics of a rectified image: camera_info's P (row-major 3x4: fx' = P[0], fy' =
+        P[5], cx' = P[2], cy' = P[6]) where it is set, K where P is all zeros (a camera that
+        publishes no rectification). sensor_msgs/CameraInfo defines K for the raw (distorted) image
+        and P for the rectified one, which is what this package takes as input, as
+        depth_image_proc and image_geometry do. P's Tx (a right stereo camera's baseline term) does
+        not enter a monocular back-projection."""
+        if uses_projection(p):
+            p = [float(v) for v in p]
+            return cls(p[0], p[5], p[2], p[6], int(height), int(width))
+        return cls.from_k(k, height, width)
+
+
+def uses_projection(p) -> bool:
+    """Whether a camera_info's P is set (positive focal lengths) and so gives the intrinsics."""
+    p = [float(v) for v in (p if p is not None else ())]
+    return len(p) == 12 and all(math.isfinite(v) for v in p) and p[0] > 0 and p[5] > 0
 
 
 @dataclass
