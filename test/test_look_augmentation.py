@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from hydranet_ros.training.datasets import (AppearanceTransfer, Sample, amplitude_swap, degrade_sensor,
-                                            image_files)
+from hydranet_ros.training.augmentation import AppearanceTransfer, amplitude_swap, degrade_sensor
+from hydranet_ros.training.datasets import image_files
+from hydranet_ros.training.samples import Sample
 
 
 def _texture(seed, size=(48, 80), mean=100.0):
@@ -100,33 +101,32 @@ def test_bad_look_settings_are_refused_by_name(key, value, message):
 
 
 def test_the_trainer_gives_the_look_to_labelled_sources_only(tmp_path):
-    from hydranet_ros.training.datasets import FolderDataset, SyntheticDataset
-    from hydranet_ros.training.trainer import TrainConfig, _look_augmentation
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.training.sources import augmentation_from, make_datasets
+    from hydranet_ros.training.trainer import TrainConfig
     for name in ('target', 'labelled'):
         (tmp_path / name / 'images').mkdir(parents=True)
         cv2.imwrite(str(tmp_path / name / 'images' / '000000.png'), _texture(4))
-    cfg = TrainConfig(name='x', model={}, data={'type': 'synthetic', 'train_seeds': [1]},
-                      train={'appearance_from': [str(tmp_path / 'target')], 'jpeg_quality': [30, 40]})
-    tcfg, _ = cfg.resolved()
-
-    class Mixture:
-        parts = [FolderDataset(tmp_path / 'target', (32, 64), augment=True),
-                 FolderDataset(tmp_path / 'labelled', (32, 64), augment=True),
-                 SyntheticDataset([7], 1, (32, 64), 'kitti', 2, augment=True, style='varied')]
-    logged = []
-    _look_augmentation(Mixture, tcfg, logged.append)
-    target, labelled, synthetic = Mixture.parts
-    assert getattr(target, 'appearance', None) is None and getattr(target, 'sensor', None) is None
+    cfg = TrainConfig(name='x', model={}, data={'type': 'mixture', 'input_size': [32, 64], 'sources': [
+        {'type': 'folder', 'root': str(tmp_path / 'target')}, {'type': 'folder', 'root': str(tmp_path / 'labelled')},
+        {'type': 'synthetic', 'seeds': [7], 'frames_per_seed': 1, 'style': 'varied'}]},
+        train={'appearance_from': [str(tmp_path / 'target')], 'jpeg_quality': [30, 40], 'zoom': [1.0, 1.2]})
+    tcfg, data = cfg.resolved()
+    augmentation, targets = augmentation_from(tcfg)
+    train_set, _ = make_datasets(data, HydraNetConfig(), augmentation=augmentation, look_targets=targets)
+    target, labelled, synthetic = train_set.parts
+    assert target.augmentation.appearance is None and target.augmentation.sensor is None
+    assert target.augmentation.zoom_range == (1.0, 1.2)          # the target's frames keep the rest
     for part in (labelled, synthetic):
-        assert len(part.appearance.files) == 1 and part.sensor['jpeg_quality'] == (30, 40)
-    assert '2 labelled source(s)' in logged[0]
-    labelled.appearance.probability = 1.0
+        aug = part.augmentation
+        assert len(aug.appearance.files) == 1 and aug.sensor['jpeg_quality'] == (30, 40)
+    labelled.augmentation.appearance.probability = 1.0
     item = labelled[0]              # the whole path: load, look, tensors
     assert item['image'].shape == (3, 32, 64)
 
 
 def test_recolour_classes_paints_each_class_alike_in_every_frame():
-    from hydranet_ros.training.datasets import recolour_classes
+    from hydranet_ros.training.augmentation import recolour_classes
     grey = np.full((20, 30, 3), 120, np.uint8)
     grey[..., 0] = 160                                   # a hue to rotate
     seg = np.zeros((20, 30), np.uint8)
@@ -153,21 +153,24 @@ def test_recolour_classes_paints_each_class_alike_in_every_frame():
 
 def test_synthetic_drives_keep_class_maps_only_when_segmentation_is_a_label():
     from hydranet_ros.training.datasets import SyntheticDataset
-    ds = SyntheticDataset([7], 2, (32, 64), 'kitti', 2, augment=True, style='varied')
+    from hydranet_ros.training.augmentation import Augmentation
+    ds = SyntheticDataset([7], 2, (32, 64), 'kitti', 2, augment=True, style='varied',
+                          augmentation=Augmentation(class_colour_jitter=0.5))
     first = ds.samples[0]
     assert first['prev_segmentation'].shape == (32, 64) and first['next_segmentation'] is ds.samples[1]['segmentation']
-    ds.class_colour_jitter = 0.5
     assert ds[0]['image'].shape == (3, 32, 64)
     free = SyntheticDataset([7], 1, (32, 64), 'kitti', 2, style='varied', labels=('depth',))
     assert 'prev_segmentation' not in free.samples[0] and free.samples[0]['segmentation'] is None
 
 
 def test_class_colours_without_a_synthetic_source_are_refused(tmp_path):
-    from hydranet_ros.training.datasets import FolderDataset
-    from hydranet_ros.training.trainer import TrainConfig, _look_augmentation
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.training.sources import augmentation_from, make_datasets
+    from hydranet_ros.training.trainer import TrainConfig
     (tmp_path / 'labelled' / 'images').mkdir(parents=True)
     cv2.imwrite(str(tmp_path / 'labelled' / 'images' / '000000.png'), _texture(4))
-    tcfg, _ = TrainConfig(name='x', model={}, data={'type': 'synthetic', 'train_seeds': [1]},
-                          train={'class_colour_jitter': 0.5}).resolved()
+    tcfg, data = TrainConfig(name='x', model={}, data={'type': 'folder', 'root': str(tmp_path / 'labelled'),
+                                                       'input_size': [32, 64]},
+                             train={'class_colour_jitter': 0.5}).resolved()
     with pytest.raises(ValueError, match='only synthetic drives have'):
-        _look_augmentation(FolderDataset(tmp_path / 'labelled', (32, 64), augment=True), tcfg, print)
+        make_datasets(data, HydraNetConfig(), augmentation=augmentation_from(tcfg)[0])

@@ -331,19 +331,19 @@ def test_raw_drive_with_depth_completion_ground_truth(tmp_path):
 def test_bags_with_different_classes_are_refused_in_one_source(tmp_path, monkeypatch):
     from hydranet_ros.bag.make_bag import write_drive
     from hydranet_ros.model import HydraNetConfig
-    from hydranet_ros.training import trainer
+    from hydranet_ros.training import sources
     from hydranet_ros.training.trainer import TrainConfig, make_datasets
     write_drive(tmp_path / 'a', 7, 2, (64, 96))
     write_drive(tmp_path / 'b', 8, 2, (64, 96))
     _, data = TrainConfig(data={'type': 'bag', 'root': str(tmp_path), 'input_size': [64, 96]}).resolved()
     assert len(make_datasets(data, HydraNetConfig())[0]) == 4        # the same classes: one source
-    real = trainer.bag_frames
+    real = sources.bag_frames
 
     def renamed(path):               # bag b as if recorded with other detection classes
         items, names = real(path)
         if path.name == 'b':
             names = {**names, 'detection': ['truck', 'cyclist']}
         return items, names
-    monkeypatch.setattr(trainer, 'bag_frames', renamed)
+    monkeypatch.setattr(sources, 'bag_frames', renamed)
     with pytest.raises(ValueError, match="LabelInfo classes .* differ from the other bags"):
         make_datasets(data, HydraNetConfig())

@@ -157,7 +157,8 @@ def test_an_untrained_pose_head_still_gets_a_gradient_through_the_automask(pair)
 
 
 def test_intrinsics_follow_zoom_flip_and_letterbox():
-    from hydranet_ros.training.datasets import SyntheticDataset, crop_intrinsics, zoom_sample
+    from hydranet_ros.training.datasets import SyntheticDataset
+    from hydranet_ros.training.samples import crop_intrinsics, zoom_sample
     from hydranet_ros.world.camera import PinholeCamera
     ds = SyntheticDataset([3], 1, (96, 224), style='varied', cameras=['vga'], letterbox=True)
     s = ds.samples[0]
@@ -170,7 +171,7 @@ def test_intrinsics_follow_zoom_flip_and_letterbox():
     np.testing.assert_allclose(zoomed['intrinsics'][0, 0], 2 * half.fx)
     expected = crop_intrinsics(s['intrinsics'], w // 4, h // 4, 2, 2)
     np.testing.assert_allclose(zoomed['intrinsics'][:2, 2], expected[:2, 2])
-    from hydranet_ros.training.datasets import to_tensors
+    from hydranet_ros.training.samples import to_tensors
     flipped = to_tensors(s, 2, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), flip=True)
     assert float(flipped['intrinsics'][0, 2]) == pytest.approx(w - 1 - cam.cx)
     item = ds[0]

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from hydranet_ros.model.checkpoint import load_checkpoint
-from hydranet_ros.training.datasets import FolderDataset, Sample, to_tensors
+from hydranet_ros.training.datasets import FolderDataset
+from hydranet_ros.training.samples import Sample, to_tensors
 
 TINY = {'name': 'tiny', 'model': {'width_mult': 0.35, 'decoder_channels': 16},
         'data': {'input_size': [64, 192], 'train_seeds': [0, 1], 'frames_per_seed': 3,
@@ -300,7 +301,7 @@ def test_zoom_augmentation_is_a_longer_lens_with_depth_labels_to_match():
     """Zoom 1.5: the centre 2/3 of the frame at full size; the centre pixel keeps its class and
     its depth divided by 1.5 (the canonical-focal depth), flow scaled by 1.5, a box in the crop
     mapped through it, a box outside dropped."""
-    from hydranet_ros.training.datasets import zoom_sample
+    from hydranet_ros.training.samples import zoom_sample
     h, w = 60, 90
     depth = np.linspace(5, 50, h * w, dtype=np.float32).reshape(h, w)
     seg = (np.arange(w)[None, :] // 10).repeat(h, 0).astype(np.uint8)
@@ -339,4 +340,4 @@ def test_zoom_setting_reaches_the_training_set_and_bad_ranges_are_refused(tmp_pa
         trainer.train(TrainConfig(**cfg), progress=False, log=lambda m: None)
     finally:
         trainer.make_datasets = real
-    assert seen['train'].zoom_range == (1.0, 1.6)
+    assert seen['train'].augmentation.zoom_range == (1.0, 1.6)

@@ -152,7 +152,8 @@ def test_the_held_out_style_shares_no_look_with_training():
 
 
 def test_letterboxed_training_samples_normalise_depth_to_the_training_lens():
-    from hydranet_ros.training.datasets import SyntheticDataset, letterbox_content
+    from hydranet_ros.training.datasets import SyntheticDataset
+    from hydranet_ros.training.samples import letterbox_content
     size = (96, 224)
     train_focal = 50.0
     ds = SyntheticDataset([1, 2], 2, size, style='varied', cameras=['kitti', 'vga'], letterbox=True,
@@ -178,7 +179,8 @@ def test_letterboxed_training_samples_normalise_depth_to_the_training_lens():
 
 
 def test_color_jitter_changes_pixels_not_labels():
-    from hydranet_ros.training.datasets import Sample, jitter_colors
+    from hydranet_ros.training.augmentation import jitter_colors
+    from hydranet_ros.training.samples import Sample
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
     s = Sample(image=img, prev_image=img.copy(), segmentation=np.zeros((8, 8), np.uint8))

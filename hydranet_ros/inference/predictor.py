@@ -123,6 +123,8 @@ class Predictor:
         self.cache = FlowFeatureCache(flow_max_gap_s)
         self.set_options(score_threshold=score_threshold, max_detections=max_detections)
         self.class_names = [str(n) for n in loaded.metadata.detection_classes]
+        #: [{'name', 'color'}] per segmentation class id
+        self.segmentation_classes = list(loaded.metadata.segmentation_classes)
         #: focal length (network-input pixels) the depth head is metric for; None: unknown
         self.training_focal_px = loaded.metadata.training_focal_px()
 
@@ -209,7 +211,7 @@ class Predictor:
         dense_output: 'input' returns segmentation, depth and flow at each image's size; 'model'
             at the network's resolution of the image (as scaled into the input, padding cut).
             Detection boxes are always in the input image's pixels.
-        focal_px: per-image horizontal focal length in that image's pixels (camera_info K[0]), or
+        focal_px: per-image horizontal focal length in that image's pixels (camera_info P[0]: the rectified image's), or
             None. Monocular depth is metric for the camera the network was trained with; given
             the actual focal length, depth is scaled by (focal at the network input) / (training
             focal): a longer lens sees the same object larger, hence nearer (FrameResult.depth_scale).

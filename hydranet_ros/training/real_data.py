@@ -16,8 +16,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from hydranet_ros.training import cityscapes, kitti
-from hydranet_ros.training.datasets import Sample, _zoom, to_tensors, zoom_sample
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
+from hydranet_ros.training.augmentation import Augmentation
+from hydranet_ros.training.samples import Sample, resize_sparse_depth, to_tensors, zoom_sample
 
 IGNORE = 255
 #: The class names a dataset's labels come in (what a class map's keys name).
@@ -61,21 +62,6 @@ class ClassMap:
             lut[src] = dst
         return lut
 
-
-def resize_sparse_depth(depth: np.ndarray, size) -> np.ndarray:
-    """Depth [H, W] (NaN = none) onto an (h, w) grid point by point: each valid pixel lands in the
-    cell its centre falls in, the nearest depth wins. Keeps sparse LiDAR depth sparse and exact
-    where interpolation would invent depths between points."""
-    h, w = size
-    H, W = depth.shape
-    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
-    d = depth[rows, cols]
-    r = np.minimum(((rows + 0.5) * h / H).astype(np.int64), h - 1)
-    c = np.minimum(((cols + 0.5) * w / W).astype(np.int64), w - 1)
-    order = np.argsort(-d)
-    out = np.full((h, w), np.nan, np.float32)
-    out[r[order], c[order]] = d[order]
-    return out
 
 
 def resize_sample(sample: Sample, size) -> Sample:
@@ -163,10 +149,12 @@ class RealDataset(Dataset):
 
     def __init__(self, items: list[dict], dataset: str, input_size, class_map: ClassMap,
                  num_detection_classes: int, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 augment: bool = False, seed: int = 0):
+                 augment: bool = False, seed: int = 0, augmentation: Augmentation | None = None):
         self.items, self.dataset, self.size = items, dataset, tuple(int(v) for v in input_size)
         self.class_map, self.num_det = class_map, num_detection_classes
         self.mean, self.std, self.augment = mean, std, augment
+        # zoom only: real frames keep their own colours and look
+        self.augmentation = augmentation or Augmentation()
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
@@ -181,7 +169,7 @@ class RealDataset(Dataset):
         item = self.items[i]
         if item.get('previous') is None and item.get('previous_image') is None:
             sample['flow'], sample['flow_valid'] = None, False
-        sample = zoom_sample(sample, _zoom(self))
+        sample = zoom_sample(sample, self.augmentation.zoom(self.rng, self.augment))
         flip = bool(self.augment and self.rng.random() < 0.5)
         return to_tensors(sample, self.num_det, self.mean, self.std, flip)
 

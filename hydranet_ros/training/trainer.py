@@ -6,289 +6,21 @@ import math
 import os
 import random
 import time
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 
 from hydranet_ros import TASKS
 from hydranet_ros.model import HydraNet, HydraNetConfig
 from hydranet_ros.model.checkpoint import CheckpointMetadata, save_checkpoint
 from hydranet_ros.training import losses as L
 from hydranet_ros.training.balancing import LossBalancer
-from hydranet_ros.training.datasets import FolderDataset, SyntheticDataset
-from hydranet_ros.training.real_data import ClassMap, MixtureDataset, RealDataset, bag_class_map, bag_frames
 from hydranet_ros.training.evaluation import evaluate, headline
 from hydranet_ros.training.generalisation import EncoderRecipe
-from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
-
-
-@dataclass
-class TrainConfig:
-    """A training YAML: model (HydraNetConfig keys), data and train sections (checked by resolved()), and a
-    name."""
-    model: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-    name: str = 'hydranet'
-
-    @classmethod
-    def load(cls, path) -> 'TrainConfig':
-        """Read and check a training YAML; ValueError naming the first problem."""
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(raw) - {'model', 'data', 'train', 'name'})
-        if unknown:
-            raise ValueError(f'{path}: unknown sections {unknown}')
-        config = cls(**raw)
-        try:
-            config.resolved()
-            HydraNetConfig.from_dict(_architecture(config.model))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f'{path}: {exc}') from None
-        return config
-
-    def resolved(self) -> tuple['TrainSettings', 'DataSettings']:
-        """The train and data sections as checked, typed settings over their defaults."""
-        return _settings(TrainSettings, self.train, 'train'), _settings(DataSettings, self.data, 'data')
-
-
-_BALANCING = ('fixed', 'uncertainty', 'dwa')
-#: Real datasets read as published (hydranet_ros.training.real_data).
-REAL_TYPES = ('kitti_raw', 'kitti_tracking', 'kitti_flow', 'cityscapes', 'bag')
-DATA_TYPES = ('synthetic', 'folder', *REAL_TYPES, 'mixture')
-#: `model:` keys that are not architecture: where the weights start.
-_MODEL_START_KEYS = ('encoder_weights',)
-
-
-def _architecture(model: dict) -> dict:
-    """The HydraNetConfig keys of a `model:` section (encoder_weights left out)."""
-    return {k: v for k, v in (model or {}).items() if k not in _MODEL_START_KEYS}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The `train:` section, every key with its default; checked by validate()."""
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    head_lr: dict = field(default_factory=dict)          # task -> learning rate of that head
-    # an ImageNet encoder trained to generalise (training/generalisation.py, docs/TRAINING.md)
-    encoder_lr: float | None = None                      # the encoder's learning rate (default: lr)
-    freeze_encoder_blocks: int = 0                       # stem + first N encoder blocks kept as they start
-    freeze_encoder_bn: bool = False                      # encoder BatchNorm statistics and affine kept
-    feature_distance: float = 0.0                        # DAFormer's ImageNet feature distance weight
-    feature_distance_classes: tuple = ('car', 'pedestrian')   # where it applies (segmentation classes)
-    balancing: str = 'fixed'                             # fixed, uncertainty, dwa
-    weights: dict = field(default_factory=lambda: {'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0})
-    consistency: float = 0.0
-    eval_every: int = 250
-    eval_samples: int = 64
-    seed: int = 0
-    amp: bool = True                                     # CUDA only: autocast in amp_dtype
-    amp_dtype: str = 'bf16'                              # bf16 (no loss scaling needed) or fp16
-    channels_last: bool = True                           # CUDA only: NHWC convolutions
-    tasks: tuple = TASKS
-    output: str = 'models/hydranet_trained.pt'
-    resume: str | None = None
-    init_from: str | None = None
-    log_every: int = 10
-    augment: bool = True
-    zoom: tuple = (1.0, 1.0)                             # random focal-length zoom range (augment), e.g. [1, 1.5]
-    color_jitter: float = 0.0                            # photometric augmentation strength (augment), e.g. 0.2
-    hue_jitter: float = 0.0                              # hue rotation up to this x 180 degrees, grey at half (augment)
-    class_colour_jitter: float = 0.0                     # each class its own colour change (synthetic drives)
-    # another camera's look on the labelled data (augment; docs/TRAINING.md section 8): folders of that
-    # camera's unlabeled images (pseudo-label's output, a dataset folder) whose global light and colour
-    # the labelled images take on (Fourier domain adaptation), and that camera's noise and JPEG
-    appearance_from: tuple = ()                          # folders of the target camera's images
-    appearance_beta: float = 0.01                        # low-frequency window, x min(H, W) (FDA's beta)
-    appearance_probability: float = 0.5                  # share of labelled samples shown in the target look
-    sensor_noise: tuple = (0.0, 0.0)                     # Gaussian noise sigma range, 0-255 (0: off)
-    jpeg_quality: tuple = (0, 0)                         # JPEG round-trip quality range, 1-100 (0: off)
-    sensor_probability: float = 0.5                      # share of labelled samples given that sensor
-    # self-supervision from video (training/self_supervised.py): weights of the photometric terms
-    photometric: float = 0.0                             # depth + pose head, needs intrinsics
-    flow_photometric: float = 0.0                        # flow, occlusion by forward-backward consistency
-    smoothness: float = 0.001                            # edge-aware smoothness within those terms
-    rigid_flow: float = 0.0                              # flow pulled to depth + motion's rigid flow where
-                                                         # that explains the pixel better (needs photometric)
-    rigid_flow_movers: tuple = ()                        # segmentation class names never pulled to it (where
-                                                         # the network's own segmentation sees them): movers
-    photometric_scales: int = 1                          # depth term at full, 1/2, 1/4 ... resolution (averaged)
-    pose_source: str = 'auto'                            # camera motion: auto (odometry where a sample has it,
-                                                         # else the pose head) or network (always the pose head)
-    threads: int = 0
-
-    def validate(self):
-        for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every', 'photometric_scales'):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
-        for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness',
-                     'rigid_flow', 'feature_distance'):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
-                raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
-        for name in ('color_jitter', 'hue_jitter', 'class_colour_jitter'):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f'train.{name} must be a number in [0, 1), got {value!r}')
-        if len(self.zoom) != 2 or not 1.0 <= self.zoom[0] <= self.zoom[1]:
-            raise ValueError(f'train.zoom must be [min, max] with 1 <= min <= max, got {list(self.zoom)}')
-        if not 0 < self.appearance_beta < 0.5:
-            raise ValueError(f'train.appearance_beta must be in (0, 0.5), got {self.appearance_beta!r}')
-        for name in ('appearance_probability', 'sensor_probability'):
-            if not isinstance(getattr(self, name), (int, float)) or not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f'train.{name} must be a number in [0, 1], got {getattr(self, name)!r}')
-        if len(self.sensor_noise) != 2 or not 0 <= self.sensor_noise[0] <= self.sensor_noise[1]:
-            raise ValueError('train.sensor_noise must be [min, max] with 0 <= min <= max, '
-                             f'got {list(self.sensor_noise)}')
-        quality = list(self.jpeg_quality)
-        if len(quality) != 2 or not (quality == [0, 0] or 1 <= quality[0] <= quality[1] <= 100):
-            raise ValueError(f'train.jpeg_quality must be [min, max] within 1-100 (or [0, 0]: off), got {quality}')
-        missing = [str(d) for d in self.appearance_from if not Path(d).is_dir()]
-        if missing:
-            raise ValueError(f'train.appearance_from: no such folder: {", ".join(missing)}')
-        if not isinstance(self.rigid_flow_movers, (tuple, list)):
-            raise ValueError(f'train.rigid_flow_movers must be a list of class names, got {self.rigid_flow_movers!r}')
-        if self.rigid_flow_movers and (not self.rigid_flow or 'segmentation' not in self.tasks):
-            raise ValueError('train.rigid_flow_movers needs train.rigid_flow > 0 and the segmentation task '
-                             '(the network\'s own segmentation says where the movers are)')
-        if self.encoder_lr is not None and (not isinstance(self.encoder_lr, (int, float)) or self.encoder_lr < 0):
-            raise ValueError(f'train.encoder_lr must be a number >= 0, got {self.encoder_lr!r}')
-        if not isinstance(self.freeze_encoder_blocks, int) or self.freeze_encoder_blocks < 0:
-            raise ValueError(f'train.freeze_encoder_blocks must be an integer >= 0, got {self.freeze_encoder_blocks!r}')
-        if self.pose_source not in ('auto', 'network'):
-            raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
-        if self.amp_dtype not in ('bf16', 'fp16'):
-            raise ValueError(f"train.amp_dtype must be 'bf16' or 'fp16', got {self.amp_dtype!r}")
-        if self.balancing not in _BALANCING:
-            raise ValueError(f'train.balancing must be one of {list(_BALANCING)}, got {self.balancing!r}')
-        if not self.tasks or set(self.tasks) - set(TASKS):
-            raise ValueError(f'train.tasks must be a non-empty subset of {list(TASKS)}, got {list(self.tasks)}')
-        for table in ('weights', 'head_lr'):
-            unknown = set(getattr(self, table)) - set(TASKS)
-            if unknown:
-                raise ValueError(f'train.{table} names unknown tasks {sorted(unknown)}; tasks are {list(TASKS)}')
-
-
-_SYNTHETIC_SOURCE_KEYS = ('type', 'weight', 'seeds', 'frames_per_seed', 'style', 'camera', 'cameras', 'labels',
-                          'odometry')
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """The `data:` section, every key with its default; checked by validate()."""
-    type: str = 'synthetic'                              # synthetic, folder, kitti_*, cityscapes, mixture
-    camera: str = 'kitti'
-    input_size: tuple = (128, 416)                       # (height, width)
-    train_seeds: tuple = tuple(range(20))
-    frames_per_seed: int = 40
-    val_seeds: tuple = (1000, 1001)
-    val_frames_per_seed: int = 20
-    root: str | None = None                              # folder datasets
-    # The dataset's classes, recorded in the checkpoint: [{name, color}] (or names) and [name].
-    segmentation_classes: tuple = tuple({'name': n, 'color': list(c)} for n, c in SEGMENTATION_CLASSES)
-    detection_classes: tuple = tuple(DETECTION_CLASSES)
-    # real datasets (docs/TRAINING.md): the dataset's classes onto the model's, and where to read
-    class_map: dict = field(default_factory=dict)        # {segmentation: {theirs: ours}, detection: {...}}
-    split: str = 'train'                                 # cityscapes
-    sequences: tuple = ()                                # kitti_tracking: these sequences only
-    depth_source: str = 'lidar'                          # kitti_raw: lidar or completion
-    completion_root: str | None = None                   # kitti_raw with depth_source completion
-    sources: tuple = ()                                  # mixture: [{type, root, weight, ...}]
-    # synthetic: the world's style (classic, varied, heldout), several cameras (one per seed in
-    # turn) and letterboxing into input_size as the node does (docs/MODEL.md)
-    style: str = 'classic'
-    val_style: str | None = None                         # default: style
-    cameras: tuple = ()                                  # default: (camera,)
-    letterbox: bool = False
-    labels: tuple = ('segmentation', 'depth', 'flow', 'detection')   # synthetic: the labels training may see
-    odometry: bool = False                               # synthetic: samples carry their camera motion, as odometry
-
-    def training_focal_px(self) -> float | None:
-        """The focal length (pixels at the network input) of the training camera (data.camera) for a
-        synthetic dataset, or a mixture with a synthetic source (that source's camera): depth labels
-        of other cameras are normalised to it. None for real data alone (the trainer then keeps the
-        init_from checkpoint's)."""
-        camera = self.camera
-        if self.type == 'mixture':
-            synthetic = [s for s in self.sources if isinstance(s, dict) and s.get('type') == 'synthetic']
-            if not synthetic:
-                return None
-            camera = synthetic[0].get('camera', self.camera)
-        elif self.type != 'synthetic':
-            return None
-        from hydranet_ros.world.camera import PinholeCamera
-        if self.letterbox:
-            from hydranet_ros.training.datasets import letterbox_content
-            h, w = letterbox_content(camera, self.input_size)
-        else:
-            h, w = self.input_size
-        return float(PinholeCamera.preset(camera).scaled(int(w), int(h)).fx)
-
-    def validate(self):
-        if self.type not in DATA_TYPES:
-            raise ValueError(f'data.type must be one of {list(DATA_TYPES)}, got {self.type!r}')
-        if self.type not in ('synthetic', 'mixture') and not self.root:
-            raise ValueError(f'data.root is needed for a {self.type} dataset')
-        if self.depth_source not in ('lidar', 'completion'):
-            raise ValueError(f"data.depth_source must be 'lidar' or 'completion', got {self.depth_source!r}")
-        if self.type == 'mixture':
-            if not self.sources:
-                raise ValueError('data.sources is needed for a mixture: [{type, root, weight}, ...]')
-            for k, src in enumerate(self.sources):
-                if isinstance(src, dict) and src.get('type') == 'synthetic':
-                    unknown = set(src) - set(_SYNTHETIC_SOURCE_KEYS)
-                    if unknown or not src.get('seeds'):
-                        raise ValueError(f'data.sources[{k}]: a synthetic source takes seeds (a list) and '
-                                         f'{sorted(set(_SYNTHETIC_SOURCE_KEYS) - {"type", "seeds"})}; got {src!r}')
-                elif not isinstance(src, dict) or src.get('type') not in (*REAL_TYPES, 'folder') or not src.get('root'):
-                    raise ValueError(f'data.sources[{k}] needs type (one of {list(REAL_TYPES) + ["folder"]}) and root, '
-                                     f'or type synthetic with seeds; got {src!r}')
-                if not float(src.get('weight', 1.0)) > 0:
-                    raise ValueError(f'data.sources[{k}].weight must be > 0')
-        if len(self.input_size) != 2 or not all(isinstance(v, int) and v > 0 for v in self.input_size):
-            raise ValueError(f'data.input_size must be [height, width] in pixels, got {list(self.input_size)}')
-        if not self.segmentation_classes or not self.detection_classes:
-            raise ValueError('data.segmentation_classes and data.detection_classes must not be empty')
-        from hydranet_ros.world.camera import PinholeCamera
-        from hydranet_ros.world.styles import STYLE_NAMES
-        for name in (self.style, self.val_style or self.style):
-            if name not in STYLE_NAMES:
-                raise ValueError(f'data.style must be one of {list(STYLE_NAMES)}, got {name!r}')
-        for cam in (self.camera, *self.cameras):
-            PinholeCamera.preset(cam)     # raises with the known names
-        if set(self.labels) - {'segmentation', 'depth', 'flow', 'detection'}:
-            raise ValueError(f'data.labels must name tasks (segmentation, depth, flow, detection), got '
-                             f'{list(self.labels)}')
-
-
-#: Settings whose value is a table of the user's own keys (merged key by key).
-_OPEN_TABLES = {'weights', 'head_lr', 'class_map'}
-
-
-def _settings(cls, given: dict, section: str):
-    """cls from the defaults with `given` merged in: nested tables key by key (`weights:
-    {segmentation: 2}` keeps the other tasks' weights); unknown keys and bad values refused."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(given or {}) - set(fields))
-    if unknown:
-        raise ValueError(f'{section}: unknown keys {unknown}; known: {sorted(fields)}')
-    defaults = cls()
-    values = {}
-    for key, value in (given or {}).items():
-        if key in _OPEN_TABLES and isinstance(value, dict):
-            value = {**getattr(defaults, key), **value}
-        elif isinstance(value, list):
-            value = tuple(value)
-        values[key] = value
-    settings = cls(**values)
-    settings.validate()
-    return settings
+from hydranet_ros.training.settings import TrainConfig, _architecture
+from hydranet_ros.training.sources import augmentation_from, make_datasets
 
 
 def _dist():
@@ -298,34 +30,6 @@ def _dist():
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def make_datasets(data: 'DataSettings', model_cfg: HydraNetConfig, rank: int = 0, augment: bool = True,
-                  focal_px: float | None = None):
-    """(training set, validation set or None) for the data settings; under DDP each rank renders its share of the
-    synthetic seeds. focal_px: the training focal length (default data.training_focal_px())."""
-    focal_px = focal_px or data.training_focal_px()
-    if data.type == 'synthetic':
-        common = dict(cameras=data.cameras or None, letterbox=data.letterbox, training_focal_px=focal_px)
-        train = SyntheticDataset(data.train_seeds[rank::max(1, int(os.environ.get('WORLD_SIZE', '1')))]
-                                 or data.train_seeds, data.frames_per_seed, data.input_size,
-                                 data.camera, model_cfg.num_detection_classes, augment=augment,
-                                 style=data.style, labels=data.labels, odometry=bool(data.odometry), **common)
-        val = SyntheticDataset(data.val_seeds, data.val_frames_per_seed, data.input_size,
-                               data.camera, model_cfg.num_detection_classes, style=data.val_style or data.style,
-                               **common)
-        return train, val
-    if data.type == 'folder':
-        return (FolderDataset(data.root, data.input_size, model_cfg.num_detection_classes, augment=augment,
-                              letterbox=data.letterbox, training_focal_px=focal_px), None)
-    if data.type in REAL_TYPES:
-        return real_dataset(dataclasses.asdict(data), data, model_cfg, augment), None
-    if data.type == 'mixture':
-        parts = [(_synthetic_source(src, data, model_cfg, augment, focal_px) if src.get('type') == 'synthetic' else
-                  real_dataset({**dataclasses.asdict(data), 'class_map': {}, **src}, data, model_cfg, augment,
-                               focal_px), float(src.get('weight', 1.0))) for src in data.sources]
-        return MixtureDataset(parts), None
-    raise ValueError(f"data.type must be 'synthetic' or 'folder', got '{data.type}'")
 
 
 def _weights(batch, key):
@@ -365,49 +69,6 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float,
         if terms:
             extra = ssl.total(terms) if extra is None else extra + ssl.total(terms)
     return losses, extra, terms
-
-
-def _synthetic_source(src: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool, focal_px):
-    """A mixture's synthetic source: labelled drives of the world beside real or pseudo-labelled data."""
-    return SyntheticDataset(src['seeds'], int(src.get('frames_per_seed', 20)), data.input_size,
-                            src.get('camera', data.camera), model_cfg.num_detection_classes, augment=augment,
-                            style=src.get('style', 'classic'), cameras=src.get('cameras') or None,
-                            letterbox=data.letterbox, training_focal_px=focal_px,
-                            labels=tuple(src.get('labels', ('segmentation', 'depth', 'flow', 'detection'))),
-                            odometry=bool(src.get('odometry', False)))
-
-
-def real_dataset(spec: dict, data: 'DataSettings', model_cfg: HydraNetConfig, augment: bool = False,
-                 focal_px: float | None = None):
-    """A RealDataset for one source: spec holds type, root and the source's own class_map, split,
-    sequences, depth_source, completion_root; the model's classes come from data."""
-    from hydranet_ros.training import cityscapes, kitti
-    kind = spec['type']
-    if kind == 'folder':     # e.g. pseudo-label's output: already in the model's classes
-        return FolderDataset(spec['root'], data.input_size, model_cfg.num_detection_classes, augment=augment,
-                             letterbox=data.letterbox, training_focal_px=focal_px)
-    if kind == 'bag':
-        items, names = [], None
-        for path in sorted(Path(spec['root']).glob('*/metadata.yaml')) or [Path(spec['root']) / 'metadata.yaml']:
-            more, bag_names = bag_frames(path.parent)
-            if names is not None and bag_names != names:
-                raise ValueError(f'{path.parent}: its LabelInfo classes {bag_names} differ from the other bags\' '
-                                 f'{names}; train bags with different classes as separate mixture sources')
-            items, names = items + more, bag_names
-        class_map = bag_class_map(names, spec.get('class_map'), data.segmentation_classes, data.detection_classes)
-        return RealDataset(items, 'bag', data.input_size, class_map, model_cfg.num_detection_classes, augment=augment)
-    dataset = 'cityscapes' if kind == 'cityscapes' else 'kitti'
-    class_map = ClassMap.from_names(spec.get('class_map'), dataset, data.segmentation_classes,
-                                    data.detection_classes)
-    if kind == 'kitti_raw':
-        items = kitti.raw_frames(spec['root'], spec.get('depth_source', 'lidar'), spec.get('completion_root'))
-    elif kind == 'kitti_tracking':
-        items = kitti.tracking_frames(spec['root'], spec.get('sequences') or None)
-    elif kind == 'kitti_flow':
-        items = kitti.flow_frames(spec['root'])
-    else:
-        items = cityscapes.frames(spec['root'], spec.get('split', 'train'))
-    return RealDataset(items, dataset, data.input_size, class_map, model_cfg.num_detection_classes, augment=augment)
 
 
 class InitFromError(ValueError):
@@ -569,37 +230,6 @@ def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summar
     return save_checkpoint(tcfg.output, model.cpu(), meta)
 
 
-def _look_augmentation(train_set, tcfg: TrainConfig, log):
-    """Give the labelled parts of the training set the target camera's look and sensor
-    (train.appearance_from, sensor_noise, jpeg_quality); the target's own folders (those under
-    appearance_from, or holding it) keep their frames as recorded. class_colour_jitter without a
-    synthetic source is refused (it would do nothing)."""
-    from hydranet_ros.training.datasets import AppearanceTransfer, FolderDataset, SyntheticDataset, image_files
-    targets = [Path(d).resolve() for d in tcfg.appearance_from]
-    appearance = AppearanceTransfer(image_files(targets), tcfg.appearance_beta, tcfg.appearance_probability) \
-        if targets else None
-    sensor = {'noise_sigma': tuple(float(v) for v in tcfg.sensor_noise),
-              'jpeg_quality': tuple(int(v) for v in tcfg.jpeg_quality),
-              'probability': float(tcfg.sensor_probability)} \
-        if tcfg.sensor_noise[1] > 0 or tcfg.jpeg_quality[1] > 0 else None
-    parts = getattr(train_set, 'parts', [train_set])
-    if tcfg.class_colour_jitter > 0 and not any(isinstance(p, SyntheticDataset) for p in parts):
-        raise ValueError('train.class_colour_jitter paints classes by the class maps of every frame, which only '
-                         'synthetic drives have; this training set has no synthetic source')
-    if appearance is None and sensor is None:
-        return
-    given = 0
-    for part in parts:
-        root = Path(part.root).resolve() if isinstance(part, FolderDataset) else None
-        if root is not None and any(root == t or t in root.parents or root in t.parents for t in targets):
-            continue
-        part.appearance, part.sensor = appearance, sensor
-        given += 1
-    log(f'look augmentation: {given} labelled source(s)'
-        + (f', the look of {len(appearance.files)} target images (beta {tcfg.appearance_beta})' if appearance else '')
-        + (f', sensor {sensor}' if sensor else ''))
-
-
 def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     """Train (or resume, or grow from init_from) a HydraNet as the config says; the checkpoint
     is written by rank 0. Steps: settings, data, network, optimiser, resume, the loop (step,
@@ -608,6 +238,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     tcfg, dcfg = config.resolved()
     mcfg, seg_classes = _model_config(config, dcfg)
     movers = _class_indices(tcfg.rigid_flow_movers, seg_classes, 'train.rigid_flow_movers')   # before any render
+    things = _class_indices(tcfg.feature_distance_classes, seg_classes, 'train.feature_distance_classes') \
+        if tcfg.feature_distance > 0 else []
     tasks = [t for t in TASKS if t in tcfg.tasks]
     device = _seed_and_device(tcfg, rank)
     focal = dcfg.training_focal_px()
@@ -615,13 +247,14 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         from hydranet_ros.model.checkpoint import load_checkpoint
         focal = load_checkpoint(tcfg.init_from).metadata.training_focal_px()   # fine-tuning keeps its lens
     t_data = time.time()
-    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment), focal_px=focal)
-    for part in getattr(train_set, 'parts', [train_set]):
-        part.zoom_range = tuple(float(v) for v in tcfg.zoom)
-        part.color_jitter = float(tcfg.color_jitter)
-        part.hue_jitter = float(tcfg.hue_jitter)
-        part.class_colour_jitter = float(tcfg.class_colour_jitter)
-    _look_augmentation(train_set, tcfg, log if rank == 0 else (lambda *_: None))
+    augmentation, targets = augmentation_from(tcfg)
+    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment), focal_px=focal,
+                                       augmentation=augmentation, look_targets=targets)
+    with_look = [p for p in getattr(train_set, 'parts', [train_set]) if p.augmentation.has_look]
+    if rank == 0 and with_look:
+        log(f'look augmentation: {len(with_look)} labelled source(s)'
+            + (f', the look of {len(augmentation.appearance.files)} target images (beta {tcfg.appearance_beta})'
+               if augmentation.appearance else '') + (f', sensor {augmentation.sensor}' if augmentation.sensor else ''))
     data_s = time.time() - t_data
     if rank == 0:
         log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
@@ -638,7 +271,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
         if rank == 0:
             log(report)
     recipe = EncoderRecipe(model, tcfg.freeze_encoder_blocks, tcfg.freeze_encoder_bn, tcfg.feature_distance,
-                           _class_indices(tcfg.feature_distance_classes, seg_classes, 'train.feature_distance_classes'))
+                           things)
     balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
     optimizer = _optimizer(model, balancer, tcfg)
     ssl = None
