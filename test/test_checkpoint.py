@@ -158,3 +158,17 @@ def test_known_weights_refuse_a_file_that_is_not_the_pinned_one(tmp_path, monkey
     monkeypatch.setattr(registry, 'installed_or_source', lambda folder, name: fake / name)
     with pytest.raises(CheckpointError, match="sha256"):
         registry.weights().load()
+
+
+def test_a_synthetic_checkpoint_from_before_the_focal_length_was_recorded_still_has_one():
+    from hydranet_ros.model import HydraNetConfig
+    from hydranet_ros.model.checkpoint import CheckpointMetadata
+    from hydranet_ros.world.camera import checkpoint_focal_px
+    old = CheckpointMetadata(architecture=HydraNetConfig().to_dict(),
+                             training={'data': {'type': 'synthetic', 'camera': 'kitti', 'input_size': [128, 416]}})
+    assert old.training_focal_px() is None
+    assert checkpoint_focal_px(old) == pytest.approx(721.5377 * 416 / 1242, rel=1e-4)
+    real = CheckpointMetadata(architecture=HydraNetConfig().to_dict(), training={'data': {'type': 'kitti_raw'}})
+    assert checkpoint_focal_px(real) is None
+    recorded = CheckpointMetadata(architecture=HydraNetConfig().to_dict(), camera_focal_px=300.0)
+    assert checkpoint_focal_px(recorded) == 300.0

@@ -17,6 +17,7 @@ from hydranet_ros import TASKS
 from hydranet_ros.model.registry import weights
 from hydranet_ros.training.datasets import SyntheticDataset
 from hydranet_ros.training.evaluation import evaluate, headline, main
+from hydranet_ros.world.camera import checkpoint_focal_px
 
 MODEL = weights().path()
 HELD_OUT_SEEDS = [2000, 2001]          # never used in training (training seeds 0-179, validation 1000-1001)
@@ -38,7 +39,7 @@ def measured():
     for style in THRESHOLDS:
         data = SyntheticDataset(HELD_OUT_SEEDS, 12, meta.input_size, 'kitti', meta.config.num_detection_classes,
                                 style=style, cameras=['kitti', 'vga'], letterbox=True,
-                                training_focal_px=meta.training_focal_px(), normalise_depth=False)
+                                training_focal_px=checkpoint_focal_px(meta), normalise_depth=False)
         out[style] = headline(evaluate(ckpt.model, data, TASKS))
     return out
 

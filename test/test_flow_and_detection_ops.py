@@ -6,7 +6,7 @@ from hydranet_ros.model import decode_detections, local_correlation, resize_flow
 from hydranet_ros.model.detection_head import STRIDE
 from hydranet_ros.model.flow_head import pack_flow_features, unpack_flow_features
 from hydranet_ros.model.flow_ops import warp_previous
-from hydranet_ros.model.temporal_cache import FlowFeatureCache
+from hydranet_ros.inference.temporal_cache import FlowFeatureCache
 
 
 def test_resize_flow_rescales_vectors_with_the_grid():

@@ -8,7 +8,8 @@ import pytest
 
 from hydranet_ros.world import World
 from hydranet_ros.world.classes import SEG_ID
-from hydranet_ros.world.styles import HELDOUT, VARIED, Road, get_style
+from hydranet_ros.world.road import Road
+from hydranet_ros.world.styles import HELDOUT, VARIED, get_style
 
 SIZE = (96, 312)
 

@@ -22,7 +22,8 @@ from hydranet_ros.model.config import check_tasks
 from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.model.fuse import fuse_conv_bn
 from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE
-from hydranet_ros.model.temporal_cache import FlowFeatureCache
+from hydranet_ros.inference.temporal_cache import FlowFeatureCache
+from hydranet_ros.world.camera import checkpoint_focal_px
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -126,7 +127,7 @@ class Predictor:
         #: [{'name', 'color'}] per segmentation class id
         self.segmentation_classes = list(loaded.metadata.segmentation_classes)
         #: focal length (network-input pixels) the depth head is metric for; None: unknown
-        self.training_focal_px = loaded.metadata.training_focal_px()
+        self.training_focal_px = checkpoint_focal_px(loaded.metadata)
 
     @property
     def backend_description(self) -> str:

@@ -1,12 +1,23 @@
 """Typed per-image results of the predictor (numpy, no torch or ROS)."""
 from __future__ import annotations
 
+import enum
+
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hydranet_ros.flow_status import FlowStatus
 
+
+
+class FlowStatus(enum.Enum):
+    """Why a frame has flow or not (FrameResult.flow_status; the detail string says more)."""
+    OK = 'ok'
+    NOT_REQUESTED = 'not requested'
+    NO_PREVIOUS_FRAME = 'no previous frame'
+    SIZE_CHANGED = 'image size changed'
+    TIME_WENT_BACKWARDS = 'time went backwards or stood still'
+    GAP_TOO_LONG = 'gap exceeds the limit'
 
 @dataclass
 class Detection:

@@ -55,16 +55,10 @@ class CheckpointMetadata:
     camera_focal_px: float | None = None
 
     def training_focal_px(self) -> float | None:
-        """The training camera's focal length at the network input: recorded, or (checkpoints
-        from before it was recorded) derived from a synthetic-world training summary."""
-        if self.camera_focal_px:
-            return float(self.camera_focal_px)
-        data = (self.training or {}).get('data') or {}
-        if data.get('type') == 'synthetic' and data.get('camera') and data.get('input_size'):
-            from hydranet_ros.world.camera import PinholeCamera
-            h, w = data['input_size']
-            return float(PinholeCamera.preset(data['camera']).scaled(int(w), int(h)).fx)
-        return None
+        """The training camera's focal length at the network input, as recorded (None when not;
+        hydranet_ros.world.camera.checkpoint_focal_px also derives it for checkpoints of the
+        synthetic world from before it was recorded)."""
+        return float(self.camera_focal_px) if self.camera_focal_px else None
 
     def __post_init__(self):
         config = HydraNetConfig.from_dict(self.architecture)  # validates

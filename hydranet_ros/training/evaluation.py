@@ -12,6 +12,7 @@ from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, Segme
 from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint
 from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.training.datasets import SyntheticDataset
+from hydranet_ros.world.camera import checkpoint_focal_px
 
 
 @torch.no_grad()
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
             try:
                 data = SyntheticDataset(seeds, args.frames, meta.input_size, cameras[0],
                                         meta.config.num_detection_classes, style=style, cameras=cameras,
-                                        letterbox=not args.no_letterbox, training_focal_px=meta.training_focal_px(),
+                                        letterbox=not args.no_letterbox, training_focal_px=checkpoint_focal_px(meta),
                                         normalise_depth=False)
             except ValueError as exc:
                 print(f'evaluation: {exc}', file=sys.stderr)

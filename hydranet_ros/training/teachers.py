@@ -21,6 +21,7 @@ from torch import nn
 
 from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.model.onnx_export import OPSET
+from hydranet_ros.world.camera import checkpoint_focal_px
 
 
 class _Head(nn.Module):
@@ -72,7 +73,7 @@ def export_teachers(checkpoint, out_dir, tasks=('segmentation', 'depth', 'detect
             desc.update(output={'name': 'segmentation', 'kind': 'logits'}, classes=seg_names)
         elif task == 'depth':
             desc.update(output={'name': 'depth', 'kind': 'metric'})
-            focal = meta.training_focal_px()
+            focal = checkpoint_focal_px(meta)
             if focal:
                 desc['focal_px'] = float(focal) * w / float(meta.input_size[1])
         else:

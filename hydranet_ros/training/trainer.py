@@ -21,6 +21,7 @@ from hydranet_ros.training.evaluation import evaluate, headline
 from hydranet_ros.training.generalisation import EncoderRecipe
 from hydranet_ros.training.settings import TrainConfig, _architecture
 from hydranet_ros.training.sources import augmentation_from, make_datasets
+from hydranet_ros.world.camera import checkpoint_focal_px
 
 
 def _dist():
@@ -245,7 +246,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     focal = dcfg.training_focal_px()
     if focal is None and tcfg.init_from and not tcfg.resume:
         from hydranet_ros.model.checkpoint import load_checkpoint
-        focal = load_checkpoint(tcfg.init_from).metadata.training_focal_px()   # fine-tuning keeps its lens
+        focal = checkpoint_focal_px(load_checkpoint(tcfg.init_from).metadata)   # fine-tuning keeps its lens
     t_data = time.time()
     augmentation, targets = augmentation_from(tcfg)
     train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment), focal_px=focal,

@@ -45,3 +45,17 @@ class PinholeCamera:
         """[N, 3] camera-frame points -> [N, 2] pixel coordinates (u, v)."""
         z = points_cam[:, 2]
         return np.stack([self.fx * points_cam[:, 0] / z + self.cx, self.fy * points_cam[:, 1] / z + self.cy], axis=1)
+
+
+def checkpoint_focal_px(metadata) -> float | None:
+    """A checkpoint's training focal length (pixels at the network input): recorded in its
+    metadata, or, for checkpoints of the synthetic world from before it was recorded, derived from
+    the training summary's camera preset and input size. None when neither says."""
+    recorded = metadata.training_focal_px()
+    if recorded:
+        return recorded
+    data = (metadata.training or {}).get('data') or {}
+    if data.get('type') == 'synthetic' and data.get('camera') and data.get('input_size'):
+        h, w = data['input_size']
+        return float(PinholeCamera.preset(data['camera']).scaled(int(w), int(h)).fx)
+    return None

@@ -16,7 +16,8 @@ import numpy as np
 from hydranet_ros.world.camera import PinholeCamera
 from hydranet_ros.world.classes import DET_ID, IGNORE, SEG_ID, SEGMENTATION_CLASSES
 from hydranet_ros.world.scene import Scene, generate_scene
-from hydranet_ros.world.styles import get_style, generate_styled_scene
+from hydranet_ros.world.styled_scene import generate_styled_scene
+from hydranet_ros.world.styles import get_style
 
 MAX_RANGE = 200.0
 _THING_DET = {SEG_ID['car']: DET_ID['car'], SEG_ID['pedestrian']: DET_ID['pedestrian']}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hydranet_ros.world.classes import SEG_ID
-from hydranet_ros.world.styles import Road
+from hydranet_ros.world.road import Road
 
 
 @dataclass

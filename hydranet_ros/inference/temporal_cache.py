@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hydranet_ros.flow_status import FlowStatus
+from hydranet_ros.inference.results import FlowStatus
 
 
 @dataclass
