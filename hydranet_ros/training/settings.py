@@ -23,23 +23,59 @@ class TrainConfig:
     name: str = 'hydranet'
 
     @classmethod
-    def load(cls, path) -> 'TrainConfig':
-        """Read and check a training YAML; ValueError naming the first problem."""
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(raw) - {'model', 'data', 'train', 'name'})
-        if unknown:
-            raise ValueError(f'{path}: unknown sections {unknown}')
+    def load(cls, path, check_paths: bool = True) -> 'TrainConfig':
+        """Read and check a training YAML (over its `base:` chain); ValueError naming the first
+        problem. check_paths=False skips checking that the folders it names exist (configs of
+        data this machine does not have)."""
+        raw = read_config(path)
         config = cls(**raw)
         try:
-            config.resolved()
+            config.resolved(check_paths)
             HydraNetConfig.from_dict(_architecture(config.model))
         except (TypeError, ValueError) as exc:
             raise ValueError(f'{path}: {exc}') from None
         return config
 
-    def resolved(self) -> tuple['TrainSettings', 'DataSettings']:
+    def resolved(self, check_paths: bool = True) -> tuple['TrainSettings', 'DataSettings']:
         """The train and data sections as checked, typed settings over their defaults."""
-        return _settings(TrainSettings, self.train, 'train'), _settings(DataSettings, self.data, 'data')
+        return (_settings(TrainSettings, self.train, 'train', check_paths),
+                _settings(DataSettings, self.data, 'data', check_paths))
+
+
+_SECTIONS = ('model', 'data', 'train', 'name')
+
+
+def merge_config(base: dict, change: dict) -> dict:
+    """base with change laid over it: tables merged key by key at every depth, anything else
+    (numbers, strings, lists) replaced."""
+    out = dict(base)
+    for key, value in change.items():
+        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def read_config(path, _chain: tuple = ()) -> dict:
+    """A training YAML as one dict: with `base: OTHER.yaml` (relative to this file's folder, as
+    detectron2's `_BASE_`), the base's settings with this file's laid over them (merge_config), so
+    an experiment's file says only what differs. Unknown sections, a missing base and a circular
+    chain are refused."""
+    path = Path(path).resolve()
+    if path in _chain:
+        raise ValueError(f'{path}: base chain loops back to itself ({" -> ".join(p.name for p in _chain)})')
+    if not path.is_file():
+        where = f' (base of {_chain[-1]})' if _chain else ''
+        raise ValueError(f'{path}: no such training config{where}')
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f'{path}: a training config is a mapping of sections, got {type(raw).__name__}')
+    unknown = sorted(set(raw) - {*_SECTIONS, 'base'})
+    if unknown:
+        raise ValueError(f'{path}: unknown sections {unknown}')
+    base = raw.pop('base', None)
+    if base is None:
+        return raw
+    return merge_config(read_config(path.parent / str(base), (*_chain, path)), raw)
 
 
 _BALANCING = ('fixed', 'uncertainty', 'dwa')
@@ -110,7 +146,7 @@ class TrainSettings:
                                                          # else the pose head) or network (always the pose head)
     threads: int = 0
 
-    def validate(self):
+    def validate(self, check_paths: bool = True):
         for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every', 'photometric_scales'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
@@ -135,7 +171,7 @@ class TrainSettings:
         quality = list(self.jpeg_quality)
         if len(quality) != 2 or not (quality == [0, 0] or 1 <= quality[0] <= quality[1] <= 100):
             raise ValueError(f'train.jpeg_quality must be [min, max] within 1-100 (or [0, 0]: off), got {quality}')
-        missing = [str(d) for d in self.appearance_from if not Path(d).is_dir()]
+        missing = [str(d) for d in self.appearance_from if check_paths and not Path(d).is_dir()]
         if missing:
             raise ValueError(f'train.appearance_from: no such folder: {", ".join(missing)}')
         if not isinstance(self.rigid_flow_movers, (tuple, list)):
@@ -216,7 +252,7 @@ class DataSettings:
             h, w = self.input_size
         return float(PinholeCamera.preset(camera).scaled(int(w), int(h)).fx)
 
-    def validate(self):
+    def validate(self, check_paths: bool = True):   # noqa: ARG002 (no folder is checked here)
         if self.type not in DATA_TYPES:
             raise ValueError(f'data.type must be one of {list(DATA_TYPES)}, got {self.type!r}')
         if self.type not in ('synthetic', 'mixture') and not self.root:
@@ -257,7 +293,7 @@ class DataSettings:
 _OPEN_TABLES = {'weights', 'head_lr', 'class_map'}
 
 
-def _settings(cls, given: dict, section: str):
+def _settings(cls, given: dict, section: str, check_paths: bool = True):
     """cls from the defaults with `given` merged in: nested tables key by key (`weights:
     {segmentation: 2}` keeps the other tasks' weights); unknown keys and bad values refused."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -273,5 +309,5 @@ def _settings(cls, given: dict, section: str):
             value = tuple(value)
         values[key] = value
     settings = cls(**values)
-    settings.validate()
+    settings.validate(check_paths)
     return settings
