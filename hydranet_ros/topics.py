@@ -56,6 +56,11 @@ def topic(camera: str, name: str) -> str:
     return f'{camera}/{name}' if camera else name
 
 
+def input_image_topic(camera: str, transport: str) -> str:
+    """A camera's input image topic for the `input_transport` parameter (raw or compressed)."""
+    return topic(camera, INPUT_COMPRESSED if transport == 'compressed' else INPUT_IMAGE)
+
+
 def sibling_camera_info(image_topic: str) -> str:
     """The camera_info topic image_transport pairs with an image topic: `camera_info` in the
     image topic's namespace (`/a/b/depth` -> `/a/b/camera_info`, `depth` -> `camera_info`)."""

@@ -80,6 +80,35 @@ def test_auto_reliability_follows_the_publishers_and_receives_from_each(tiny_che
         h.close()
 
 
+def test_a_camera_in_another_process_is_subscribed_reliably_from_the_start(tiny_checkpoint):
+    """A reliable camera started with the node (another process, as under one launch): activation
+    waits briefly for it to be discovered, so the first subscription is already reliable and its
+    first frames are not lost to a best-effort start that adapts a second later."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rostest_util import start_python, stop_process
+    h = NodeHarness(tiny_checkpoint, namespace='qosearly', always_run=True)
+    camera = None
+    try:
+        topic = '/qosearly/input/image'
+        h.subscribe(InferenceStats, '/qosearly/stats')
+        assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        # the camera: a reliable publisher on the node's input, in its own process
+        camera = start_python('dds_echo_peer.py', 'sensor_msgs/msg/Image', '/qosearly/camera_feed', topic)
+        assert camera.stdout.readline().strip() == 'peer ready'
+        assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert _subscription_reliability(h, topic) == [ReliabilityPolicy.RELIABLE]     # no adapting later
+        feed = h.publisher(Image, '/qosearly/camera_feed', RELIABLE)
+        assert h.wait_matched(feed)
+        for k in range(3):
+            feed.publish(rgb_image(32, 48, frame_id=f'early{k}', stamp=(1, k * 100_000_000)))
+            assert h.wait_for(lambda k=k: f'early{k}' in {s.header.frame_id for s in h.received['/qosearly/stats']},
+                              timeout=20)
+    finally:
+        if camera is not None:
+            stop_process(camera)
+        h.close()
+
+
 def test_forced_reliability_is_kept_whatever_the_publishers(tiny_checkpoint):
     h = NodeHarness(tiny_checkpoint, namespace='qosforced', input_reliability='reliable')
     try:

@@ -104,7 +104,8 @@ def test_every_parameter_is_listed_and_read_through_the_parameter_services(tiny_
 
 def test_typed_view_has_every_parameter_as_an_attribute_and_is_frozen():
     import dataclasses
-    from hydranet_ros.ros.parameters import NodeParams, attribute
+    from hydranet_ros.ros.node_params import NodeParams
+    from hydranet_ros.ros.parameters import attribute
     params = NodeParams()                                   # the table's defaults
     assert params.to_dict() == defaults()
     assert params.detection_score_threshold == BY_NAME['detection.score_threshold'].default
@@ -114,7 +115,10 @@ def test_typed_view_has_every_parameter_as_an_attribute_and_is_frozen():
     assert params.detection_score_threshold == 0.3          # the original is untouched
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.detection_score_threshold = 0.9
-    assert {f.name for f in dataclasses.fields(NodeParams)} == {attribute(p.name) for p in PARAMETERS}
+    # the written fields are the table's parameters, in its order, with its types
+    types = {'bool': 'bool', 'int': 'int', 'double': 'float', 'string': 'str', 'string_array': 'tuple[str, ...]'}
+    assert [(f.name, f.type) for f in dataclasses.fields(NodeParams)] == \
+        [(attribute(p.name), types[p.type]) for p in PARAMETERS]
 
 
 def test_predictor_runtime_options_are_checked_before_anything_changes(tiny_checkpoint):

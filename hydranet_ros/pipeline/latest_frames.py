@@ -52,3 +52,26 @@ class LatestFrames:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def run_worker(frames: LatestFrames, max_rate_hz, process, on_error) -> None:
+    """The worker loop: take the newest frames of each camera and process them until frames is
+    closed, at most max_rate_hz() batches a second (0: as fast as they come). An exception from
+    process goes to on_error(exc) and the loop goes on: one bad frame never stops the worker."""
+    next_time = 0.0
+    while not frames.closed:
+        rate = max_rate_hz()
+        if rate > 0:
+            wait = next_time - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, 0.1))
+                continue
+        batch = frames.take(timeout=0.1)
+        if not batch or frames.closed:
+            continue
+        if rate > 0:
+            next_time = time.monotonic() + 1.0 / rate
+        try:
+            process(batch)
+        except Exception as exc:  # never let one frame kill the worker
+            on_error(exc)

@@ -7,7 +7,6 @@ no ROS (descriptors are built on demand), so tools and docs generation run anywh
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from hydranet_ros import TASKS
@@ -171,36 +170,6 @@ def attribute(name: str) -> str:
     """The NodeParams attribute of a parameter: dots become underscores (detection.score_threshold ->
     detection_score_threshold)."""
     return name.replace('.', '_')
-
-
-class _NodeParamsMethods:
-    @classmethod
-    def from_dict(cls, values: dict) -> 'NodeParams':
-        """From {parameter name: value}; lists become tuples (the view is immutable)."""
-        return cls(**{attribute(k): tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-    def to_dict(self) -> dict:
-        return {p.name: list(v) if isinstance(v := getattr(self, attribute(p.name)), tuple) else v
-                for p in PARAMETERS}
-
-    def with_values(self, updates: dict) -> 'NodeParams':
-        """A copy with {parameter name: value} applied."""
-        return type(self).from_dict({**self.to_dict(), **updates})
-
-    def enabled(self, task: str) -> bool:
-        return getattr(self, attribute(f'{task}.enabled'))
-
-
-_PYTHON_TYPES = {'bool': bool, 'int': int, 'double': float, 'string': str, 'string_array': tuple}
-
-#: The node's parameter values as one typed, frozen object (generated from PARAMETERS), read by
-#: attribute: `params.detection_score_threshold`. A change makes a new one (with_values).
-NodeParams = dataclasses.make_dataclass(
-    'NodeParams',
-    [(attribute(p.name), _PYTHON_TYPES[p.type],
-      dataclasses.field(default=tuple(p.default) if isinstance(p.default, list) else p.default)) for p in PARAMETERS],
-    bases=(_NodeParamsMethods,), frozen=True)
-NodeParams.__module__ = __name__
 
 
 def defaults() -> dict:

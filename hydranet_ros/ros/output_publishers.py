@@ -1,0 +1,106 @@
+"""The node's output publishers (one set per camera, lifecycle publishers) and the task outputs,
+label infos and diagnostics they carry; messages are built in hydranet_ros.ros.messages."""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
+
+from hydranet_ros import TASKS, topics
+from hydranet_ros.msg import InferenceStats, OpticalFlow
+from hydranet_ros.ros import messages
+from hydranet_ros.ros.debug_images import DebugImages
+from hydranet_ros.ros.derived_outputs import DerivedOutputs
+from hydranet_ros.ros.input_subscriptions import RELIABILITY
+
+#: message type of every per-camera output topic but the latched label infos
+OUTPUT_TYPES = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
+                topics.TASK_TOPICS['flow']: OpticalFlow, topics.TASK_TOPICS['detection']: Detection2DArray,
+                topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
+                topics.POINTS: PointCloud2, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
+                topics.SEGMENTATION_COMPRESSED: CompressedImage, topics.DEPTH_COMPRESSED: CompressedImage,
+                **{name: Image for name in topics.DEBUG_TOPICS.values()}}
+
+
+class OutputPublishers:
+    """pubs[(camera, topic name)] for every output, and /diagnostics."""
+
+    def __init__(self, node, cameras, params):
+        self._node, self._cameras = node, list(cameras)
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=params.qos_depth,
+                             reliability=RELIABILITY[params.output_reliability])
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pubs = {}
+        for cam in self._cameras:
+            for name, msg_type in OUTPUT_TYPES.items():
+                self.pubs[(cam, name)] = node.create_lifecycle_publisher(msg_type, topics.topic(cam, name), out_qos)
+            for name in topics.LABEL_INFO.values():
+                self.pubs[(cam, name)] = node.create_lifecycle_publisher(LabelInfo, topics.topic(cam, name), latched)
+        self.diagnostics = node.create_lifecycle_publisher(DiagnosticArray, topics.DIAGNOSTICS, out_qos)
+
+    def debug_and_derived(self, segmentation_classes, detection_names):
+        """(DebugImages, DerivedOutputs) over these publishers, for a model of these classes."""
+        debug = DebugImages({(cam, task): self.pubs[(cam, name)] for cam in self._cameras
+                             for task, name in topics.DEBUG_TOPICS.items()}, [c['color'] for c in segmentation_classes])
+        colours = {c['name']: c['color'] for c in segmentation_classes}
+        derived = DerivedOutputs(self.pubs, self._cameras, [c['name'] for c in segmentation_classes], detection_names,
+                                 [colours.get(n, (255, 64, 0)) for n in detection_names])
+        return debug, derived
+
+    def needed_tasks(self, params) -> tuple:
+        """The enabled tasks whose outputs (task topic, debug image, derived outputs, the flow that
+        tracking needs) have a subscriber now; all enabled tasks with always_run."""
+        tasks = []
+        for task in TASKS:
+            if not params.enabled(task):
+                continue
+            if params.always_run:
+                tasks.append(task)
+                continue
+            outputs = [topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ())]
+            outputs += [name for name, needs in topics.DERIVED_NEEDS.items() if task in needs]
+            if task == 'flow' and params.tracking_mode == 'flow' and params.enabled('detection'):
+                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D]
+            if any(self.pubs[(cam, name)].get_subscription_count() > 0 for cam in self._cameras for name in outputs):
+                tasks.append(task)
+        return tuple(tasks)
+
+    def task_outputs(self, cam, header, result, params, ids=None):
+        """The task outputs present in result; returns the detections published (class filter
+        applied) and their track ids, or None for either. ids: track ids of result.detections,
+        published as Detection2D.id."""
+        def out(task):
+            return self.pubs[(cam, topics.TASK_TOPICS[task])]
+        if result.segmentation is not None:
+            out('segmentation').publish(messages.segmentation_image(header, result.segmentation))
+        if result.depth is not None:
+            out('depth').publish(messages.depth_image(header, result.depth, params.depth_min_m, params.depth_max_m))
+        if result.flow is not None:
+            out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
+                                                      result.image_size))
+        if result.detections is None:
+            return None, None
+        wanted = set(params.detection_classes)
+        keep = [i for i, d in enumerate(result.detections) if not wanted or d.class_name in wanted]
+        detections = [result.detections[i] for i in keep]
+        ids = None if ids is None else [ids[i] for i in keep]
+        out('detection').publish(messages.detections(header, detections, ids))
+        return detections, ids
+
+    def label_infos(self, segmentation_names, detection_names, threshold):
+        """The latched class maps of segmentation and detection, once per camera."""
+        header = type(Image().header)()
+        header.stamp = self._node.get_clock().now().to_msg()
+        for cam in self._cameras:
+            self.pubs[(cam, topics.LABEL_INFO['segmentation'])].publish(
+                messages.label_info(header, segmentation_names))
+            self.pubs[(cam, topics.LABEL_INFO['detection'])].publish(
+                messages.label_info(header, detection_names, threshold))
+
+    def destroy(self):
+        for pub in [*self.pubs.values(), self.diagnostics]:
+            self._node.destroy_lifecycle_publisher(pub)
+        self.pubs, self.diagnostics = {}, None
