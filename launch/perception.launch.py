@@ -63,12 +63,22 @@ def _record(namespace, image, camera_info):
                                 '--topics', *recorded, '--regex', '^/ground_truth/'], output='screen')]
 
 
+def node_logger(namespace: str) -> str:
+    """The node's logger name: its namespace and name joined by dots (/hydranet -> hydranet.hydranet)."""
+    parts = [p for p in namespace.strip('/').split('/') if p]
+    return '.'.join([*parts, NODE_NAME])
+
+
 def _setup(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
     namespace, image = arg('namespace'), arg('image')
     camera_info = arg('camera_info') or topics.sibling_camera_info(image)
+    params_file = arg('params_file')
+    if params_file and not os.path.isfile(params_file):
+        # launch_ros would only warn and start the node on its defaults: not what was asked for
+        raise RuntimeError(f'params_file:={params_file}: no such file')
     actions = []
     profile, why = transport.profile_decision()
     if profile is not None:
@@ -78,10 +88,11 @@ def _setup(context):
     node = LifecycleNode(
         package='hydranet_ros', executable='perception_node', name=NODE_NAME, namespace=namespace,
         output='screen',
-        parameters=[arg('params_file'), {'use_sim_time': arg('use_sim_time').lower() in _TRUE}],
+        parameters=[*([params_file] if params_file else []), {'use_sim_time': arg('use_sim_time').lower() in _TRUE}],
         remappings=[(topics.INPUT_IMAGE, image), (topics.INPUT_COMPRESSED, f'{image}/compressed'),
                     (topics.INPUT_CAMERA_INFO, camera_info)],
-        ros_arguments=['--log-level', arg('log_level')],
+        # the node's own logger only: a global level of debug floods the screen with rcl's wait-set lines
+        ros_arguments=['--log-level', f'{node_logger(namespace)}:={arg("log_level")}'],
     )
     actions.append(node)
     if arg('autostart').lower() in _TRUE:

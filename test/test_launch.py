@@ -6,7 +6,6 @@ be valid Python that declares the documented arguments. Where they exist (every 
 the tests start the real launch file with a user parameters file and a remapped camera, and
 check the node comes up active, with the user's values, and turns frames into depth.
 """
-import ast
 import os
 import time
 from pathlib import Path
@@ -18,18 +17,6 @@ LAUNCH_FILE = Path(__file__).resolve().parent.parent / 'launch' / 'perception.la
 ARGUMENTS = {'namespace', 'params_file', 'image', 'camera_info', 'use_sim_time', 'autostart', 'log_level', 'record'}
 NAMESPACE = '/launch_test'
 CAMERA = '/launch_test_camera/image_raw'
-
-
-def test_launch_file_declares_the_documented_arguments():
-    text = LAUNCH_FILE.read_text()
-    tree = ast.parse(text)
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument'}
-    assert declared == ARGUMENTS
-    assert 'generate_launch_description' in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert 'eval(' not in text and 'PythonExpression' not in text
-    # ros2 bag record takes topics with --topics (positional topics are deprecated upstream)
-    assert "'record', '--storage', 'mcap', '--output', output,\n                                '--topics'" in text
 
 
 launch_pytest = pytest.importorskip('launch_pytest', reason='launch_pytest is not installed (no ROS install here)')

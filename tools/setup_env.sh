@@ -128,9 +128,12 @@ ros_env() {
 # vision_msgs: the system's where it exists; otherwise the underlay from deps/.
 paths=(.)
 vm_where=$( (ros_env; unset PYTHONPATH_HYDRANET; "$VPY" -c 'import vision_msgs, os; print(os.path.dirname(vision_msgs.__file__))') 2>/dev/null || true)
-if [ -z "$vm_where" ] || [[ "$vm_where" == "$ROOT/install/"* ]]; then
+if [ -z "$vm_where" ]; then
   paths+=(deps/vision_msgs)
   say "vision_msgs not installed on this machine: building the underlay from deps/vision_msgs"
+elif [[ "$vm_where" == "$ROOT/install/"* ]]; then
+  paths+=(deps/vision_msgs)
+  say "vision_msgs: the underlay built here from deps/vision_msgs (no other vision_msgs on this machine)"
 else
   say "using the installed vision_msgs ($vm_where)"
 fi
