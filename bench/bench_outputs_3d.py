@@ -51,7 +51,7 @@ def main(argv=None):
                   'default': Predictor(default, device='cpu', backend='onnxruntime')}
     for p in predictors.values():
         p.warmup(2)
-    seg_names = [c['name'] for c in predictors['bundled'].metadata.segmentation_classes]
+    seg_names = predictors['bundled'].segmentation_names
     cmap = class_label_map(predictors['bundled'].class_names, seg_names)
     colors = [(0, 0, 142), (220, 20, 60)]
     tracker = FlowTracker()

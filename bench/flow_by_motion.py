@@ -60,7 +60,7 @@ def score(checkpoint: str, size, seeds, frames: int, style: str, camera: str, ri
           movers=('car', 'pedestrian')) -> dict:
     loaded = load_checkpoint(checkpoint)
     model = loaded.model.eval()
-    names = [c['name'] for c in loaded.metadata.segmentation_classes]
+    names = loaded.metadata.segmentation_names
     unknown = sorted(set(movers) - set(names))
     if rigid and unknown:
         raise SystemExit(f'--movers {unknown} are not classes of {checkpoint}: {names}')

@@ -78,7 +78,7 @@ def _false_car_share(seg, car_id, labels) -> float:
 def score(predictor: Predictor, frames: list[dict]) -> tuple[dict, np.ndarray]:
     """(metrics, picture) of one checkpoint on the frames."""
     names = list(predictor.class_names)
-    seg_names = [c['name'] for c in predictor.segmentation_classes]
+    seg_names = predictor.segmentation_names
     det, dep = DetectionMetric(len(names)), DepthMetric(max_depth=80.0)
     false_car, rows = [], []
     for f in frames:

@@ -15,4 +15,12 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 #: One canonical key per task, used alike in model outputs, YAML, topics, metrics and docs.
 TASKS = ('segmentation', 'depth', 'flow', 'detection')
 
+#: The label of pixels without a class in every segmentation map of this package (losses and
+#: metrics skip it; readers map classes the model lacks to it).
+IGNORE = 255
+
+#: The detection score below which boxes are dropped unless told otherwise (the Predictor, the node's
+#: detection.score_threshold, the teachers, pseudo-label and the 3D evaluation).
+DEFAULT_SCORE_THRESHOLD = 0.3
+
 __version__ = '0.1.0'

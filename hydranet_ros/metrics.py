@@ -5,8 +5,8 @@ Each metric accumulates over images with update(...) and reports with compute().
 from __future__ import annotations
 
 import numpy as np
+from hydranet_ros import IGNORE
 
-IGNORE = 255
 
 
 class SegmentationMetric:

@@ -215,7 +215,7 @@ def _offline_predictor(opts: Options, tasks, scores: Scores):
                               expected_sha256=opts.offline_sha256)
     except Exception as exc:
         raise BagError(f'cannot load {opts.offline_model}: {exc}') from None
-    scores.seg_classes = [c['name'] for c in predictor.metadata.segmentation_classes]
+    scores.seg_classes = predictor.segmentation_names
     scores.det_classes = list(predictor.metadata.detection_classes)
     return predictor
 

@@ -24,6 +24,7 @@ from hydranet_ros.model.fuse import fuse_conv_bn
 from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE
 from hydranet_ros.inference.temporal_cache import FlowFeatureCache
 from hydranet_ros.world.camera import checkpoint_focal_px
+from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -73,7 +74,7 @@ class Predictor:
     normalisation, device and precision, per-stream flow cache, detection decoding)."""
     def __init__(self, checkpoint, device: str = 'auto', precision: str = 'fp32',
                  tasks=None, input_size=None, channels_last: bool = True,
-                 score_threshold: float = 0.3, max_detections: int = 100,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_detections: int = 100,
                  flow_max_gap_s: float | None = 0.5, fuse: bool = True,
                  expected_sha256: str | None = None, backend: str = 'torch',
                  onnx: OnnxOptions | None = None, log=None):
@@ -124,8 +125,9 @@ class Predictor:
         self.cache = FlowFeatureCache(flow_max_gap_s)
         self.set_options(score_threshold=score_threshold, max_detections=max_detections)
         self.class_names = [str(n) for n in loaded.metadata.detection_classes]
-        #: [{'name', 'color'}] per segmentation class id
+        #: [{'name', 'color'}] per segmentation class id, and their names
         self.segmentation_classes = list(loaded.metadata.segmentation_classes)
+        self.segmentation_names = loaded.metadata.segmentation_names
         #: focal length (network-input pixels) the depth head is metric for; None: unknown
         self.training_focal_px = checkpoint_focal_px(loaded.metadata)
 

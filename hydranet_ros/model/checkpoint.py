@@ -54,6 +54,11 @@ class CheckpointMetadata:
     #: trained with (its metric depth is for that focal length); None: not known.
     camera_focal_px: float | None = None
 
+    @property
+    def segmentation_names(self) -> list[str]:
+        """The segmentation class names, by class id."""
+        return [c['name'] for c in self.segmentation_classes]
+
     def training_focal_px(self) -> float | None:
         """The training camera's focal length at the network input, as recorded (None when not;
         hydranet_ros.world.camera.checkpoint_focal_px also derives it for checkpoints of the

@@ -26,7 +26,7 @@ def load_predictor(params, log, warn) -> Predictor:
     problems = model_problems(params.to_dict(), predictor)
     if problems:
         raise ValueError('; '.join(problems))
-    seg_names = [c['name'] for c in predictor.metadata.segmentation_classes]
+    seg_names = predictor.segmentation_names
     unknown = sorted(set(params.points_drop_classes) - set(seg_names))
     if unknown:     # the default names `sky`, which not every model has: a warning here
         warn(f'points.drop_classes: model {predictor.model_id} has no class {unknown}; ignored (it has {seg_names})')
@@ -55,7 +55,7 @@ def model_problems(values: dict, predictor, drop_classes: bool = False) -> list[
     if unknown:
         problems.append(f'detection.classes names classes the model does not have: {unknown}; '
                         f'it has {predictor.class_names}')
-    seg_names = [c['name'] for c in predictor.metadata.segmentation_classes]
+    seg_names = predictor.segmentation_names
     unknown = sorted(set(values['points.drop_classes']) - set(seg_names))
     if unknown and drop_classes:
         problems.append(f'points.drop_classes names segmentation classes the model does not have: {unknown}; '

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hydranet_ros import TASKS
+from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
 NODE_NAME = 'hydranet'
 
@@ -95,7 +96,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('always_run', 'bool', False,
               'Run every enabled head on every frame even without subscribers (e.g. while recording).',
               dynamic=True),
-    ParamSpec('detection.score_threshold', 'double', 0.3, 'Minimum detection score published.',
+    ParamSpec('detection.score_threshold', 'double', DEFAULT_SCORE_THRESHOLD, 'Minimum detection score published.',
               min=0.0, max=1.0, dynamic=True),
     ParamSpec('detection.max_detections', 'int', 100, 'Most detections per image.', min=1, max=1000,
               dynamic=True),

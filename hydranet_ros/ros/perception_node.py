@@ -32,9 +32,6 @@ from hydranet_ros.ros.node_parameters import check_update, declare_all, read_all
 from hydranet_ros.ros.output_publishers import OutputPublishers
 from hydranet_ros.ros.parameters import NODE_NAME, validate_all
 
-_topic = topics.topic
-
-
 class PerceptionNode(LifecycleNode):
     """The `hydranet` lifecycle node (see the module docstring and docs/NODE.md)."""
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
@@ -162,11 +159,11 @@ class PerceptionNode(LifecycleNode):
     def _on_camera_info(self, cam, msg):
         problem = self._camera_infos.take(cam, msg)
         if problem is not None:
-            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
+            self._reject('camera_info_rejected', topics.topic(cam, topics.INPUT_CAMERA_INFO), problem)
         elif cam in self._camera_infos.k_only and cam not in self._k_only_said:
             self._k_only_said.add(cam)
             self.get_logger().warning(
-                f'{_topic(cam, topics.INPUT_CAMERA_INFO)}: P is all zeros, so K stands in for the rectified '
+                f'{topics.topic(cam, topics.INPUT_CAMERA_INFO)}: P is all zeros, so K stands in for the rectified '
                 'intrinsics (depth scale, points, detections_3d); publish P for a rectified image_rect')
 
     def _stop_processing(self):
@@ -307,7 +304,7 @@ class PerceptionNode(LifecycleNode):
         dense = next((a.shape[:2] for a in (result.segmentation, result.depth, result.flow) if a is not None), None)
         info, problem = self._camera_infos.for_outputs(cam, header, rgb.shape[:2], dense)
         if problem is not None:
-            self._reject('camera_info_rejected', _topic(cam, topics.INPUT_CAMERA_INFO), problem)
+            self._reject('camera_info_rejected', topics.topic(cam, topics.INPUT_CAMERA_INFO), problem)
         detections, ids = self._outputs.task_outputs(cam, header, result, params,
                                                      self._derived.track(cam, result, params))
         wanted = self._derived.wanted(cam)
@@ -327,7 +324,7 @@ class PerceptionNode(LifecycleNode):
             header, self._predictor.model_id, self._predictor.device, tasks, timings, self.counters))
 
     def _publish_label_infos(self):
-        self._outputs.label_infos([c['name'] for c in self._predictor.metadata.segmentation_classes],
+        self._outputs.label_infos(self._predictor.segmentation_names,
                                   self._predictor.class_names, self._params.detection_score_threshold)
 
     def _publish_diagnostics(self):

@@ -22,6 +22,7 @@ import numpy as np
 from hydranet_ros.spatial.cloud import Intrinsics
 from hydranet_ros.spatial.objects3d import class_label_map, lift_detections
 from hydranet_ros.spatial.tracking import FlowTracker, iou_matrix
+from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
 
 @dataclass
@@ -77,8 +78,9 @@ def evaluate(model=None, seeds=(2000, 2001), frames: int = 40, backend: str = 'o
     from hydranet_ros.model.registry import resolve
     from hydranet_ros.world import World
     path, pin = resolve(model)
-    predictor = Predictor(path, device='cpu', backend=backend, expected_sha256=pin, score_threshold=0.3)
-    cmap = class_label_map(predictor.class_names, [c['name'] for c in predictor.metadata.segmentation_classes])
+    predictor = Predictor(path, device='cpu', backend=backend, expected_sha256=pin,
+                          score_threshold=DEFAULT_SCORE_THRESHOLD)
+    cmap = class_label_map(predictor.class_names, predictor.segmentation_names)
     counts = {'flow': MotCounts(), 'iou': MotCounts()}
     near_err, lateral_err, distances = [], [], []
     for seed in seeds:

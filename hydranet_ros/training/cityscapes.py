@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from hydranet_ros import IGNORE
 
 #: labelId -> (train class name), the 19 evaluated classes of the published table.
 TRAIN_CLASSES = {7: 'road', 8: 'sidewalk', 11: 'building', 12: 'wall', 13: 'fence', 17: 'pole',
@@ -29,7 +30,6 @@ TRAIN_NAMES = list(TRAIN_CLASSES.values())
 #: labelIds of the classes that have instances (instanceIds >= 1000).
 INSTANCE_CLASSES = {24: 'person', 25: 'rider', 26: 'car', 27: 'truck', 28: 'bus', 29: 'caravan', 30: 'trailer',
                     31: 'train', 32: 'motorcycle', 33: 'bicycle'}
-IGNORE = 255
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:

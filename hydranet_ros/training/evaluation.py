@@ -82,7 +82,7 @@ def per_class_line(metrics: dict, meta) -> str:
     """'IoU road 0.91 ... | AP@0.5 car 0.56 ...' with the checkpoint's class names."""
     parts = []
     if 'segmentation' in metrics:
-        names = [c['name'] for c in meta.segmentation_classes]
+        names = meta.segmentation_names
         parts.append('IoU ' + ' '.join(f'{n} {v:.2f}' for n, v in zip(names, metrics['segmentation']['per_class_iou'])))
     if 'detection' in metrics:
         parts.append('AP@0.5 ' + ' '.join(f'{n} {v:.2f}' for n, v in

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hydranet_ros import IGNORE
 
-IGNORE = 255
 
 
 def segmentation_loss(logits, target, has, weight=None):

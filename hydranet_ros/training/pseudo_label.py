@@ -44,6 +44,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
 TASKS = ('segmentation', 'depth', 'detection')
 DEPTH_KINDS = ('metric', 'relative', 'inverse_relative')
@@ -74,7 +75,7 @@ class TeacherSpec:
     class_map: dict = field(default_factory=dict)
     box_format: str = 'xyxy'
     normalized: bool = False
-    score_threshold: float = 0.3
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
     flip_confidence: bool = True
     focal_px: float | None = None                 # metric depth: the focal length (input pixels) it is metric for
 

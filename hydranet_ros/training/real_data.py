@@ -19,8 +19,8 @@ from hydranet_ros.training import cityscapes, kitti
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hydranet_ros.training.augmentation import Augmentation
 from hydranet_ros.training.samples import Sample, resize_sparse_depth, to_tensors, zoom_sample
+from hydranet_ros import IGNORE
 
-IGNORE = 255
 #: The class names a dataset's labels come in (what a class map's keys name).
 DATASET_CLASSES = {
     'kitti': {'segmentation': [], 'detection': list(kitti.KITTI_TYPES)},

@@ -22,6 +22,7 @@ from torch import nn
 from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.model.onnx_export import OPSET
 from hydranet_ros.world.camera import checkpoint_focal_px
+from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
 
 class _Head(nn.Module):
@@ -40,7 +41,7 @@ class _Head(nn.Module):
 
 
 def export_teachers(checkpoint, out_dir, tasks=('segmentation', 'depth', 'detection'), input_size=None,
-                    score_threshold: float = 0.3) -> list[Path]:
+                    score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[Path]:
     """ONNX teachers + YAML descriptions of a checkpoint's heads in out_dir; returns the ONNX paths."""
     from hydranet_ros.model.checkpoint import load_checkpoint
     loaded = load_checkpoint(checkpoint)
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
     p.add_argument('out', help='folder for seg/depth/det .onnx + .yaml')
     p.add_argument('--tasks', default='segmentation,depth,detection')
     p.add_argument('--size', help='HxW network input (default: the checkpoint\'s)')
-    p.add_argument('--score-threshold', type=float, default=0.3, help='detection: boxes below are not labels')
+    p.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
+                   help='detection: boxes below are not labels')
     args = p.parse_args(argv)
     try:
         size = [int(v) for v in args.size.lower().split('x')] if args.size else None

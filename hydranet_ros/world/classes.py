@@ -1,4 +1,6 @@
 """Label sets of the synthetic world (ids are what the bundled model predicts)."""
+from hydranet_ros import IGNORE  # noqa: F401 (the package's ignore label, imported from here by the world's users)
+
 
 SEGMENTATION_CLASSES = [
     ('road', [128, 64, 128]), ('lane_marking', [255, 255, 255]), ('sidewalk', [244, 35, 232]),
@@ -8,5 +10,3 @@ SEGMENTATION_CLASSES = [
 SEG_ID = {name: i for i, (name, _) in enumerate(SEGMENTATION_CLASSES)}
 DETECTION_CLASSES = ['car', 'pedestrian']
 DET_ID = {name: i for i, name in enumerate(DETECTION_CLASSES)}
-#: Segmentation label for pixels without ground truth (losses and metrics ignore it).
-IGNORE = 255

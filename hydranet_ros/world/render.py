@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from hydranet_ros.world.camera import PinholeCamera
-from hydranet_ros.world.classes import DET_ID, IGNORE, SEG_ID, SEGMENTATION_CLASSES
+from hydranet_ros.world.classes import DET_ID, SEG_ID
 from hydranet_ros.world.scene import Scene, generate_scene
 from hydranet_ros.world.styled_scene import generate_styled_scene
 from hydranet_ros.world.styles import get_style
@@ -68,6 +68,8 @@ def _value_noise(a, b, cell, salt):
 
 
 class Renderer:
+    """Ray casts a scene through a camera: colour, labels and geometry of each frame."""
+
     def __init__(self, scene: Scene, camera: PinholeCamera):
         self.scene = scene
         self.camera = camera
@@ -563,5 +565,3 @@ class World:
             previous = frame.depth
             yield frame
 
-
-__all__ = ['World', 'Frame', 'BoxLabel', 'SEGMENTATION_CLASSES', 'IGNORE']
