@@ -104,7 +104,7 @@ def headline(metrics: dict) -> dict:
     return out
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     """'2000-2003,2010' -> [2000, 2001, 2002, 2003, 2010]."""
     seeds = []
     for part in text.split(','):
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         ckpt = load_checkpoint(args.checkpoint)
-        groups = [_seeds(g) for g in args.seeds]
+        groups = [parse_seeds(g) for g in args.seeds]
     except (CheckpointError, OSError, ValueError) as exc:
         print(f'evaluation: {exc}', file=sys.stderr)
         return 2

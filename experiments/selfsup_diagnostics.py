@@ -9,7 +9,7 @@ docs/MODEL.md, "Depth and flow without labels"), on held-out drives of the synth
 - depth triangulated from the flow head and the true camera motion (what distilling flow into
   depth could reach), against the depth head.
 
-    python bench/selfsup_diagnostics.py models/hydranet_selfsup_odometry2.pt [--seeds 2000-2009] [--frames 10]
+    python -m experiments.selfsup_diagnostics models/hydranet_selfsup_odometry2.pt [--seeds 2000-2009] [--frames 10]
 """
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
-from hydranet_ros.training.evaluation import _seeds  # noqa: E402
-from hydranet_ros.world.classes import SEG_ID, SEGMENTATION_CLASSES  # noqa: E402
+from hydranet_ros.model.checkpoint import load_checkpoint
+from hydranet_ros.training.datasets import SyntheticDataset
+from hydranet_ros.training.evaluation import parse_seeds
+from hydranet_ros.world.classes import SEG_ID, SEGMENTATION_CLASSES
 
 GROUND = [SEG_ID[n] for n in ('road', 'lane_marking', 'sidewalk', 'terrain')]
 UPRIGHT = [SEG_ID[n] for n in ('pole', 'pedestrian', 'car', 'building', 'vegetation')]
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
     model = loaded.model.eval()
     size = tuple(loaded.metadata.input_size)
     lo, hi = model.config.depth_min, model.config.depth_max
-    ds = SyntheticDataset(_seeds(args.seeds), args.frames, size, args.camera, model.config.num_detection_classes,
+    ds = SyntheticDataset(parse_seeds(args.seeds), args.frames, size, args.camera, model.config.num_detection_classes,
                           style=args.style, odometry=True)
     names = [n for n, _ in SEGMENTATION_CLASSES]
     groups, totals = {}, {k: [0.0, 0] for k in ('depth head', 'contact prior, true classes',

@@ -2,19 +2,17 @@
 a model scored on drives rendered with only some of the held-out style's ranges (the camera, the
 look, the sensor) and varied's for the rest, or with the held-out style and a clean sensor.
 
-    python bench/style_breakdown.py models/hydranet_default.pt [--parts camera,look,sensor,clean_sensor]
+    python -m experiments.style_breakdown models/hydranet_default.pt [--parts camera,look,sensor,clean_sensor]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydranet_ros.training import evaluation  # noqa: E402
-from hydranet_ros.world import styles  # noqa: E402
+from hydranet_ros.training import evaluation
+from hydranet_ros.world import styles
 
 LAYOUT = ('curve_amplitude_m', 'curve_wavelength_m', 'hill_amplitude_m', 'hill_wavelength_m', 'junctions_per_km',
           'car_shapes', 'pedestrian_height_m', 'cyclists_per_km', 'trees_per_km', 'signs_per_km')

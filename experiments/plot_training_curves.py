@@ -1,7 +1,7 @@
 """Training curves from training state files (the periodic evaluations `train` keeps in
 `<output>.state.pt`): a PNG with one panel per metric and a markdown table.
 
-    python bench/plot_training_curves.py models/hydranet_selfsup_odometry.state.pt:odometry \
+    python -m experiments.plot_training_curves models/hydranet_selfsup_odometry.state.pt:odometry \
         models/hydranet_selfsup_odometry2.state.pt:"stage 2":2400 -o docs/data/selfsup_curves.png
 
 Each state is STATE.pt[:label[:offset]]; offset shifts its steps on the plot (a run that went on

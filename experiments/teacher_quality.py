@@ -4,23 +4,21 @@ least --min-confidence sure of (what pseudo-label keeps), with the classes each 
 taken for. A confident error (low precision among the sure pixels) is one self-training on the
 teacher's labels cannot undo.
 
-    python bench/teacher_quality.py models/hydranet_adapted2.pt [--style heldout] [--seeds 3000-3003]
+    python -m experiments.teacher_quality models/hydranet_adapted2.pt [--style heldout] [--seeds 3000-3003]
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
-from hydranet_ros.training.evaluation import _seeds  # noqa: E402
-from hydranet_ros.world.classes import IGNORE, SEGMENTATION_CLASSES  # noqa: E402
+from hydranet_ros.model.checkpoint import load_checkpoint
+from hydranet_ros.training.datasets import SyntheticDataset
+from hydranet_ros.training.evaluation import parse_seeds
+from hydranet_ros.world.classes import IGNORE, SEGMENTATION_CLASSES
 
 
 def main(argv=None) -> int:
@@ -41,7 +39,7 @@ def main(argv=None) -> int:
     n = len(names)
     every, sure = np.zeros((n, n)), np.zeros((n, n))
     for camera in args.cameras.split(','):
-        ds = SyntheticDataset(_seeds(args.seeds), args.frames, size, camera, model.config.num_detection_classes,
+        ds = SyntheticDataset(parse_seeds(args.seeds), args.frames, size, camera, model.config.num_detection_classes,
                               style=args.style)
         with torch.no_grad():
             for i in range(len(ds)):

@@ -12,7 +12,7 @@ flow without labels") on held-out drives of the synthetic world:
 - the same with the factor found per frame on the held-out frame itself (an online variant);
 - flow EPE (pixels at the network input).
 
-    python bench/selfsup_eval.py models/hydranet_selfsup.pt [--seeds 2000-2009] [--calib-seeds 0-9]
+    python -m experiments.selfsup_eval models/hydranet_selfsup.pt [--seeds 2000-2009] [--calib-seeds 0-9]
 """
 from __future__ import annotations
 
@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydranet_ros.metrics import DepthMetric, FlowMetric  # noqa: E402
-from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
-from hydranet_ros.training.evaluation import _seeds, median_ratio  # noqa: E402
-from hydranet_ros.training.pseudo_label import scale_from_camera_height  # noqa: E402
-from hydranet_ros.world import World  # noqa: E402
-from hydranet_ros.world.classes import SEGMENTATION_CLASSES  # noqa: E402
+from hydranet_ros.metrics import DepthMetric, FlowMetric
+from hydranet_ros.model.checkpoint import load_checkpoint
+from hydranet_ros.training.datasets import SyntheticDataset
+from hydranet_ros.training.evaluation import parse_seeds, median_ratio
+from hydranet_ros.training.pseudo_label import scale_from_camera_height
+from hydranet_ros.world import World
+from hydranet_ros.world.classes import SEGMENTATION_CLASSES
 
 ROAD = [n for n, _ in SEGMENTATION_CLASSES].index('road')
 
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     model = loaded.model.eval()
     size = tuple(loaded.metadata.input_size)
     lo, hi = model.config.depth_min, model.config.depth_max
-    cal, cal_out, cal_h = _frames(model, _seeds(args.calib_seeds), 5, size, args.style, args.camera)
+    cal, cal_out, cal_h = _frames(model, parse_seeds(args.calib_seeds), 5, size, args.style, args.camera)
     factors = [_camera_height_factor(d, s, cal.samples[i]['intrinsics'], cal_h[i])
                for i, (d, s, _) in enumerate(cal_out)]
     factors = [f for f in factors if f is not None]
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
              for i, (d, s, _) in enumerate(cal_out)]
     plane = [f for f in plane if f is not None]
     plane_factor = float(np.median(plane)) if plane else None
-    ds, outs, heights = _frames(model, _seeds(args.seeds), args.frames, size, args.style, args.camera)
+    ds, outs, heights = _frames(model, parse_seeds(args.seeds), args.frames, size, args.style, args.camera)
     # the model card's metrics: AbsRel and EPE over every labelled pixel of the frames
     med, metric, per_frame, raw, metric_plane = (DepthMetric(lo, hi) for _ in range(5))
     flow_metric = FlowMetric()

@@ -2,7 +2,7 @@
 architecture, each trained with the same data and the same number of steps, evaluated on the
 same held-out synthetic sequences.
 
-    python bench/sharing_experiment.py [--config config/train_synthetic.yaml] [--steps 300]
+    python -m experiments.sharing_experiment [--config config/train_synthetic.yaml] [--steps 300]
            [--train-seeds 20] [--equal-compute] [--json out.json]
 
 Single-task networks are the same HydraNet trained (and evaluated) with one task only; the

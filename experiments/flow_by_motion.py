@@ -10,7 +10,7 @@ flow that takes the rigid flow wherever the network's own segmentation sees no m
 default car,pedestrian) and the flow head elsewhere: no label involved, only the camera motion
 (odometry) at run time.
 
-    python bench/flow_by_motion.py models/hydranet_selfsup_odometry2.pt models/hydranet_default.pt \
+    python -m experiments.flow_by_motion models/hydranet_selfsup_odometry2.pt models/hydranet_default.pt \
         [--size 128x416] [--seeds 2000-2009] [--frames 10] [--rigid] [--json runs/flow_by_motion.json]
 """
 from __future__ import annotations
@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hydranet_ros.model.checkpoint import load_checkpoint  # noqa: E402
-from hydranet_ros.training.datasets import SyntheticDataset  # noqa: E402
-from hydranet_ros.training.evaluation import _seeds  # noqa: E402
-from hydranet_ros.training.self_supervised import rigid_flow  # noqa: E402
+from hydranet_ros.model.checkpoint import load_checkpoint
+from hydranet_ros.training.datasets import SyntheticDataset
+from hydranet_ros.training.evaluation import parse_seeds
+from hydranet_ros.training.self_supervised import rigid_flow
 
 MOTION = ((0, 2), (2, 5), (5, 10), (10, 20), (20, 40), (40, np.inf))    # |true flow|, px at the input
 DEPTH = ((0, 5), (5, 10), (10, 20), (20, 40), (40, np.inf))             # metres
@@ -128,7 +127,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     size = tuple(int(v) for v in args.size.lower().split('x'))
     movers = tuple(m.strip() for m in args.movers.split(',') if m.strip())
-    results = [score(c, size, _seeds(args.seeds), args.frames, args.style, args.camera, args.rigid, movers)
+    results = [score(c, size, parse_seeds(args.seeds), args.frames, args.style, args.camera, args.rigid, movers)
                for c in args.checkpoints]
     for r in results:
         print(f"\n{r['checkpoint']} ({r['sha256']}, trained at {r['trained_at']}): EPE {r['epe']} px at {size}")

@@ -9,7 +9,7 @@
 #      (config/adapt_heldout_round3{,b}.yaml: the labelled drives in the bags' look),
 #   4. score before and after on held-out drives 2000-2009 of that look (and of the varied look the
 #      model knew), KITTI and VGA cameras in turn.
-# Usage: bench/adapt_heldout.sh [RUN_DIR]   (default runs/adapt_heldout; about two hours on 2 CPU cores)
+# Usage: experiments/adapt_heldout.sh [RUN_DIR]   (default runs/adapt_heldout; about two hours on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/adapt_heldout}
