@@ -2,13 +2,14 @@
 real datasets where any label may be missing per sample."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from hydranet_ros import dataset_folder as folder_io
+from hydranet_ros.dataset_folder import image_files, sequence_images  # noqa: F401 (read from here too)
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 from hydranet_ros.training.augmentation import Augmentation, jitter_colors, recolour_classes
 from hydranet_ros.training.samples import (Sample, crop_intrinsics, letterbox_content, pad_tensors, to_tensors,
@@ -19,33 +20,6 @@ from hydranet_ros.world import World
 def _relative_pose(world, previous_stamp: float, stamp: float) -> np.ndarray:
     """The world's true camera motion as odometry gives it: this frame's camera -> the previous one's (4x4)."""
     return np.linalg.inv(world.scene.camera_to_world(previous_stamp)) @ world.scene.camera_to_world(stamp)
-
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
-
-
-def sequence_images(root: Path) -> list:
-    """[(sequence folder, its sorted image files)] of a dataset folder: root/images/*, or one
-    sequence per root/<sequence>/images/* (as pseudo-label writes)."""
-    root = Path(root)
-    folders = [root] if (root / 'images').is_dir() else \
-        sorted(p for p in root.iterdir() if (p / 'images').is_dir()) if root.is_dir() else []
-    return [(f, sorted(p for p in (f / 'images').iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)) for f in folders]
-
-
-def image_files(roots) -> list:
-    """The image files of dataset folders (sequence_images), or of plain folders of images."""
-    files = []
-    for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f'image folder {root} does not exist')
-        found = [f for _, images in sequence_images(root) for f in images] or \
-            sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise FileNotFoundError(f'no images in {root} (looked for images/ folders and image files)')
-        files += found
-    return files
 
 
 class SyntheticDataset(Dataset):
@@ -141,18 +115,8 @@ class SyntheticDataset(Dataset):
 
 
 class FolderDataset(Dataset):
-    """A real dataset in folders, one file stem per frame, frames of a sequence in sorted order:
-
-        root/images/<stem>.png|jpg          required
-        root/segmentation/<stem>.png        class ids (255 = ignore)       optional
-        root/depth/<stem>.npy|png           metres (.png: uint16 millimetres) optional
-        root/flow/<stem>.npy                [H, W, 2] previous -> this, NaN invalid  optional
-        root/boxes/<stem>.json              [{"x1", "y1", "x2", "y2", "class_id"(, "score")}]   optional
-        root/poses/<stem>.json              {"camera_to_odom": 16 floats} (odometry; pseudo-label) optional
-        root/segmentation_confidence/<stem>.png, root/depth_confidence/<stem>.png
-                                            pseudo-label confidence x 255 (pseudo-label's output) optional
-
-    root may instead hold several such folders (one sequence each, as pseudo-label writes).
+    """A dataset folder (hydranet_ros.dataset_folder: the layout and its readers), one file stem
+    per frame, frames of a sequence in sorted order; root may hold several sequence folders.
     Confidences and box scores weigh the labels in the losses (real labels: 1).
     Everything is resized to input_size (flow vectors and boxes scaled with it); with letterbox,
     fitted into it with the aspect kept and padded at the right and bottom as the Predictor does.
@@ -190,91 +154,57 @@ class FolderDataset(Dataset):
         """The folder's camera.json intrinsics (3x3, at the images' own size), or None."""
         cache = self.__dict__.setdefault('_k_cache', {})
         if folder not in cache:
-            k = None
-            path = folder / 'camera.json'
-            if path.is_file():
-                raw = json.loads(path.read_text()).get('k')
-                if raw is not None and len(raw) == 9:
-                    k = np.array(raw, np.float64).reshape(3, 3)
-            cache[folder] = k
+            cache[folder] = folder_io.read_intrinsics(folder)
         return cache[folder]
-
-    @staticmethod
-    def _pose(folder: Path, stem: str):
-        """poses/<stem>.json (pseudo-label writes it from a bag's odometry): camera -> odom, or None."""
-        path = folder / 'poses' / f'{stem}.json'
-        if not path.is_file():
-            return None
-        return np.array(json.loads(path.read_text())['camera_to_odom'], np.float64).reshape(4, 4)
-
-    def _read_rgb(self, path):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f'cannot read image {path}')
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def load(self, i) -> Sample:
         path = self.images[i]
         stem = path.stem
         folder = path.parent.parent
-        rgb = self._read_rgb(path)
+        rgb = folder_io.read_rgb(path)
         oh, ow = rgb.shape[:2]
         h, w = self._content(oh, ow)
         sx, sy = w / ow, h / oh
         sample = Sample(image=cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA))
         first = self.first[i]
-        sample['prev_image'] = sample['image'] if first else cv2.resize(self._read_rgb(self.images[i - 1]), (w, h))
-        seg = folder / 'segmentation' / f'{stem}.png'
-        if seg.is_file():
-            sample['segmentation'] = cv2.resize(cv2.imread(str(seg), cv2.IMREAD_UNCHANGED), (w, h),
-                                                interpolation=cv2.INTER_NEAREST)
+        sample['prev_image'] = sample['image'] if first else cv2.resize(folder_io.read_rgb(self.images[i - 1]), (w, h))
+        seg = folder_io.read_segmentation(folder, stem)
+        if seg is not None:
+            sample['segmentation'] = cv2.resize(seg, (w, h), interpolation=cv2.INTER_NEAREST)
         k = self._intrinsics(folder)
         if k is not None:
             sample['intrinsics'] = crop_intrinsics(k, 0, 0, sx, sy)
         if not first:
-            now, before = self._pose(folder, stem), self._pose(folder, self.images[i - 1].stem)
+            now, before = folder_io.read_pose(folder, stem), folder_io.read_pose(folder, self.images[i - 1].stem)
             if now is not None and before is not None:
                 sample['relative_pose'] = np.linalg.inv(before) @ now
         if i + 1 < len(self.images) and not self.first[i + 1]:
             after = self.images[i + 1]
-            sample['next_image'] = cv2.resize(self._read_rgb(after), (w, h), interpolation=cv2.INTER_AREA)
-            now, later = self._pose(folder, stem), self._pose(folder, after.stem)
+            sample['next_image'] = cv2.resize(folder_io.read_rgb(after), (w, h), interpolation=cv2.INTER_AREA)
+            now, later = folder_io.read_pose(folder, stem), folder_io.read_pose(folder, after.stem)
             if now is not None and later is not None:
                 sample['next_relative_pose'] = np.linalg.inv(later) @ now
-        for key, sub in (('segmentation_weight', 'segmentation_confidence'), ('depth_weight', 'depth_confidence')):
-            cp = folder / sub / f'{stem}.png'
-            if cp.is_file():
-                conf = cv2.imread(str(cp), cv2.IMREAD_UNCHANGED)
-                if conf is None:
-                    raise ValueError(f'cannot read confidence {cp}')
-                sample[key] = cv2.resize(conf.astype(np.float32) / 255.0, (w, h), interpolation=cv2.INTER_NEAREST)
-        for ext in ('.npy', '.png'):
-            dp = folder / 'depth' / f'{stem}{ext}'
-            if dp.is_file():
-                if ext == '.npy':
-                    d = np.load(dp)
-                else:   # uint16 millimetres
-                    d = cv2.imread(str(dp), cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
-                d = np.where(d > 0, d, np.nan).astype(np.float32)
-                if self.training_focal_px and k is not None:      # as the training lens would see it
-                    d = d * np.float32(self.training_focal_px / sample['intrinsics'][0, 0])
-                sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
-                break
-        fp = folder / 'flow' / f'{stem}.npy'
-        if fp.is_file() and not first:
-            f = np.load(fp).astype(np.float32)
+        for key, task in (('segmentation_weight', 'segmentation'), ('depth_weight', 'depth')):
+            conf = folder_io.read_confidence(folder, stem, task)
+            if conf is not None:
+                sample[key] = cv2.resize(conf, (w, h), interpolation=cv2.INTER_NEAREST)
+        d = folder_io.read_depth(folder, stem)
+        if d is not None:
+            if self.training_focal_px and k is not None:      # as the training lens would see it
+                d = d * np.float32(self.training_focal_px / sample['intrinsics'][0, 0])
+            sample['depth'] = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
+        f = folder_io.read_flow(folder, stem)
+        if f is not None and not first:
             f = cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST)
             f[..., 0] *= sx
             f[..., 1] *= sy
             sample['flow'] = f
-        bp = folder / 'boxes' / f'{stem}.json'
-        if bp.is_file():
-            items = json.loads(bp.read_text())
-            sample['boxes'] = np.array([[b['x1'] * sx, b['y1'] * sy, b['x2'] * sx, b['y2'] * sy] for b in items],
-                                       np.float32).reshape(-1, 4)
-            sample['classes'] = np.array([int(b['class_id']) for b in items], np.int64)
-            if any('score' in b for b in items):
-                sample['box_weights'] = np.array([float(b.get('score', 1.0)) for b in items], np.float32)
+        boxes = folder_io.read_boxes(folder, stem)
+        if boxes is not None:
+            sample['boxes'] = (boxes[0] * [sx, sy, sx, sy]).astype(np.float32).reshape(-1, 4)
+            sample['classes'] = boxes[1]
+            if boxes[2] is not None:
+                sample['box_weights'] = boxes[2]
         return sample
 
     def __getitem__(self, i):

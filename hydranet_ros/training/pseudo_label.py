@@ -45,6 +45,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from hydranet_ros import DEFAULT_SCORE_THRESHOLD
+from hydranet_ros import dataset_folder as folder_io
 
 TASKS = ('segmentation', 'depth', 'detection')
 DEPTH_KINDS = ('metric', 'relative', 'inverse_relative')
@@ -396,34 +397,22 @@ def _input_frames(path: Path, camera: str):
             frames.append(f)
         return frames, names, _bag_camera_k(path, camera)
     if (path / 'images').is_dir():
-        images = sorted(p for p in (path / 'images').iterdir() if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+        images = folder_io.sequence_images(path)[0][1]
         if not images:
             raise FileNotFoundError(f'{path}: no images in images/')
         frames = []
         for p in images:
-            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f'cannot read image {p}')
-            f = {'image': cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 'stem': p.stem}
-            seg = path / 'segmentation' / f'{p.stem}.png'
-            if seg.is_file():
-                f['segmentation'] = cv2.imread(str(seg), cv2.IMREAD_UNCHANGED)
-            dep = path / 'depth' / f'{p.stem}.npy'
-            if dep.is_file():
-                d = np.load(dep).astype(np.float32)
-                f['depth'] = np.where(~np.isnan(d) & (d > 0), d, np.nan).astype(np.float32)
-            pose = path / 'poses' / f'{p.stem}.json'
-            if pose.is_file():
-                f['camera_pose'] = np.array(json.loads(pose.read_text())['camera_to_odom'], np.float64).reshape(4, 4)
-            box = path / 'boxes' / f'{p.stem}.json'
-            if box.is_file():
-                items = json.loads(box.read_text())
-                f['boxes'] = np.array([[b['x1'], b['y1'], b['x2'], b['y2']] for b in items], np.float32).reshape(-1, 4)
-                f['classes'] = np.array([int(b['class_id']) for b in items], np.int64)
+            f = {'image': folder_io.read_rgb(p), 'stem': p.stem}
+            for key, value in (('segmentation', folder_io.read_segmentation(path, p.stem)),
+                               ('depth', folder_io.read_depth(path, p.stem)),
+                               ('camera_pose', folder_io.read_pose(path, p.stem))):
+                if value is not None:
+                    f[key] = value
+            boxes = folder_io.read_boxes(path, p.stem)
+            if boxes is not None:
+                f['boxes'], f['classes'] = boxes[0].astype(np.float32), boxes[1]
             frames.append(f)
-        cam = path / 'camera.json'
-        k = json.loads(cam.read_text()).get('k') if cam.is_file() else None
-        return frames, None, k
+        return frames, None, folder_io.read_camera(path).get('k')
     raise FileNotFoundError(f'{path}: neither a bag (metadata.yaml) nor a dataset folder (images/)')
 
 
@@ -482,17 +471,9 @@ def _their_labels_onto_ours(frame: dict, names, opts: Options):
         frame['classes'] = np.array([opts.detection_classes.index(theirs[int(classes[i])]) for i in keep], np.int64)
 
 
-def label_input(path, specs: tuple, opts: Options) -> dict:
-    """Pseudo-label one bag or folder into <out>/<name>/; returns its summary. A fleet job."""
-    path = Path(path)
-    teachers = {s.task: Teacher(s) for s in specs}
-    luts = {}
-    if 'segmentation' in teachers:
-        luts['segmentation'] = teachers['segmentation'].spec.class_lut(list(opts.segmentation_classes))
-    if 'detection' in teachers:
-        luts['detection'] = teachers['detection'].spec.class_lut(list(opts.detection_classes))
-    frames, names, k = _input_frames(path, opts.camera)
-    frames = frames[::max(1, opts.every)]
+def _scale_source(path, teachers: dict, opts: Options, k):
+    """How a relative depth teacher's depth is made metric for this input, checked before any
+    frame is labelled (None: the teacher is metric, or there is none)."""
     depth_teacher = teachers.get('depth')
     scale_source = opts.scale_source
     if depth_teacher is not None and depth_teacher.spec.kind != 'metric' and scale_source is None:
@@ -505,9 +486,102 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
     if depth_teacher is not None and depth_teacher.spec.focal_px and k is None:
         raise ValueError(f'{path}: no camera_info (intrinsics) to rescale the depth teacher to this lens '
                          f'(its depth is metric for a {depth_teacher.spec.focal_px:g} px focal length)')
+    return scale_source
+
+
+def _fill_segmentation(frame: dict, rgb, teachers: dict, luts: dict, opts: Options, stats: dict):
+    """(labels, confidence) of a frame: its own where it has them, the teacher's in the gaps."""
+    seg = frame.get('segmentation')
+    seg_conf = None if seg is None else (seg != 255).astype(np.float32)
+    if 'segmentation' in teachers and (seg is None or (seg == 255).any()):
+        labels, conf = teachers['segmentation'].segmentation(rgb, luts['segmentation'])
+        unsure = conf < opts.min_segmentation_confidence
+        labels, conf = np.where(unsure, 255, labels).astype(np.uint8), np.where(unsure, 0, conf).astype(np.float32)
+        if seg is None:
+            seg, seg_conf = labels, conf
+        else:                       # real labels stay; the teacher fills only their gaps
+            gap = seg == 255
+            seg, seg_conf = np.where(gap, labels, seg), np.where(gap, conf, 1.0).astype(np.float32)
+        stats['pseudo'] += 1
+    else:
+        stats['real' if seg is not None else 'none'] += 1
+    return seg, seg_conf
+
+
+def _teacher_depth(rgb, depth, seg, k, teacher, scale_source, opts: Options):
+    """The depth teacher's metric depth and confidence for a frame, or (None, None) when a relative
+    teacher's depth could not be scaled."""
+    d, conf = teacher.depth(rgb, focal_px=None if k is None else float(k[0]))
+    if teacher.spec.kind != 'metric':
+        scale = None
+        if scale_source == 'camera_height' and seg is not None and 'road' in opts.segmentation_classes:
+            road = seg == opts.segmentation_classes.index('road')
+            scale = scale_from_camera_height(d, road, k, opts.camera_height, pitch=opts.camera_pitch,
+                                             method=opts.ground_fit)
+        elif scale_source == 'sparse_depth' and depth is not None:
+            both = np.isfinite(depth) & np.isfinite(d)   # finite: sky (inf) carries no scale
+            if both.sum() >= 20:
+                scale = float(np.median(depth[both] / d[both]))
+        if scale is None:
+            return None, None
+        d = d * np.float32(scale)
+    return d, np.where(conf >= opts.min_depth_confidence, conf, 0).astype(np.float32)
+
+
+def _fill_depth(frame: dict, rgb, seg, k, teacher, scale_source, opts: Options, stats: dict):
+    """(depth, confidence, unscaled) of a frame: its own metric depth (LiDAR) where it has it, the
+    teacher's elsewhere; unscaled is True when a relative teacher's depth had no scale."""
+    depth = frame.get('depth')
+    depth_conf = None if depth is None else (~np.isnan(depth)).astype(np.float32)
+    unscaled = False
+    if teacher is not None and (depth is None or np.isnan(depth).any()):
+        d, conf = _teacher_depth(rgb, depth, seg, k, teacher, scale_source, opts)
+        unscaled = d is None
+        if d is not None:
+            if depth is None:
+                depth, depth_conf = d, conf
+            else:                   # metric depth the input has (LiDAR) stays
+                have = ~np.isnan(depth)
+                depth = np.where(have, depth, d).astype(np.float32)
+                depth_conf = np.where(have, 1.0, conf).astype(np.float32)
+            stats['pseudo'] += 1
+            return depth, depth_conf, unscaled
+    stats['real' if depth is not None else 'none'] += 1
+    return depth, depth_conf, unscaled
+
+
+def _fill_detection(frame: dict, rgb, teachers: dict, luts: dict, stats: dict):
+    """The boxes/<stem>.json items of a frame: its own boxes (the frame's objects are known, the
+    teacher is not asked), else the teacher's, else None."""
+    boxes = frame.get('boxes')
+    if boxes is not None:
+        stats['real'] += 1
+        return _box_items(boxes, frame['classes'], np.ones(len(boxes)))
+    if 'detection' in teachers:
+        b, s, c = teachers['detection'].detection(rgb, luts['detection'])
+        stats['pseudo'] += 1
+        _accumulate(stats, np.asarray(s, np.float32))
+        return _box_items(b, c, s)
+    stats['none'] += 1
+    return None
+
+
+def label_input(path, specs: tuple, opts: Options) -> dict:
+    """Pseudo-label one bag or folder into <out>/<name>/ (a dataset folder); returns its summary.
+    A fleet job."""
+    path = Path(path)
+    teachers = {s.task: Teacher(s) for s in specs}
+    luts = {}
+    if 'segmentation' in teachers:
+        luts['segmentation'] = teachers['segmentation'].spec.class_lut(list(opts.segmentation_classes))
+    if 'detection' in teachers:
+        luts['detection'] = teachers['detection'].spec.class_lut(list(opts.detection_classes))
+    frames, names, k = _input_frames(path, opts.camera)
+    frames = frames[::max(1, opts.every)]
+    scale_source = _scale_source(path, teachers, opts, k)
     out = Path(opts.out) / path.name.rstrip('/')
-    for sub in ('images', 'segmentation', 'segmentation_confidence', 'depth', 'depth_confidence', 'boxes'):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    writer = folder_io.FolderWriter(out, ('segmentation', 'segmentation_confidence', 'depth', 'depth_confidence',
+                                          'boxes'))
     stats = {task: {'real': 0, 'pseudo': 0, 'none': 0, 'confidence_sum': 0.0, 'pixels': 0} for task in TASKS}
     unscaled = posed = 0
     h = w = None
@@ -516,92 +590,27 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
         rgb = frame['image']
         h, w = rgb.shape[:2]
         stem = f'{n:06d}'
-        cv2.imwrite(str(out / 'images' / f'{stem}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        writer.image(stem, rgb)
         if frame.get('camera_pose') is not None:     # odometry: camera motion for the photometric terms
             posed += 1
-            (out / 'poses').mkdir(exist_ok=True)
-            (out / 'poses' / f'{stem}.json').write_text(json.dumps(
-                {'camera_to_odom': [float(v) for v in np.asarray(frame['camera_pose']).reshape(-1)]}))
-        seg = frame.get('segmentation')
-        seg_conf = None if seg is None else (seg != 255).astype(np.float32)
-        if 'segmentation' in teachers and (seg is None or (seg == 255).any()):
-            labels, conf = teachers['segmentation'].segmentation(rgb, luts['segmentation'])
-            unsure = conf < opts.min_segmentation_confidence
-            labels, conf = np.where(unsure, 255, labels).astype(np.uint8), np.where(unsure, 0, conf).astype(np.float32)
-            if seg is None:
-                seg, seg_conf = labels, conf
-            else:                       # real labels stay; the teacher fills only their gaps
-                gap = seg == 255
-                seg, seg_conf = np.where(gap, labels, seg), np.where(gap, conf, 1.0).astype(np.float32)
-            stats['segmentation']['pseudo'] += 1
-        elif seg is not None:
-            stats['segmentation']['real'] += 1
-        else:
-            stats['segmentation']['none'] += 1
+            writer.pose(stem, frame['camera_pose'])
+        seg, seg_conf = _fill_segmentation(frame, rgb, teachers, luts, opts, stats['segmentation'])
         if seg is not None:
-            cv2.imwrite(str(out / 'segmentation' / f'{stem}.png'), seg.astype(np.uint8))
-            cv2.imwrite(str(out / 'segmentation_confidence' / f'{stem}.png'),
-                        np.clip(np.round(seg_conf * 255), 0, 255).astype(np.uint8))
+            writer.segmentation(stem, seg, seg_conf)
             _accumulate(stats['segmentation'], seg_conf[seg != 255])
-        depth = frame.get('depth')
-        depth_conf = None if depth is None else (~np.isnan(depth)).astype(np.float32)
-        if depth_teacher is not None and (depth is None or np.isnan(depth).any()):
-            d, conf = depth_teacher.depth(rgb, focal_px=None if k is None else float(k[0]))
-            if depth_teacher.spec.kind != 'metric':
-                scale = None
-                if scale_source == 'camera_height' and seg is not None and 'road' in opts.segmentation_classes:
-                    road = seg == opts.segmentation_classes.index('road')
-                    scale = scale_from_camera_height(d, road, k, opts.camera_height, pitch=opts.camera_pitch,
-                                                    method=opts.ground_fit)
-                elif scale_source == 'sparse_depth' and depth is not None:
-                    both = np.isfinite(depth) & np.isfinite(d)   # finite: sky (inf) carries no scale
-                    if both.sum() >= 20:
-                        scale = float(np.median(depth[both] / d[both]))
-                if scale is None:
-                    d = None
-                    unscaled += 1
-                else:
-                    d = d * np.float32(scale)
-            if d is not None:
-                conf = np.where(conf >= opts.min_depth_confidence, conf, 0).astype(np.float32)
-                if depth is None:
-                    depth, depth_conf = d, conf
-                else:                   # metric depth the input has (LiDAR) stays
-                    have = ~np.isnan(depth)
-                    depth = np.where(have, depth, d).astype(np.float32)
-                    depth_conf = np.where(have, 1.0, conf).astype(np.float32)
-                stats['depth']['pseudo'] += 1
-            elif depth is not None:
-                stats['depth']['real'] += 1
-            else:
-                stats['depth']['none'] += 1
-        elif depth is not None:
-            stats['depth']['real'] += 1
-        else:
-            stats['depth']['none'] += 1
+        depth, depth_conf, no_scale = _fill_depth(frame, rgb, seg, k, teachers.get('depth'), scale_source, opts,
+                                                  stats['depth'])
+        unscaled += no_scale
         if depth is not None:
-            np.save(out / 'depth' / f'{stem}.npy', depth.astype(np.float32))
-            cv2.imwrite(str(out / 'depth_confidence' / f'{stem}.png'),
-                        np.clip(np.round(np.nan_to_num(depth_conf) * 255), 0, 255).astype(np.uint8))
+            writer.depth(stem, depth.astype(np.float32), depth_conf)
             _accumulate(stats['depth'], depth_conf[~np.isnan(depth)])
-        boxes = frame.get('boxes')
-        if boxes is not None:                # real boxes: the frame's objects are known, the teacher is not asked
-            items = _box_items(boxes, frame['classes'], np.ones(len(boxes)))
-            stats['detection']['real'] += 1
-        elif 'detection' in teachers:
-            b, s, c = teachers['detection'].detection(rgb, luts['detection'])
-            items = _box_items(b, c, s)
-            stats['detection']['pseudo'] += 1
-            _accumulate(stats['detection'], np.asarray(s, np.float32))
-        else:
-            items = None
-            stats['detection']['none'] += 1
+        items = _fill_detection(frame, rgb, teachers, luts, stats['detection'])
         if items is not None:
-            (out / 'boxes' / f'{stem}.json').write_text(json.dumps(items))
-    (out / 'camera.json').write_text(json.dumps({
+            writer.boxes(stem, items)
+    writer.camera({
         'width': w, 'height': h, 'k': k, 'source': str(path), 'pseudo_labels': True,
         'segmentation_classes': list(opts.segmentation_classes), 'detection_classes': list(opts.detection_classes),
-        'teachers': {s.task: {'file': Path(s.path).name, 'sha256': s.sha256} for s in specs}}, indent=1))
+        'teachers': {s.task: {'file': Path(s.path).name, 'sha256': s.sha256} for s in specs}})
     for task in TASKS:
         st = stats[task]
         total = st.pop('confidence_sum')
@@ -616,8 +625,7 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
 
 def _box_items(boxes, classes, scores) -> list:
     """The boxes/<stem>.json entries FolderDataset reads: corners, class id and score."""
-    return [{'x1': float(b[0]), 'y1': float(b[1]), 'x2': float(b[2]), 'y2': float(b[3]), 'class_id': int(c),
-             'score': float(sc)} for b, c, sc in zip(boxes, classes, scores)]
+    return folder_io.box_items(boxes, classes, scores)
 
 
 def _accumulate(st: dict, conf: np.ndarray):

@@ -6,6 +6,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -231,61 +232,143 @@ def _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summar
     return save_checkpoint(tcfg.output, model.cpu(), meta)
 
 
-def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
-    """Train (or resume, or grow from init_from) a HydraNet as the config says; the checkpoint
-    is written by rank 0. Steps: settings, data, network, optimiser, resume, the loop (step,
-    balancing epochs, evaluation + state), the checkpoint."""
+@dataclass
+class _Run:
+    """What the phases of one train() call share."""
+    config: TrainConfig
+    tcfg: object
+    dcfg: object
+    mcfg: HydraNetConfig
+    seg_classes: list
+    tasks: list
+    rank: int
+    world: int
+    device: torch.device
+    focal: float | None
+    log: object
+    train_set: object = None
+    val_set: object = None
+    data_s: float = 0.0
+    model: HydraNet = None
+    recipe: EncoderRecipe = None
+    balancer: LossBalancer = None
+    optimizer: object = None
+    ssl: object = None
+
+
+def _settings_phase(config: TrainConfig, log) -> _Run:
+    """Settings checked (class names included) before anything is rendered; the device."""
     rank, world = _dist()
     tcfg, dcfg = config.resolved()
     mcfg, seg_classes = _model_config(config, dcfg)
-    movers = _class_indices(tcfg.rigid_flow_movers, seg_classes, 'train.rigid_flow_movers')   # before any render
-    things = _class_indices(tcfg.feature_distance_classes, seg_classes, 'train.feature_distance_classes') \
-        if tcfg.feature_distance > 0 else []
     tasks = [t for t in TASKS if t in tcfg.tasks]
     device = _seed_and_device(tcfg, rank)
     focal = dcfg.training_focal_px()
     if focal is None and tcfg.init_from and not tcfg.resume:
         from hydranet_ros.model.checkpoint import load_checkpoint
         focal = checkpoint_focal_px(load_checkpoint(tcfg.init_from).metadata)   # fine-tuning keeps its lens
+    return _Run(config, tcfg, dcfg, mcfg, seg_classes, tasks, rank, world, device, focal,
+                log if rank == 0 else (lambda *_: None))
+
+
+def _data_phase(run: _Run):
+    """The training and validation sets, with the run's augmentation."""
+    tcfg = run.tcfg
     t_data = time.time()
     augmentation, targets = augmentation_from(tcfg)
-    train_set, val_set = make_datasets(dcfg, mcfg, rank, augment=bool(tcfg.augment), focal_px=focal,
-                                       augmentation=augmentation, look_targets=targets)
-    with_look = [p for p in getattr(train_set, 'parts', [train_set]) if p.augmentation.has_look]
-    if rank == 0 and with_look:
-        log(f'look augmentation: {len(with_look)} labelled source(s)'
-            + (f', the look of {len(augmentation.appearance.files)} target images (beta {tcfg.appearance_beta})'
-               if augmentation.appearance else '') + (f', sensor {augmentation.sensor}' if augmentation.sensor else ''))
-    data_s = time.time() - t_data
-    if rank == 0:
-        log(f'data: {len(train_set)} training pairs, {len(val_set) if val_set else 0} validation pairs '
-            f'({data_s:.0f} s to render)')
-    model = HydraNet(mcfg).to(device)
-    resuming = bool(tcfg.resume and Path(tcfg.resume).is_file())
+    run.train_set, run.val_set = make_datasets(run.dcfg, run.mcfg, run.rank, augment=bool(tcfg.augment),
+                                               focal_px=run.focal, augmentation=augmentation, look_targets=targets)
+    with_look = [p for p in getattr(run.train_set, 'parts', [run.train_set]) if p.augmentation.has_look]
+    if with_look:
+        run.log(f'look augmentation: {len(with_look)} labelled source(s)'
+                + (f', the look of {len(augmentation.appearance.files)} target images (beta {tcfg.appearance_beta})'
+                   if augmentation.appearance else '')
+                + (f', sensor {augmentation.sensor}' if augmentation.sensor else ''))
+    run.data_s = time.time() - t_data
+    run.log(f'data: {len(run.train_set)} training pairs, {len(run.val_set) if run.val_set else 0} validation pairs '
+            f'({run.data_s:.0f} s to render)')
+
+
+def _network_phase(run: _Run, movers, things, resuming: bool):
+    """The network and where its weights start, the encoder recipe, loss balancing, the optimiser
+    and the self-supervised terms."""
+    tcfg, config = run.tcfg, run.config
+    model = run.model = HydraNet(run.mcfg).to(run.device)
     if tcfg.init_from and not resuming:
-        report = init_from_checkpoint(model, tcfg.init_from)
-        if rank == 0:
-            log(report)
+        run.log(init_from_checkpoint(model, tcfg.init_from))
     elif config.model.get('encoder_weights') and not resuming:
         from hydranet_ros.model.imagenet import load_encoder_weights
-        report = load_encoder_weights(model.encoder, config.model['encoder_weights'])
-        if rank == 0:
-            log(report)
-    recipe = EncoderRecipe(model, tcfg.freeze_encoder_blocks, tcfg.freeze_encoder_bn, tcfg.feature_distance,
-                           things)
-    balancer = LossBalancer(tasks, tcfg.balancing, tcfg.weights).to(device)
-    optimizer = _optimizer(model, balancer, tcfg)
-    ssl = None
+        run.log(load_encoder_weights(model.encoder, config.model['encoder_weights']))
+    run.recipe = EncoderRecipe(model, tcfg.freeze_encoder_blocks, tcfg.freeze_encoder_bn, tcfg.feature_distance,
+                               things)
+    run.balancer = LossBalancer(run.tasks, tcfg.balancing, tcfg.weights).to(run.device)
+    run.optimizer = _optimizer(model, run.balancer, tcfg)
     if tcfg.photometric > 0 or tcfg.flow_photometric > 0:
         from hydranet_ros.model.checkpoint import IMAGENET_MEAN, IMAGENET_STD
         from hydranet_ros.training.self_supervised import SelfSupervision
-        ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
-                              float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
-                              training_focal_px=focal, use_odometry=tcfg.pose_source == 'auto',
-                              rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales),
-                              rigid_flow_movers=movers).to(device)
-        if list(ssl.parameters()):
-            optimizer.add_param_group({'params': list(ssl.parameters()), 'lr': tcfg.lr})
+        run.ssl = SelfSupervision(model.encoder.channels[32], float(tcfg.photometric), float(tcfg.flow_photometric),
+                                  float(tcfg.smoothness), IMAGENET_MEAN, IMAGENET_STD,
+                                  training_focal_px=run.focal, use_odometry=tcfg.pose_source == 'auto',
+                                  rigid_flow=float(tcfg.rigid_flow), scales=int(tcfg.photometric_scales),
+                                  rigid_flow_movers=movers).to(run.device)
+        if list(run.ssl.parameters()):
+            run.optimizer.add_param_group({'params': list(run.ssl.parameters()), 'lr': tcfg.lr})
+
+
+def _draw_batch(run: _Run, rng) -> dict:
+    """This process's share of the next global batch (every process draws the same indices)."""
+    train_set, tcfg = run.train_set, run.tcfg
+    if hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
+        indices = [train_set.sample_index(rng) for _ in range(int(tcfg.batch_size))]
+    else:
+        indices = rng.integers(0, len(train_set), int(tcfg.batch_size))
+    items = [train_set[int(i) % len(train_set)] for i in indices[run.rank::run.world]]
+    batch = {k: torch.stack([it[k] for it in items]).to(run.device) for k in items[0]}
+    if run.device.type == 'cuda' and tcfg.channels_last:
+        for key in ('image', 'prev_image'):
+            batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+def _evaluation(run: _Run, step: int, started: float) -> dict:
+    """One periodic evaluation on the validation set (its history entry)."""
+    tcfg, tasks = run.tcfg, run.tasks
+    head = headline(evaluate(run.model, run.val_set, tasks, max_samples=int(tcfg.eval_samples)))
+    if run.ssl is not None and 'depth' in tasks and 'depth' not in run.dcfg.labels:
+        # depth learned from video alone is known up to scale: its curve is median-scaled
+        scaled = evaluate(run.model, run.val_set, ['depth'], max_samples=int(tcfg.eval_samples), median_scaled=True)
+        head['abs_rel_median_scaled'] = scaled['depth']['abs_rel']
+    run.log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
+    return {'step': step, **head, 'weights': run.balancer.current_weights(), 'elapsed_s': time.time() - started}
+
+
+def _finish(run: _Run, step: int, history: list, elapsed: float) -> dict:
+    """The checkpoint with its training summary (rank 0)."""
+    tcfg, dcfg = run.tcfg, run.dcfg
+    summary = {'data': {k: getattr(dcfg, k) for k in ('type', 'camera', 'input_size', 'frames_per_seed')}
+               | {'train_seeds': f"{len(dcfg.train_seeds)} seeds", 'val_seeds': dcfg.val_seeds},
+               'steps': step, 'batch_size': tcfg.batch_size, 'balancing': tcfg.balancing,
+               'train_seconds': round(elapsed, 1), 'render_seconds': round(run.data_s, 1),
+               'device': str(run.device), 'world_size': run.world, 'final': history[-1] if history else {}}
+    sha = _save_checkpoint(run.config, run.model, run.mcfg, run.tasks, run.seg_classes, tcfg, dcfg, summary,
+                           run.focal)
+    run.log(f'saved {tcfg.output} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
+    return {'sha256': sha, 'output': tcfg.output}
+
+
+def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
+    """Train (or resume, or grow from init_from) a HydraNet as the config says; the checkpoint
+    is written by rank 0. Phases: settings, data, network, resume, the loop (step, balancing
+    epochs, evaluation + state), the checkpoint."""
+    run = _settings_phase(config, log)
+    tcfg = run.tcfg
+    movers = _class_indices(tcfg.rigid_flow_movers, run.seg_classes, 'train.rigid_flow_movers')   # before any render
+    things = _class_indices(tcfg.feature_distance_classes, run.seg_classes, 'train.feature_distance_classes') \
+        if tcfg.feature_distance > 0 else []
+    _data_phase(run)
+    resuming = bool(tcfg.resume and Path(tcfg.resume).is_file())
+    _network_phase(run, movers, things, resuming)
+    model, optimizer, balancer, ssl, device = run.model, run.optimizer, run.balancer, run.ssl, run.device
     base_lrs = [g['lr'] for g in optimizer.param_groups]
     step, history = 0, []
     use_amp = bool(tcfg.amp) and device.type == 'cuda'
@@ -295,47 +378,39 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     # with batch_size B step like one process with B (BatchNorm statistics aside: per process
     # on CPU, synchronised on CUDA).
     rng = np.random.default_rng(int(tcfg.seed))
-    if int(tcfg.batch_size) % world:
+    if int(tcfg.batch_size) % run.world:
         raise ValueError(f'train.batch_size {tcfg.batch_size} is the global batch: it must divide by the '
-                         f'{world} processes')
-    running = {t: [] for t in tasks}
+                         f'{run.world} processes')
+    running = {t: [] for t in run.tasks}
     if ssl is not None:
         running.update({k: [] for k, w in (('photometric', tcfg.photometric),
                                             ('flow_photometric', tcfg.flow_photometric)) if w > 0})
     if resuming:
-        step, history = _resume(tcfg.resume, device, model, optimizer, balancer, rng, scaler, running, train_set,
+        step, history = _resume(tcfg.resume, device, model, optimizer, balancer, rng, scaler, running, run.train_set,
                                 ssl)
-        if rank == 0:
-            log(f'resumed from {tcfg.resume} at step {step}')
+        run.log(f'resumed from {tcfg.resume} at step {step}')
     if device.type == 'cuda' and tcfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if world > 1 and device.type == 'cuda':
+    if run.world > 1 and device.type == 'cuda':
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    run.model = model
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if run.world > 1 else model
     total_steps = int(tcfg.steps)
     bar = None
-    if progress and rank == 0:
+    if progress and run.rank == 0:
         from tqdm import tqdm
         bar = tqdm(total=total_steps, initial=step, desc='train', dynamic_ncols=True)
     started = time.time()
-    epoch_len = max(len(train_set) // int(tcfg.batch_size), 1)
+    epoch_len = max(len(run.train_set) // int(tcfg.batch_size), 1)
     model.train()
     while step < total_steps:
         scale = _learning_rate_scale(step, total_steps)
-        recipe.train_mode()      # after evaluation too: frozen BatchNorm stays in eval mode
+        run.recipe.train_mode()      # after evaluation too: frozen BatchNorm stays in eval mode
         for g, base in zip(optimizer.param_groups, base_lrs):
             g['lr'] = base * scale
-        if hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
-            indices = [train_set.sample_index(rng) for _ in range(int(tcfg.batch_size))]
-        else:
-            indices = rng.integers(0, len(train_set), int(tcfg.batch_size))
-        items = [train_set[int(i) % len(train_set)] for i in indices[rank::world]]
-        batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-        if device.type == 'cuda' and tcfg.channels_last:
-            for key in ('image', 'prev_image'):
-                batch[key] = batch[key].contiguous(memory_format=torch.channels_last)
-        losses = _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
-                             ssl, recipe)
+        batch = _draw_batch(run, rng)
+        losses = _train_step(net, model, batch, run.tasks, run.mcfg, tcfg, balancer, optimizer, scaler, use_amp,
+                             device, ssl, run.recipe)
         step += 1
         for t, v in losses.items():
             running.setdefault(t, []).append(float(v.detach()))
@@ -345,34 +420,19 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
                 bar.set_postfix({{'flow_photometric': 'fph'}.get(t, t[:3]): f'{np.mean(v[-20:]):.3f}'
                                  for t, v in running.items() if v})
         if step % epoch_len == 0:
-            balancer.end_epoch({t: float(np.mean(running[t][-epoch_len:])) for t in tasks if running.get(t)})
+            balancer.end_epoch({t: float(np.mean(running[t][-epoch_len:])) for t in run.tasks if running.get(t)})
         checkpoint_now = step % int(tcfg.eval_every) == 0 or step == total_steps
-        if rank == 0 and val_set is not None and checkpoint_now:
-            head = headline(evaluate(model, val_set, tasks, max_samples=int(tcfg.eval_samples)))
-            if ssl is not None and 'depth' in tasks and 'depth' not in dcfg.labels:
-                # depth learned from video alone is known up to scale: its curve is median-scaled
-                scaled = evaluate(model, val_set, ['depth'], max_samples=int(tcfg.eval_samples), median_scaled=True)
-                head['abs_rel_median_scaled'] = scaled['depth']['abs_rel']
-            history.append({'step': step, **head, 'weights': balancer.current_weights(),
-                            'elapsed_s': time.time() - started})
-            log(f'step {step}: ' + ', '.join(f'{k} {v:.3f}' for k, v in head.items()))
-        if rank == 0 and checkpoint_now:
+        if run.rank == 0 and run.val_set is not None and checkpoint_now:
+            history.append(_evaluation(run, step, started))
+        if run.rank == 0 and checkpoint_now:
             _save_state(_state_path(tcfg), model, optimizer, balancer, step, history, rng, scaler, running,
-                        train_set, ssl)
+                        run.train_set, ssl)
     if bar is not None:
         bar.close()
     elapsed = time.time() - started
     result = {'steps': step, 'train_seconds': elapsed, 'history': history, 'losses': running}
-    if rank == 0:
-        summary = {'data': {k: getattr(dcfg, k) for k in ('type', 'camera', 'input_size', 'frames_per_seed')}
-                   | {'train_seeds': f"{len(dcfg.train_seeds)} seeds", 'val_seeds': dcfg.val_seeds},
-                   'steps': step, 'batch_size': tcfg.batch_size, 'balancing': tcfg.balancing,
-                   'train_seconds': round(elapsed, 1), 'render_seconds': round(data_s, 1),
-                   'device': str(device), 'world_size': world, 'final': history[-1] if history else {}}
-        sha = _save_checkpoint(config, model, mcfg, tasks, seg_classes, tcfg, dcfg, summary, focal)
-        result['sha256'] = sha
-        result['output'] = tcfg.output
-        log(f'saved {tcfg.output} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
+    if run.rank == 0:
+        result.update(_finish(run, step, history, elapsed))
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""Write a synthetic drive to disk in the folder layout the training FolderDataset reads.
+"""Write a synthetic drive to disk as a dataset folder (hydranet_ros.dataset_folder), what FolderDataset reads.
 
     python -m hydranet_ros.world.export --seed 7 --frames 50 --out drive_7 [--camera kitti] [--size 375x1242]
 
@@ -8,38 +8,34 @@ flow/<i>.npy ([H, W, 2], NaN invalid), boxes/<i>.json, and camera.json (intrinsi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from hydranet_ros.dataset_folder import FolderWriter, box_items
 from hydranet_ros.world.classes import DETECTION_CLASSES, SEGMENTATION_CLASSES
 from hydranet_ros.world.render import World
 
 
 def export_sequence(world: World, n: int, out: Path) -> int:
-    """Write n frames of the world in the folder layout FolderDataset reads; returns the frames written."""
-    out = Path(out)
-    for sub in ('images', 'segmentation', 'depth', 'flow', 'boxes'):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    """Write n frames of the world as a dataset folder (hydranet_ros.dataset_folder); returns the
+    frames written."""
+    writer = FolderWriter(out, ('segmentation', 'depth', 'flow', 'boxes'))
     cam = world.camera
-    (out / 'camera.json').write_text(json.dumps({
-        'width': cam.width, 'height': cam.height, 'k': cam.k, 'dt': world.dt, 'seed': world.scene.seed,
-        'segmentation_classes': [n for n, _ in SEGMENTATION_CLASSES], 'detection_classes': DETECTION_CLASSES},
-        indent=1))
+    writer.camera({'width': cam.width, 'height': cam.height, 'k': cam.k, 'dt': world.dt, 'seed': world.scene.seed,
+                   'segmentation_classes': [n for n, _ in SEGMENTATION_CLASSES],
+                   'detection_classes': DETECTION_CLASSES})
     count = 0
     for frame in world.frames(n):
         stem = f'{frame.index:06d}'
-        cv2.imwrite(str(out / 'images' / f'{stem}.png'), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / 'segmentation' / f'{stem}.png'), frame.segmentation)
-        np.save(out / 'depth' / f'{stem}.npy', frame.depth)
+        writer.image(stem, frame.rgb)
+        writer.segmentation(stem, frame.segmentation)
+        writer.depth(stem, frame.depth)
         if frame.index > 0:
-            np.save(out / 'flow' / f'{stem}.npy', frame.flow)
-        (out / 'boxes' / f'{stem}.json').write_text(json.dumps([
-            {'x1': b.x1, 'y1': b.y1, 'x2': b.x2, 'y2': b.y2, 'class_id': b.class_id,
-             'occlusion': round(b.occlusion, 3), 'truncation': round(b.truncation, 3)} for b in frame.boxes]))
+            writer.flow(stem, frame.flow)
+        writer.boxes(stem, box_items([[b.x1, b.y1, b.x2, b.y2] for b in frame.boxes],
+                                     [b.class_id for b in frame.boxes],
+                                     occlusion=[b.occlusion for b in frame.boxes],
+                                     truncation=[b.truncation for b in frame.boxes]))
         count += 1
     return count
 
