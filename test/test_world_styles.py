@@ -196,10 +196,10 @@ def test_color_jitter_changes_pixels_not_labels():
 def test_sedan_bodies_on_hills_are_not_shaded_as_cabins():
     """Regression: the cabin (glass) test used a box's absolute height, so a car body up a hill
     was shaded as glass. Each sedan is a body and a cabin; only the cabin may be flagged."""
-    from hydranet_ros.world.render import _box_looks
+    from hydranet_ros.world.styled_shading import box_looks
     world = next(w for w in (World(s, 'kitti', size=SIZE, style='varied') for s in range(40))
                  if w.scene.road.hill_amplitude > 1.5)
-    _, _, _, upper, _ = _box_looks(world.scene)
+    _, _, _, upper, _ = box_looks(world.scene)
     parts = {}
     for k, b in enumerate(world.scene.boxes):
         if b.cls == SEG_ID['car']:

@@ -12,6 +12,9 @@ import numpy as np
 from hydranet_ros.world.classes import SEG_ID
 from hydranet_ros.world.road import Road
 
+#: The farthest a ray meets anything (metres); rays that meet nothing by then see sky.
+MAX_RANGE = 200.0
+
 
 @dataclass
 class Box:
