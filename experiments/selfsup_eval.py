@@ -29,7 +29,7 @@ from hydranet_ros.metrics import DepthMetric, FlowMetric
 from hydranet_ros.model.checkpoint import load_checkpoint
 from hydranet_ros.training.datasets import SyntheticDataset
 from hydranet_ros.training.evaluation import parse_seeds, median_ratio
-from hydranet_ros.training.pseudo_label import scale_from_camera_height
+from hydranet_ros.training.depth_scale import scale_from_camera_height
 from hydranet_ros.world import World
 from hydranet_ros.world.classes import SEGMENTATION_CLASSES
 

@@ -246,11 +246,12 @@ def test_ground_truth_bag_for_a_folder_of_output_bags_in_parallel(drive_bag, tmp
 
 def test_matcher_lets_go_of_ground_truth_whose_output_never_comes():
     """Regression: the ground truth of every frame the node dropped was kept until the end."""
-    from hydranet_ros.bag.evaluate import Scores, _Matcher
+    from hydranet_ros.bag.evaluate import Scores
+    from hydranet_ros.bag.matching import Matcher
     from hydranet_ros.metrics import DepthMetric
     scores = Scores(bags=['x'])
     scores.depth = DepthMetric()
-    matcher = _Matcher(scores, ['depth'], Options())
+    matcher = Matcher(scores, ['depth'], Options())
     depth = np.full((4, 6), 10.0, np.float32)
     largest = 0
     for stamp in range(1, 101):

@@ -15,7 +15,7 @@ The building blocks of the Monodepth2 / SfMLearner / UnFlow line of work, in tor
   translation, scaled by 0.01 as in Monodepth2).
 
 Nothing here needs labels. Metric scale must come from elsewhere (docs/MODEL.md): a known camera
-height over a flat road (training.pseudo_label.scale_from_camera_height), odometry, or sparse
+height over a flat road (training.depth_scale.scale_from_camera_height), odometry, or sparse
 metric depth.
 """
 from __future__ import annotations
