@@ -1,6 +1,7 @@
 """Time per frame of several checkpoints through the Predictor (what the node runs).
 
     python bench/bench_checkpoints.py A.pt B.pt [--sizes 416x128,640x480] [--repeats 7] [--frames 10]
+        [--backend torch|onnxruntime]     (a known name such as hydranet_default works as well as a file)
 
 Each repeat times a run of --frames consecutive frames (all heads, flow from the cache) for
 every checkpoint in turn (round-robin, so machine noise hits them alike) and keeps the time per
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from hydranet_ros.inference import Predictor
+from hydranet_ros.inference.backends import OnnxOptions
+from hydranet_ros.model.registry import resolve
 from hydranet_ros.model.summary import parse_size
 
 
@@ -27,11 +30,17 @@ def main(argv=None) -> int:
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--frames', type=int, default=10)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--backend', default='torch', choices=('torch', 'onnxruntime'))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    predictors = [Predictor(path, device='cpu') for path in args.checkpoints]
+    predictors = []
+    for name in args.checkpoints:
+        path, pin = resolve(name)
+        predictors.append(Predictor(path, device='cpu', backend=args.backend, expected_sha256=pin,
+                                    onnx=OnnxOptions(threads=args.threads)))
     rng = np.random.default_rng(0)
-    print(f'torch {torch.__version__}, {args.threads} threads, median of {args.repeats} runs of {args.frames} frames\n')
+    print(f'{args.backend} (torch {torch.__version__}), {args.threads} threads, median of {args.repeats} runs of '
+          f'{args.frames} frames\n')
     print('| size | ' + ' | '.join(f'{p.model_id} ms/frame' for p in predictors) + ' | ratio to the first |')
     print('|---' * (len(predictors) + 2) + '|')
     for size in args.sizes.split(','):
