@@ -36,8 +36,15 @@ class KnownWeights:
 WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
     KnownWeights(
         name='hydranet_default', file='hydranet_default.pt',
+        sha256='c6f5ad498e288532295fe8e35b10cb3d0e4f53c1a7a42259072ac7f234efa91d',
+        description='EfficientNet-Lite0 HydraNet from ImageNet features, 448x192, trained on the varied synthetic '
+                    'world with the generalisation recipe (config/train_imagenet_lite0.yaml)',
+        card='docs/MODEL.md'),
+    KnownWeights(
+        name='hydranet_mobilenetv2_synthetic', file='hydranet_mobilenetv2_synthetic.pt',
         sha256='87975ab74564036196501f18c35f2d7be9b2c56e8244cdb5aae828111468c4f8',
-        description='MobileNetV2-0.5 HydraNet, 416x128, trained on the synthetic world only (two stages)',
+        description='the previous bundled model: MobileNetV2-0.5 HydraNet from scratch, 448x192, synthetic world '
+                    'only (four stages); better on synthetic drives, of little use on real frames',
         card='docs/MODEL.md'),
 )}
 
