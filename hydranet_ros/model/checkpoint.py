@@ -57,7 +57,7 @@ class CheckpointMetadata:
     @property
     def segmentation_names(self) -> list[str]:
         """The segmentation class names, by class id."""
-        return [c['name'] for c in self.segmentation_classes]
+        return [c['name'] if isinstance(c, dict) else str(c) for c in self.segmentation_classes]
 
     def training_focal_px(self) -> float | None:
         """The training camera's focal length at the network input, as recorded (None when not;
