@@ -172,3 +172,10 @@ def test_a_synthetic_checkpoint_from_before_the_focal_length_was_recorded_still_
     assert checkpoint_focal_px(real) is None
     recorded = CheckpointMetadata(architecture=HydraNetConfig().to_dict(), camera_focal_px=300.0)
     assert checkpoint_focal_px(recorded) == 300.0
+
+
+def test_one_rule_for_a_network_input_size():
+    from hydranet_ros.model.hydranet import is_network_input_size
+    assert is_network_input_size([192, 448]) and is_network_input_size((32, 32))
+    for bad in ([192], [190, 448], [0, 448], [16, 32], ['a', 32], None):
+        assert not is_network_input_size(bad), bad

@@ -21,7 +21,7 @@ from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from hydranet_ros.model.config import check_tasks
 from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.model.fuse import fuse_conv_bn
-from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE
+from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE, is_network_input_size
 from hydranet_ros.inference.temporal_cache import FlowFeatureCache
 from hydranet_ros.world.camera import checkpoint_focal_px
 from hydranet_ros import DEFAULT_SCORE_THRESHOLD
@@ -100,7 +100,7 @@ class Predictor:
         if missing:
             raise ValueError(f'checkpoint {self.model_id} was not trained for {missing}')
         size = input_size if input_size is not None else loaded.metadata.input_size
-        if len(size) != 2 or min(size) < MIN_INPUT_SIZE or any(int(v) % 32 for v in size):
+        if not is_network_input_size(size):
             raise ValueError(f'input_size must be (height, width), multiples of 32 and >= 32, got {size}')
         self.input_size = (int(size[0]), int(size[1]))
         if backend == 'onnxruntime':

@@ -19,7 +19,7 @@ import torch
 
 from hydranet_ros import TASKS
 from hydranet_ros.model.config import HydraNetConfig
-from hydranet_ros.model.hydranet import HydraNet
+from hydranet_ros.model.hydranet import HydraNet, is_network_input_size
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT = 'hydranet_ros.checkpoint'
@@ -84,7 +84,7 @@ class CheckpointMetadata:
         bad_tasks = [t for t in self.tasks if t not in TASKS]
         if bad_tasks:
             problems.append(f'unknown tasks {bad_tasks}')
-        if len(self.input_size) != 2 or min(self.input_size) < 32 or any(int(v) % 32 for v in self.input_size):
+        if not is_network_input_size(self.input_size):
             problems.append(f'input_size must be [height, width], multiples of 32, got {self.input_size}')
         norm = self.normalization
         if (sorted(norm) != ['mean', 'std'] or len(norm['mean']) != 3 or len(norm['std']) != 3

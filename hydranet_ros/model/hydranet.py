@@ -21,6 +21,16 @@ MIN_INPUT_SIZE = 32
 _ALIGN = 32
 
 
+def is_network_input_size(size) -> bool:
+    """Whether size is a network input size a checkpoint can record and a graph be exported at:
+    [height, width], each at least MIN_INPUT_SIZE and a multiple of the encoder's stride 32."""
+    try:
+        values = [int(v) for v in size]
+    except (TypeError, ValueError):
+        return False
+    return len(values) == 2 and min(values) >= MIN_INPUT_SIZE and not any(v % _ALIGN for v in values)
+
+
 class HydraNet(nn.Module):
     """forward(images, tasks) -> {task: tensor} for the requested tasks only.
 

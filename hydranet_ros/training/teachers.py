@@ -23,6 +23,7 @@ from hydranet_ros.model.detection_decode import decode_detections
 from hydranet_ros.model.onnx_export import OPSET
 from hydranet_ros.world.camera import checkpoint_focal_px
 from hydranet_ros import DEFAULT_SCORE_THRESHOLD
+from hydranet_ros.model.hydranet import is_network_input_size
 
 
 class _Head(nn.Module):
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         size = [int(v) for v in args.size.lower().split('x')] if args.size else None
-        if size is not None and (len(size) != 2 or min(size) < 32 or any(v % 32 for v in size)):
+        if size is not None and not is_network_input_size(size):
             raise ValueError(f'--size must be HxW, multiples of 32, got {args.size!r}')
         paths = export_teachers(args.checkpoint, args.out, [t.strip() for t in args.tasks.split(',') if t.strip()],
                                 size, args.score_threshold)
