@@ -113,7 +113,7 @@ def wait(pred, timeout):
 def bench_latency(checkpoint, n):
     """Interleaved per frame: the Predictor alone, then the same frame through the node, so
     machine noise hits both alike."""
-    pred = Predictor(checkpoint, device='cpu')
+    pred = Predictor(checkpoint, device='cpu', backend='torch')
     pred.warmup(2)
     rig = Rig(checkpoint, [('hydranet', {'input_reliability': 'reliable'})])
     got = []

@@ -23,4 +23,8 @@ IGNORE = 255
 #: detection.score_threshold, the teachers, pseudo-label and the 3D evaluation).
 DEFAULT_SCORE_THRESHOLD = 0.3
 
+#: The inference backend unless told otherwise, for the node and the Predictor alike: the exported
+#: ONNX graph in onnxruntime (2-3x torch on CPU; docs/NODE.md, "Inference backend").
+DEFAULT_BACKEND = 'onnxruntime'
+
 __version__ = '0.1.0'

@@ -53,7 +53,7 @@ def test_a_hydranet_as_teachers_labels_as_the_predictor_does(model_with_a_lens, 
     opts = Options(out=str(tmp_path / 'out'), segmentation_classes=tuple(SEG), detection_classes=tuple(DET))
     label_input(tmp_path / 'in' / 'robot', specs, opts)
     out = tmp_path / 'out' / 'robot'
-    pred = Predictor(model_with_a_lens, device='cpu', fuse=False, score_threshold=0.3)
+    pred = Predictor(model_with_a_lens, device='cpu', backend='torch', fuse=False, score_threshold=0.3)
     res = pred.predict(images[0], tasks=['segmentation', 'depth', 'detection'], focal_px=fx)[0]
     seg = cv2.imread(str(out / 'segmentation' / '000000.png'), cv2.IMREAD_UNCHANGED)
     assert (seg == res.segmentation).mean() > 0.97

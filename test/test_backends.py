@@ -32,7 +32,7 @@ def drives():
 def predictors(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp('onnx'))
     common = dict(device='cpu', score_threshold=0.2)
-    return (Predictor(weights().path(), **common),
+    return (Predictor(weights().path(), backend='torch', **common),
             Predictor(weights().path(), backend='onnxruntime', onnx=OnnxOptions(cache_dir=cache), **common))
 
 

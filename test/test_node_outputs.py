@@ -294,7 +294,7 @@ def test_node_outputs_equal_the_offline_predictor(active, tiny_checkpoint):
         for n in ('segmentation', 'depth', 'detections')), timeout=20)
     got = {n: next(m for m in h.received[f'{NS}/{n}'] if m.header.stamp == frame.header.stamp)
            for n in ('segmentation', 'depth', 'detections')}
-    offline = Predictor(str(tiny_checkpoint), device='cpu', score_threshold=0.0, max_detections=3)
+    offline = Predictor(str(tiny_checkpoint), device='cpu', backend='torch', score_threshold=0.0, max_detections=3)
     expected = offline.predict(image_to_numpy(frame), tasks=('segmentation', 'depth', 'detection'))[0]
     assert (image_to_numpy(got['segmentation']) == expected.segmentation).mean() >= 0.999
     np.testing.assert_allclose(image_to_numpy(got['depth']), expected.depth, rtol=1e-4, atol=1e-4)

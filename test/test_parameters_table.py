@@ -123,7 +123,7 @@ def test_typed_view_has_every_parameter_as_an_attribute_and_is_frozen():
 
 def test_predictor_runtime_options_are_checked_before_anything_changes(tiny_checkpoint):
     from hydranet_ros.inference import Predictor
-    predictor = Predictor(str(tiny_checkpoint), device='cpu')
+    predictor = Predictor(str(tiny_checkpoint), device='cpu', backend='torch')
     predictor.set_options(score_threshold=0.6, flow_max_gap_s=2.0)
     assert (predictor.score_threshold, predictor.max_detections, predictor.cache.max_gap_s) == (0.6, 100, 2.0)
     with pytest.raises(ValueError, match='max_detections'):

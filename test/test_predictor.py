@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def predictor(checkpoint):
-    return Predictor(checkpoint, device='cpu', score_threshold=0.0, max_detections=5)
+    return Predictor(checkpoint, device='cpu', backend='torch', score_threshold=0.0, max_detections=5)
 
 
 def _image(h, w, seed=0):
@@ -61,7 +61,7 @@ def test_flow_at_a_requested_resolution_is_rescaled(predictor):
 
 
 def test_batched_cameras_each_keep_their_own_previous_frame(checkpoint):
-    a, b = Predictor(checkpoint, device='cpu'), Predictor(checkpoint, device='cpu')
+    a, b = Predictor(checkpoint, device='cpu', backend='torch'), Predictor(checkpoint, device='cpu', backend='torch')
     f0 = [_image(100, 150, 0), _image(80, 120, 1)]
     f1 = [_image(100, 150, 2), _image(80, 120, 3)]
     a.predict(f0, streams=['left', 'right'], stamps_ns=[1000000000, 1000000000])
@@ -97,15 +97,15 @@ def test_bad_images_are_refused_clearly(predictor, bad, err):
 
 def test_bad_settings_are_refused_clearly(checkpoint):
     with pytest.raises(ValueError, match='precision'):
-        Predictor(checkpoint, device='cpu', precision='fp8')
+        Predictor(checkpoint, device='cpu', backend='torch', precision='fp8')
     with pytest.raises(ValueError, match='unknown device'):
         resolve_device('tpu')
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='CUDA is not available'):
             resolve_device('cuda:0')
     with pytest.raises(ValueError, match='multiples of 32'):
-        Predictor(checkpoint, device='cpu', input_size=(100, 160))
-    p = Predictor(checkpoint, device='cpu', tasks=['depth'])
+        Predictor(checkpoint, device='cpu', backend='torch', input_size=(100, 160))
+    p = Predictor(checkpoint, device='cpu', backend='torch', tasks=['depth'])
     with pytest.raises(ValueError, match='not enabled'):
         p.predict(_image(64, 64), tasks=['segmentation'])
 
@@ -117,14 +117,14 @@ def test_only_requested_tasks_are_filled(predictor):
 
 
 def test_bf16_autocast_runs_on_cpu(checkpoint):
-    p = Predictor(checkpoint, device='cpu', precision='bf16')
+    p = Predictor(checkpoint, device='cpu', backend='torch', precision='bf16')
     r, = p.predict(_image(96, 160))
     assert r.depth.dtype == np.float32 and np.isfinite(r.depth).all()
 
 
 def test_fused_predictor_matches_the_unfused_model(checkpoint):
-    fused = Predictor(checkpoint, device='cpu', fuse=True, channels_last=True)
-    plain = Predictor(checkpoint, device='cpu', fuse=False, channels_last=False)
+    fused = Predictor(checkpoint, device='cpu', backend='torch', fuse=True, channels_last=True)
+    plain = Predictor(checkpoint, device='cpu', backend='torch', fuse=False, channels_last=False)
     img = _image(96, 160)
     a, b = fused.predict(img, tasks=['depth'])[0], plain.predict(img, tasks=['depth'])[0]
     np.testing.assert_allclose(a.depth, b.depth, rtol=1e-4)
@@ -140,7 +140,7 @@ def test_letterbox_maps_boxes_back_to_image_pixels():
 
 
 def test_warmup_leaves_no_flow_state(checkpoint):
-    p = Predictor(checkpoint, device='cpu')
+    p = Predictor(checkpoint, device='cpu', backend='torch')
     p.warmup(2)
     assert len(p.cache) == 0
 

@@ -272,9 +272,10 @@ def test_a_short_fine_tune_of_the_bundled_model_on_miniature_kitti(tmp_path):
     raw = np.zeros((H, W, 3), np.uint16)
     raw[..., 2], raw[..., 1], raw[..., 0] = int(3 * 64 + 2 ** 15), 2 ** 15, 1
     _png(flow_root / 'flow_occ' / '000000_10.png', raw)
+    architecture = {k: v for k, v in weights().load().metadata.architecture.items()
+                    if k not in ('num_classes', 'num_detection_classes')}     # the bundled network's
     config = TrainConfig(
-        name='kitti_mini', model={'width_mult': 0.5, 'decoder_channels': 64, 'flow_iterations': 1,
-                                  'flow_fine_radius': 3},
+        name='kitti_mini', model=architecture,
         data={'type': 'mixture', 'input_size': [128, 416], 'sources': [
             {'type': 'kitti_tracking', 'root': str(tracking), 'weight': 1.0,
              'class_map': {'detection': {'Car': 'car', 'Van': 'car', 'Pedestrian': 'pedestrian'}}},

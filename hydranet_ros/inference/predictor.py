@@ -24,7 +24,7 @@ from hydranet_ros.model.fuse import fuse_conv_bn
 from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE, is_network_input_size
 from hydranet_ros.inference.temporal_cache import FlowFeatureCache
 from hydranet_ros.world.camera import checkpoint_focal_px
-from hydranet_ros import DEFAULT_SCORE_THRESHOLD
+from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -76,7 +76,7 @@ class Predictor:
                  tasks=None, input_size=None, channels_last: bool = True,
                  score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_detections: int = 100,
                  flow_max_gap_s: float | None = 0.5, fuse: bool = True,
-                 expected_sha256: str | None = None, backend: str = 'torch',
+                 expected_sha256: str | None = None, backend: str = DEFAULT_BACKEND,
                  onnx: OnnxOptions | None = None, log=None):
         """backend: 'torch', or 'onnxruntime' on the exported deployment graph (options in
         `onnx`; device and precision keep their meaning: cpu/cuda, fp32/fp16). log: a callable

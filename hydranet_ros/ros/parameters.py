@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hydranet_ros import TASKS
-from hydranet_ros import DEFAULT_SCORE_THRESHOLD
+from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD
 
 NODE_NAME = 'hydranet'
 
@@ -68,7 +68,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'Inference precision. torch: autocast for fp16/bf16. onnxruntime: fp16 needs a GPU provider '
               '(TensorRT builds fp16 engines, CUDA runs an fp16 graph); bf16 is torch only.',
               choices=('fp32', 'fp16', 'bf16')),
-    ParamSpec('backend', 'string', 'onnxruntime',
+    ParamSpec('backend', 'string', DEFAULT_BACKEND,
               '`onnxruntime`: the exported deployment graph (one per set of heads, cached on disk), 2-3x '
               'faster than torch on CPU; `torch`: the network as trained.', choices=('onnxruntime', 'torch')),
     ParamSpec('onnx.providers', 'string_array', ['auto'],
