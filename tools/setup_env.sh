@@ -128,12 +128,11 @@ ros_env() {
 # vision_msgs: the system's where it exists; otherwise the underlay from deps/.
 paths=(.)
 vm_where=$( (ros_env; unset PYTHONPATH_HYDRANET; "$VPY" -c 'import vision_msgs, os; print(os.path.dirname(vision_msgs.__file__))') 2>/dev/null || true)
-if [ -z "$vm_where" ]; then
+vm_note=""
+if [ -z "$vm_where" ] || [[ "$vm_where" == "$ROOT/install/"* ]]; then
   paths+=(deps/vision_msgs)
-  say "vision_msgs not installed on this machine: building the underlay from deps/vision_msgs"
-elif [[ "$vm_where" == "$ROOT/install/"* ]]; then
-  paths+=(deps/vision_msgs)
-  say "vision_msgs: the underlay built here from deps/vision_msgs (no other vision_msgs on this machine)"
+  # said where the build runs: an up-to-date build builds nothing
+  vm_note="vision_msgs is not installed on this machine: the underlay is built from deps/vision_msgs"
 else
   say "using the installed vision_msgs ($vm_where)"
 fi
@@ -147,8 +146,9 @@ for d in hydranet_ros launch config models; do [ -d "$d" ] && tree_dirs+=("$d");
 build_hash=$( { hash_of "${build_inputs[@]}"; printf '%s\n' "${paths[@]}" "$MODE" "$GENERATOR" "${tree_dirs[@]}";
                 find "${tree_dirs[@]}" -type f -not -name '*.pyc' | LC_ALL=C sort; } | sha256sum | cut -c1-16)
 if stamp_ok colcon "$build_hash" && [ -f install/setup.bash ]; then
-  say "colcon build up to date"
+  say "colcon build up to date${vm_note:+ (the vision_msgs underlay from deps/vision_msgs included)}"
 else
+  [ -n "$vm_note" ] && say "$vm_note"
   say "colcon build --symlink-install (${paths[*]})"
   (
     ros_env
