@@ -54,15 +54,15 @@ def read_frames(folder: Path) -> list[dict]:
 
 
 def _gt_boxes(labels, class_names):
-    boxes, classes, ignore = [], [], []
+    rows = []                                    # (box, class id, ignored)
     for lab in labels:
         if lab['type'] in _GT and _GT[lab['type']][0] in class_names:
             name, ignored = _GT[lab['type']]
-            boxes.append(lab['box']), classes.append(class_names.index(name)), ignore.append(ignored)
-        elif lab['type'] == 'DontCare':
-            for c in range(len(class_names)):       # a detection there counts for no class
-                boxes.append(lab['box']), classes.append(c), ignore.append(True)
-    return np.array(boxes).reshape(-1, 4), np.array(classes, int), np.array(ignore, bool)
+            rows.append((lab['box'], class_names.index(name), ignored))
+        elif lab['type'] == 'DontCare':          # a detection there counts for no class
+            rows += [(lab['box'], c, True) for c in range(len(class_names))]
+    return (np.array([r[0] for r in rows]).reshape(-1, 4), np.array([r[1] for r in rows], int),
+            np.array([r[2] for r in rows], bool))
 
 
 def _false_car_share(seg, car_id, labels) -> float:

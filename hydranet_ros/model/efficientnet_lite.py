@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hydranet_ros.model.layers import tapped_features
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 STRIDES = (4, 8, 16, 32)
@@ -105,13 +106,5 @@ class EfficientNetLiteEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, max_stride: int = 32) -> dict[int, torch.Tensor]:
         """Encode; stop early once the feature at max_stride is computed."""
-        feats = {}
-        x = self.stem(x * self.input_scale + self.input_shift)
-        for index, block in enumerate(self.blocks):
-            x = block(x)
-            st = self._tap_of_block.get(index)
-            if st is not None:
-                feats[st] = x
-                if st >= max_stride:
-                    break
-        return feats
+        return tapped_features(self.stem(x * self.input_scale + self.input_shift), self.blocks, self._tap_of_block,
+                               max_stride)

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from hydranet_ros.model.layers import ConvBNAct, make_divisible
+from hydranet_ros.model.layers import ConvBNAct, make_divisible, tapped_features
 
 # (expansion t, output channels c, repeats n, first stride s) as in MobileNetV2 (Sandler et
 # al. 2018), without the final 1280-channel layer and classifier, which dense tasks don't use.
@@ -60,13 +60,4 @@ class MobileNetV2Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, max_stride: int = 32) -> dict[int, torch.Tensor]:
         """Encode; stop early once the feature at max_stride is computed."""
-        feats = {}
-        x = self.stem(x)
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            st = self._tap_of_stage.get(index)
-            if st is not None:
-                feats[st] = x
-                if st >= max_stride:
-                    break
-        return feats
+        return tapped_features(self.stem(x), self.stages, self._tap_of_stage, max_stride)

@@ -36,3 +36,17 @@ class SeparableHead(nn.Sequential):
         else:
             layers.append(nn.Conv2d(cin, cout, 1))
         super().__init__(*layers)
+
+
+def tapped_features(x, modules, taps: dict, max_stride: int) -> dict:
+    """Run x through modules in turn; {stride: output} of the modules taps names ({index: stride}),
+    stopping once the feature at max_stride is computed (an encoder's early stop)."""
+    feats = {}
+    for index, module in enumerate(modules):
+        x = module(x)
+        st = taps.get(index)
+        if st is not None:
+            feats[st] = x
+            if st >= max_stride:
+                break
+    return feats

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hydranet_ros import TASKS
-from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD
+from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD, TASKS
 
 NODE_NAME = 'hydranet'
 
