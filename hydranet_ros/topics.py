@@ -35,10 +35,18 @@ DIAGNOSTICS = '/diagnostics'
 POINTS = 'points'
 DETECTIONS_3D = 'detections_3d'
 MARKERS_3D = 'detections_3d/markers'
+#: for a planner (nav2's obstacle and voxel layers): blocking pixels as a marking source, ground
+#: pixels as a clearing source, and a free-space grid on the ground plane
+POINTS_OBSTACLES = 'points/obstacles'
+POINTS_GROUND = 'points/ground'
+FREE_SPACE = 'free_space'
 SEGMENTATION_COMPRESSED = 'segmentation/compressed'
 DEPTH_COMPRESSED = 'depth/compressedDepth'
 DERIVED_NEEDS = {
     POINTS: ('segmentation', 'depth'),
+    POINTS_OBSTACLES: ('segmentation', 'depth'),
+    POINTS_GROUND: ('segmentation', 'depth'),
+    FREE_SPACE: ('segmentation', 'depth'),
     DETECTIONS_3D: ('segmentation', 'depth', 'detection'),
     MARKERS_3D: ('segmentation', 'depth', 'detection'),
     SEGMENTATION_COMPRESSED: ('segmentation',),
@@ -48,7 +56,7 @@ DERIVED_NEEDS = {
 #: What `record:=true` and the replay keep of the node's outputs (debug images and the
 #: compressed copies excluded).
 RECORDED_OUTPUTS = (*TASK_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS,
-                    POINTS, DETECTIONS_3D, MARKERS_3D)
+                    POINTS, POINTS_OBSTACLES, POINTS_GROUND, FREE_SPACE, DETECTIONS_3D, MARKERS_3D)
 
 
 def topic(camera: str, name: str) -> str:

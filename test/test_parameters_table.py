@@ -64,6 +64,11 @@ def test_node_declares_exactly_the_table(tiny_checkpoint):
     ({'input_width': 100}, 'multiple of 32'),
     ({'always_run': 'yes'}, 'type bool'),
     ({'no_such_param': 1}, 'unknown parameter'),
+    ({'free_space.resolution_m': 5.0, 'free_space.range_m': 2.0}, 'must not exceed'),
+    ({'free_space.resolution_m': 0.01, 'free_space.range_m': 200.0}, 'cells, more than'),
+    ({'free_space.min_obstacle_height_m': 3.0}, 'must be below free_space.max_obstacle_height_m'),
+    ({'obstacles.min_height_m': 1.0, 'obstacles.max_height_m': 0.5}, 'must be below obstacles.max_height_m'),
+    ({'ground.plane': 'auto'}, 'ground.plane must be one of'),
 ])
 def test_validation_reasons(values, problem):
     merged = {**defaults(), **values}

@@ -61,10 +61,12 @@ def test_rviz_and_foxglove_views_name_the_nodes_topics():
     published = {topics.absolute(topics.NODE_NAMESPACE, n) for n in (
         *topics.TASK_TOPICS.values(), *topics.DEBUG_TOPICS.values(), *topics.DERIVED_NEEDS, topics.STATS)}
     rviz = yaml.safe_load((SOURCE_ROOT / 'config' / 'hydranet.rviz').read_text())
-    displays = {d['Class']: d for d in rviz['Visualization Manager']['Displays']}
-    assert displays['rviz_default_plugins/PointCloud2']['Topic']['Value'] == '/hydranet/points'
-    assert displays['rviz_default_plugins/PointCloud2']['Color Transformer'] == 'RGB8'
-    assert displays['rviz_default_plugins/MarkerArray']['Topic']['Value'] == '/hydranet/detections_3d/markers'
+    displays = {d['Topic']['Value']: d for d in rviz['Visualization Manager']['Displays'] if 'Topic' in d}
+    assert displays['/hydranet/points']['Class'] == 'rviz_default_plugins/PointCloud2'
+    assert displays['/hydranet/points']['Color Transformer'] == 'RGB8'
+    assert displays['/hydranet/detections_3d/markers']['Class'] == 'rviz_default_plugins/MarkerArray'
+    assert displays['/hydranet/free_space']['Class'] == 'rviz_default_plugins/Map'
+    assert displays['/hydranet/points/obstacles']['Class'] == 'rviz_default_plugins/PointCloud2'
     rviz_topics = {d['Topic']['Value'] for d in rviz['Visualization Manager']['Displays'] if 'Topic' in d}
     assert rviz_topics <= published, rviz_topics - published
     fox = json.loads((SOURCE_ROOT / 'config' / 'hydranet.foxglove.json').read_text())
@@ -77,3 +79,21 @@ def test_rviz_and_foxglove_views_name_the_nodes_topics():
     def leaves(node):
         return [node] if isinstance(node, str) else leaves(node['first']) + leaves(node['second'])
     assert sorted(leaves(fox['layout'])) == sorted(panels)
+
+
+def test_nav2_costmap_config_marks_with_obstacles_and_clears_with_ground():
+    import yaml
+
+    from hydranet_ros import topics
+    from hydranet_ros.paths import SOURCE_ROOT
+    cfg = yaml.safe_load((SOURCE_ROOT / 'config' / 'nav2_costmap_hydranet.yaml').read_text())
+    layer = cfg['local_costmap']['local_costmap']['ros__parameters']['hydranet_obstacle_layer']
+    assert layer['plugin'] == 'nav2_costmap_2d::ObstacleLayer'
+    sources = {name: layer[name] for name in layer['observation_sources'].split()}
+    by_topic = {s['topic']: s for s in sources.values()}
+    obstacles = by_topic[topics.absolute(topics.NODE_NAMESPACE, topics.POINTS_OBSTACLES)]
+    ground = by_topic[topics.absolute(topics.NODE_NAMESPACE, topics.POINTS_GROUND)]
+    assert obstacles['marking'] and not obstacles['clearing'] and obstacles['data_type'] == 'PointCloud2'
+    assert ground['clearing'] and not ground['marking'] and ground['data_type'] == 'PointCloud2'
+    assert ground['min_obstacle_height'] < 0 < ground['max_obstacle_height'], 'ground points (height ~0) kept'
+    assert ground['raytrace_max_range'] >= obstacles['obstacle_max_range']

@@ -1,5 +1,6 @@
-"""The node's derived outputs: the semantic point cloud, 3D detections with RViz markers, track
-ids, and compressed copies of segmentation and depth; each built only while subscribed.
+"""The node's derived outputs: the semantic point cloud, the obstacle and ground clouds and the
+free-space grid for a planner, 3D detections with RViz markers, track ids, and compressed copies of
+segmentation and depth; each built only while subscribed.
 
 The arithmetic lives in hydranet_ros.spatial and hydranet_ros.image_codec (no ROS); this part
 decides what is wanted, keeps one tracker per camera and publishes.
@@ -12,7 +13,11 @@ from hydranet_ros import topics
 from hydranet_ros.inference.results import FrameResult
 from hydranet_ros.ros import messages
 from hydranet_ros.spatial import FlowTracker, Intrinsics, lift_detections, semantic_cloud
+from hydranet_ros.spatial.ground import GridSpec
 from hydranet_ros.spatial.objects3d import class_label_map
+from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
+
+_GROUND_OUTPUTS = {topics.POINTS_OBSTACLES, topics.POINTS_GROUND, topics.FREE_SPACE}
 
 
 class DerivedOutputs:
@@ -54,7 +59,7 @@ class DerivedOutputs:
         if topics.DEPTH_COMPRESSED in pub and result.depth is not None:
             pub[topics.DEPTH_COMPRESSED].publish(messages.compressed_depth(
                 header, result.depth, params.compressed_depth_max_m, params.compressed_depth_quantization))
-        spatial = wanted & {topics.POINTS, topics.DETECTIONS_3D, topics.MARKERS_3D}
+        spatial = wanted & {topics.POINTS, topics.DETECTIONS_3D, topics.MARKERS_3D, *_GROUND_OUTPUTS}
         if not spatial or result.depth is None:
             return None
         if info is None:
@@ -68,6 +73,8 @@ class DerivedOutputs:
             cloud = semantic_cloud(result.depth, intrinsics, colors, labels, params.points_stride,
                                    params.points_min_m, params.points_max_m or float('inf'), drop)
             pub[topics.POINTS].publish(messages.point_cloud(header, cloud))
+        if spatial & _GROUND_OUTPUTS and labels is not None:
+            self._publish_ground(header, result.depth, labels, intrinsics, rgb, params, pub)
         if spatial & {topics.DETECTIONS_3D, topics.MARKERS_3D} and detections is not None:
             ih, iw = result.image_size
             scale = np.array([w / iw, h / ih, w / iw, h / ih])
@@ -80,6 +87,26 @@ class DerivedOutputs:
                 pub[topics.MARKERS_3D].publish(messages.markers_3d(header, objects, detections, ids,
                                                                    self._colors))
         return None
+
+    def _publish_ground(self, header, depth, labels, intrinsics, rgb, params, pub):
+        """points/obstacles, points/ground and free_space from one split of the frame."""
+        h, w = depth.shape
+        colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
+        settings = GroundSettings.from_names(self._seg_names, params.ground_classes, params.obstacles_classes,
+                                             plane=params.ground_plane, camera_height_m=params.ground_camera_height_m,
+                                             camera_pitch_deg=params.ground_camera_pitch_deg,
+                                             max_tilt_deg=params.ground_max_tilt_deg)
+        scene = ground_scene(depth, labels, intrinsics, settings, colors, params.points_stride, params.points_min_m,
+                             params.points_max_m or float('inf'))
+        if topics.POINTS_GROUND in pub:
+            pub[topics.POINTS_GROUND].publish(messages.point_cloud(header, scene.ground))
+        if topics.POINTS_OBSTACLES in pub:
+            cloud = scene.obstacles_between(params.obstacles_min_height_m, params.obstacles_max_height_m)
+            pub[topics.POINTS_OBSTACLES].publish(messages.point_cloud(header, cloud))
+        if topics.FREE_SPACE in pub:
+            spec = GridSpec(params.free_space_resolution_m, params.free_space_range_m, params.free_space_width_m)
+            grid = scene.grid(spec, params.free_space_min_obstacle_height_m, params.free_space_max_obstacle_height_m)
+            pub[topics.FREE_SPACE].publish(messages.occupancy_grid(header, grid))
 
 
 def _resize(rgb, size_wh):

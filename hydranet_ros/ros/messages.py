@@ -8,6 +8,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
+from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import CameraInfo, CompressedImage, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA
 from vision_msgs.msg import (Detection2D, Detection2DArray, Detection3D, Detection3DArray, LabelInfo,
@@ -17,6 +18,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hydranet_ros.msg import InferenceStats, OpticalFlow
 from hydranet_ros.image_codec import COMPRESSED_DEPTH_FORMAT, encode_compressed_depth, numpy_to_image
 from hydranet_ros.spatial.cloud import CLOUD_DTYPE
+from hydranet_ros.spatial.ground import rotation_quaternion
 
 
 
@@ -85,6 +87,25 @@ def point_cloud(header, cloud) -> PointCloud2:
     data.frombytes(memoryview(points).cast('B'))      # one copy into the message
     msg.data = data
     msg.is_dense = True          # every point is finite: invalid depths are left out, not NaN
+    return msg
+
+
+def occupancy_grid(header, grid) -> OccupancyGrid:
+    """A GroundGrid as a nav_msgs/OccupancyGrid in the header's optical frame: info.origin is the
+    pose of cell (0, 0)'s corner on the ground plane (x forward, z the plane's normal), so RViz draws
+    it in place without a TF; data row-major from that cell, -1 unknown, 0 free, 100 occupied."""
+    msg = OccupancyGrid()
+    msg.header = header
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(grid.resolution_m)
+    msg.info.height, msg.info.width = (int(n) for n in grid.cells.shape)
+    pose = msg.info.origin
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in grid.origin)
+    q = pose.orientation
+    q.x, q.y, q.z, q.w = rotation_quaternion(grid.axes)
+    data = array.array('b')
+    data.frombytes(np.ascontiguousarray(grid.cells, np.int8).tobytes())
+    msg.data = data
     return msg
 
 

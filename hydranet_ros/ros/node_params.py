@@ -63,6 +63,22 @@ class NodeParams:
     points_drop_classes: tuple[str, ...] = _default('points.drop_classes')
     # detections_3d.*
     detections_3d_min_points: int = _default('detections_3d.min_points')
+    # ground.*
+    ground_classes: tuple[str, ...] = _default('ground.classes')
+    ground_plane: str = _default('ground.plane')
+    ground_camera_height_m: float = _default('ground.camera_height_m')
+    ground_camera_pitch_deg: float = _default('ground.camera_pitch_deg')
+    ground_max_tilt_deg: float = _default('ground.max_tilt_deg')
+    # obstacles.*
+    obstacles_classes: tuple[str, ...] = _default('obstacles.classes')
+    obstacles_min_height_m: float = _default('obstacles.min_height_m')
+    obstacles_max_height_m: float = _default('obstacles.max_height_m')
+    # free_space.*
+    free_space_resolution_m: float = _default('free_space.resolution_m')
+    free_space_range_m: float = _default('free_space.range_m')
+    free_space_width_m: float = _default('free_space.width_m')
+    free_space_min_obstacle_height_m: float = _default('free_space.min_obstacle_height_m')
+    free_space_max_obstacle_height_m: float = _default('free_space.max_obstacle_height_m')
     # tracking.*
     tracking_mode: str = _default('tracking.mode')
     tracking_max_age_s: float = _default('tracking.max_age_s')

@@ -3,6 +3,7 @@ label infos and diagnostics they carry; messages are built in hydranet_ros.ros.m
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
@@ -19,7 +20,8 @@ from hydranet_ros.ros.input_subscriptions import RELIABILITY
 OUTPUT_TYPES = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
                 topics.TASK_TOPICS['flow']: OpticalFlow, topics.TASK_TOPICS['detection']: Detection2DArray,
                 topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
-                topics.POINTS: PointCloud2, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
+                topics.POINTS: PointCloud2, topics.POINTS_OBSTACLES: PointCloud2, topics.POINTS_GROUND: PointCloud2,
+                topics.FREE_SPACE: OccupancyGrid, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
                 topics.SEGMENTATION_COMPRESSED: CompressedImage, topics.DEPTH_COMPRESSED: CompressedImage,
                 **{name: Image for name in topics.DEBUG_TOPICS.values()}}
 

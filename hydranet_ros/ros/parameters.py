@@ -119,6 +119,41 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('detections_3d.min_points', 'int', 10,
               '`detections_3d`: a detection is lifted to 3D only with at least this many pixels of its class '
               'with a depth.', min=1, max=100000, dynamic=True),
+    ParamSpec('ground.classes', 'string_array', ['road', 'lane_marking', 'sidewalk', 'terrain'],
+              'Segmentation classes that are drivable ground: `points/ground` (clearing), free cells of '
+              '`free_space`, the points the ground plane is fitted to.', dynamic=True),
+    ParamSpec('ground.plane', 'string', 'fit',
+              'The ground plane under the camera: `fit` per frame to the ground points (RANSAC; the mount '
+              'below as prior and fallback), `fixed`: the mount.', choices=('fit', 'fixed'), dynamic=True),
+    ParamSpec('ground.camera_height_m', 'double', 1.65, 'Camera height over flat ground (m): the mount.',
+              min=0.05, max=100.0, dynamic=True),
+    ParamSpec('ground.camera_pitch_deg', 'double', 0.0,
+              'Camera pitch against flat ground (degrees, REP 103: positive looks down): the mount.',
+              min=-60.0, max=60.0, dynamic=True),
+    ParamSpec('ground.max_tilt_deg', 'double', 15.0,
+              'A fitted plane whose normal is farther than this from the mount\'s is refused (the mount is used).',
+              min=0.0, max=60.0, dynamic=True),
+    ParamSpec('obstacles.classes', 'string_array', ['building', 'vegetation', 'pole', 'car', 'pedestrian'],
+              'Segmentation classes that block: `points/obstacles` (marking), occupied cells of `free_space`.',
+              dynamic=True),
+    ParamSpec('obstacles.min_height_m', 'double', 0.0,
+              '`points/obstacles`: only points at least this high over the ground plane; 0 with '
+              '`obstacles.max_height_m` 0: all obstacle points.', min=0.0, max=100.0, dynamic=True),
+    ParamSpec('obstacles.max_height_m', 'double', 0.0,
+              '`points/obstacles`: only points at most this high over the ground plane; 0: no limit.',
+              min=0.0, max=100.0, dynamic=True),
+    ParamSpec('free_space.resolution_m', 'double', 0.2, '`free_space`: cell size (m).', min=0.01, max=10.0,
+              dynamic=True),
+    ParamSpec('free_space.range_m', 'double', 30.0, '`free_space`: how far ahead the grid reaches from the camera\'s '
+              'foot (m).', min=0.1, max=500.0, dynamic=True),
+    ParamSpec('free_space.width_m', 'double', 20.0, '`free_space`: grid width across, centred on the optical axis (m).',
+              min=0.1, max=500.0, dynamic=True),
+    ParamSpec('free_space.min_obstacle_height_m', 'double', 0.2,
+              '`free_space`: an obstacle point occupies its cell only this high over the ground plane or more (m).',
+              min=0.0, max=100.0, dynamic=True),
+    ParamSpec('free_space.max_obstacle_height_m', 'double', 2.5,
+              '`free_space`: obstacle points higher than this over the ground plane (canopies, bridges) occupy '
+              'nothing (m).', min=0.0, max=100.0, dynamic=True),
     ParamSpec('tracking.mode', 'string', 'flow',
               'Detection ids (`Detection2D.id`, `Detection3D.id`): `flow` associates boxes by where the flow '
               'head says their pixels came from (runs the flow head whenever detections have subscribers), '
@@ -164,6 +199,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 BY_NAME = {p.name: p for p in PARAMETERS}
+#: the largest free_space grid (cells) the parameters may ask for (4 MB a message)
+MAX_GRID_CELLS = 4_000_000
 
 
 def attribute(name: str) -> str:
@@ -196,6 +233,20 @@ def validate_all(values: dict) -> list[str]:
     lo, hi = values.get('depth.min_m', 0.0), values.get('depth.max_m', 0.0)
     if lo and hi and lo >= hi:
         problems.append(f'depth.min_m ({lo}) must be below depth.max_m ({hi})')
+    lo, hi = values.get('obstacles.min_height_m', 0.0), values.get('obstacles.max_height_m', 0.0)
+    if hi and lo >= hi:
+        problems.append(f'obstacles.min_height_m ({lo}) must be below obstacles.max_height_m ({hi})')
+    lo = values.get('free_space.min_obstacle_height_m', 0.2)
+    hi = values.get('free_space.max_obstacle_height_m', 2.5)
+    if lo >= hi:
+        problems.append(f'free_space.min_obstacle_height_m ({lo}) must be below free_space.max_obstacle_height_m ({hi})')
+    res = values.get('free_space.resolution_m', 0.2)
+    reach, width = values.get('free_space.range_m', 30.0), values.get('free_space.width_m', 20.0)
+    if res > min(reach, width):
+        problems.append(f'free_space.resolution_m ({res}) must not exceed free_space.range_m and free_space.width_m')
+    elif (reach / res) * (width / res) > MAX_GRID_CELLS:
+        problems.append(f'free_space: {reach} x {width} m at {res} m is {reach * width / res ** 2:.0f} cells, '
+                        f'more than {MAX_GRID_CELLS}')
     cams = values.get('cameras', [])
     if len(set(cams)) != len(cams):
         problems.append(f'cameras must be distinct, got {cams}')

@@ -79,12 +79,21 @@ class SemanticCloud:
     def cols(self) -> np.ndarray:
         return np.nonzero(self._keep)[1] * self._stride
 
+    def subset(self, mask: np.ndarray) -> SemanticCloud:
+        """The points where mask [N] is true, in order."""
+        mask = np.asarray(mask, bool)
+        keep = self._keep.copy()
+        keep[keep] = mask
+        return SemanticCloud(self.xyz[mask], None if self.rgb is None else self.rgb[mask],
+                             None if self.label is None else self.label[mask], keep, self._stride)
+
 
 def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
                    labels: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
-                   max_m: float = float('inf'), drop_labels=()) -> SemanticCloud:
-    """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m] and a label
-    not in drop_labels, back-projected. rgb and labels, when given, must have depth's size."""
+                   max_m: float = float('inf'), drop_labels=(), keep_labels=None) -> SemanticCloud:
+    """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m], a label not
+    in drop_labels and, when keep_labels is given, in keep_labels, back-projected. rgb and labels,
+    when given, must have depth's size."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     if (h, w) != (intrinsics.height, intrinsics.width):
@@ -103,6 +112,10 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
         lab = labels[::stride, ::stride]
         if len(drop_labels):
             keep &= ~np.isin(lab, np.asarray(list(drop_labels)))
+        if keep_labels is not None:
+            keep &= np.isin(lab, np.asarray(list(keep_labels), dtype=np.int64))
+    elif keep_labels is not None:
+        raise ValueError('keep_labels needs labels')
     # boolean masks over the subsampled grid (cheaper than gathering by index)
     z = sub[keep]
     x_ray = ((np.arange(0, w, stride, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx))
