@@ -15,6 +15,12 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 #: One canonical key per task, used alike in model outputs, YAML, topics, metrics and docs.
 TASKS = ('segmentation', 'depth', 'flow', 'detection')
 
+#: Outputs a network may have beyond one per task, each with the task it belongs to (its topic
+#: and its enable switch are that task's): the Laplace scale of the depth head's error.
+EXTRA_OUTPUTS = {'depth_uncertainty': 'depth'}
+#: Every output key in canonical order (what a forward pass, a graph or a checkpoint may name).
+OUTPUTS = (*TASKS, *EXTRA_OUTPUTS)
+
 #: The label of pixels without a class in every segmentation map of this package (losses and
 #: metrics skip it; readers map classes the model lacks to it).
 IGNORE = 255

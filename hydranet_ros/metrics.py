@@ -189,3 +189,49 @@ class DetectionMetric:
                 'map': float(np.mean([np.mean(per_class[c]) for c in has])),
                 'per_class_ap50': [per_class[c][0] for c in range(self.n)],
                 'num_gt': self.num_gt.tolist()}
+
+
+class UncertaintyMetric:
+    """How well a predicted Laplace scale b matches the depth error it stands for: the share of
+    pixels with |error| <= b and <= 2b against what a Laplace distribution predicts (1 - e^-1,
+    1 - e^-2), and the sparsification curve of AbsRel (pixels removed most uncertain first) with
+    its oracle (largest error first) and the area between them, AUSE (Ilg et al. 2018; Poggi et al.
+    2020: lower is better, 0 = uncertainty ranks pixels as their errors do). Pixels are kept as
+    given (subsample before update for large sets)."""
+    EXPECTED = {'within_1b': 1.0 - float(np.exp(-1.0)), 'within_2b': 1.0 - float(np.exp(-2.0))}
+
+    def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0, steps: int = 20):
+        self.min_depth, self.max_depth, self.steps = min_depth, max_depth, steps
+        self._err, self._rel, self._scale = [], [], []
+
+    def update(self, depth: np.ndarray, scale: np.ndarray, target: np.ndarray):
+        depth, scale, target = (np.asarray(a, np.float64).ravel() for a in (depth, scale, target))
+        valid = np.isfinite(target) & (target >= self.min_depth) & (target <= self.max_depth) & np.isfinite(depth) \
+            & np.isfinite(scale) & (scale > 0)
+        err = np.abs(depth[valid] - target[valid])
+        self._err.append(err)
+        self._rel.append(err / target[valid])
+        self._scale.append(scale[valid])
+
+    def compute(self) -> dict:
+        err, rel, scale = (np.concatenate(a) if a else np.zeros(0) for a in (self._err, self._rel, self._scale))
+        if not len(err):
+            return {}
+        fractions = np.arange(self.steps) / self.steps
+        curve = _sparsification(rel, np.argsort(-scale, kind='stable'), fractions)
+        oracle = _sparsification(rel, np.argsort(-rel, kind='stable'), fractions)
+        return {'within_1b': float((err <= scale).mean()), 'within_2b': float((err <= 2 * scale).mean()),
+                'expected_within_1b': self.EXPECTED['within_1b'], 'expected_within_2b': self.EXPECTED['within_2b'],
+                'fractions_removed': fractions.tolist(), 'abs_rel_sparsification': curve.tolist(),
+                'abs_rel_oracle': oracle.tolist(), 'ause_abs_rel': float(np.mean(curve - oracle)),
+                'pixels': int(len(err))}
+
+
+def _sparsification(values: np.ndarray, order: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Mean of values after removing the first fraction of `order` (most uncertain first)."""
+    ranked = values[order]
+    # mean of ranked[k:] for each k, from a reversed cumulative sum
+    tail = np.cumsum(ranked[::-1])[::-1]
+    n = len(ranked)
+    ks = np.minimum((fractions * n).astype(np.int64), n - 1)
+    return tail[ks] / (n - ks)

@@ -20,6 +20,10 @@ INPUT_CAMERA_INFO = 'input/camera_info'
 # --- outputs --------------------------------------------------------------------------------
 #: One output per task, keyed by the canonical task key.
 TASK_TOPICS = {'segmentation': 'segmentation', 'depth': 'depth', 'flow': 'flow', 'detection': 'detections'}
+#: Extra outputs' topics (hydranet_ros.EXTRA_OUTPUTS), published when the model has the head: the
+#: depth error's Laplace scale, with the depth image's header and size (its camera_info is
+#: `camera_info`, the depth image's).
+EXTRA_TOPICS = {'depth_uncertainty': 'depth/uncertainty'}
 #: Colour images for people, per task (published with `debug_images`).
 DEBUG_TOPICS = {task: f'debug/{name}' for task, name in TASK_TOPICS.items()}
 #: Intrinsics of the dense outputs (segmentation, depth, flow all share one size): the sibling
@@ -35,6 +39,8 @@ DIAGNOSTICS = '/diagnostics'
 POINTS = 'points'
 DETECTIONS_3D = 'detections_3d'
 MARKERS_3D = 'detections_3d/markers'
+#: each tracked 3D detection's velocity relative to the camera and time to contact (by track id)
+MOTION = 'detections_3d/motion'
 #: for a planner (nav2's obstacle and voxel layers): blocking pixels as a marking source, ground
 #: pixels as a clearing source, and a free-space grid on the ground plane
 POINTS_OBSTACLES = 'points/obstacles'
@@ -49,14 +55,15 @@ DERIVED_NEEDS = {
     FREE_SPACE: ('segmentation', 'depth'),
     DETECTIONS_3D: ('segmentation', 'depth', 'detection'),
     MARKERS_3D: ('segmentation', 'depth', 'detection'),
+    MOTION: ('segmentation', 'depth', 'detection'),
     SEGMENTATION_COMPRESSED: ('segmentation',),
     DEPTH_COMPRESSED: ('depth',),
 }
 
 #: What `record:=true` and the replay keep of the node's outputs (debug images and the
 #: compressed copies excluded).
-RECORDED_OUTPUTS = (*TASK_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS,
-                    POINTS, POINTS_OBSTACLES, POINTS_GROUND, FREE_SPACE, DETECTIONS_3D, MARKERS_3D)
+RECORDED_OUTPUTS = (*TASK_TOPICS.values(), *EXTRA_TOPICS.values(), CAMERA_INFO, *LABEL_INFO.values(), STATS,
+                    POINTS, POINTS_OBSTACLES, POINTS_GROUND, FREE_SPACE, DETECTIONS_3D, MARKERS_3D, MOTION)
 
 
 def topic(camera: str, name: str) -> str:

@@ -306,13 +306,16 @@ class Predictor:
             seg = out['segmentation'][i, :ch, :cw].cpu().numpy()
             res.segmentation = np.ascontiguousarray(
                 cv2_resize(seg, (w, h), nearest=True) if (ch, cw) != (h, w) else seg)
-        if 'depth' in run_tasks:
-            depth = out['depth'][i, 0, :ch, :cw].float().cpu().numpy()
-            res.depth = np.ascontiguousarray(
-                cv2_resize(depth, (w, h)) if (ch, cw) != (h, w) else depth, dtype=np.float32)
-            if focal is not None and self.training_focal_px:
-                res.depth_scale = float(focal * lb.scale / self.training_focal_px)
-                res.depth *= np.float32(res.depth_scale)
+        if focal is not None and self.training_focal_px and ('depth' in run_tasks or 'depth_uncertainty' in run_tasks):
+            res.depth_scale = float(focal * lb.scale / self.training_focal_px)
+        for key in ('depth', 'depth_uncertainty'):       # metres, scaled alike for the camera's lens
+            if key in run_tasks:
+                value = out[key][i, 0, :ch, :cw].float().cpu().numpy()
+                value = np.ascontiguousarray(cv2_resize(value, (w, h)) if (ch, cw) != (h, w) else value,
+                                             dtype=np.float32)
+                if res.depth_scale is not None:
+                    value *= np.float32(res.depth_scale)
+                setattr(res, key, value)
         if 'flow' in tasks:
             res.flow_status, res.flow_status_detail = status
             if res.flow_status is FlowStatus.OK:

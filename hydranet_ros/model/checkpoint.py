@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hydranet_ros import TASKS
+from hydranet_ros import OUTPUTS, TASKS
 from hydranet_ros.model.config import HydraNetConfig
 from hydranet_ros.model.hydranet import HydraNet, is_network_input_size
 from hydranet_ros.model.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -81,9 +81,11 @@ class CheckpointMetadata:
         if len(self.detection_classes) != config.num_detection_classes:
             problems.append(f'{len(self.detection_classes)} detection classes named, '
                             f'architecture has {config.num_detection_classes}')
-        bad_tasks = [t for t in self.tasks if t not in TASKS]
+        bad_tasks = [t for t in self.tasks if t not in OUTPUTS]
         if bad_tasks:
             problems.append(f'unknown tasks {bad_tasks}')
+        if 'depth_uncertainty' in self.tasks and not config.depth_uncertainty:
+            problems.append('tasks name depth_uncertainty but the architecture has no depth uncertainty head')
         if not is_network_input_size(self.input_size):
             problems.append(f'input_size must be [height, width], multiples of 32, got {self.input_size}')
         norm = self.normalization

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from hydranet_ros import TASKS
+from hydranet_ros import OUTPUTS, TASKS
 
 
 #: The encoders a HydraNet can be built on (model/encoders.py has a builder for each).
@@ -50,6 +50,9 @@ class HydraNetConfig:
     #: Radius of a warped-correlation level at stride 8 after the coarse flow (0: none).
     #: Needs flow_stride 16; the cached flow features then hold both strides.
     flow_fine_radius: int = 0
+    #: A depth uncertainty head (the Laplace scale of the depth head's error, metres), trained after
+    #: the fact with everything else frozen (training/uncertainty.py).
+    depth_uncertainty: bool = False
 
     def __post_init__(self):
         problems = []
@@ -95,13 +98,14 @@ class HydraNetConfig:
 
 
 def check_tasks(tasks) -> tuple[str, ...]:
-    """Normalise a task request to a tuple in canonical order; None means all tasks."""
+    """Normalise a request of outputs (the tasks, and extra outputs such as depth_uncertainty) to
+    a tuple in canonical order; None means the four tasks."""
     if tasks is None:
         return TASKS
     if isinstance(tasks, str):
         tasks = [tasks]
     tasks = list(tasks)
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in OUTPUTS]
     if unknown:
-        raise ValueError(f'unknown task(s) {unknown}; known tasks are {list(TASKS)}')
-    return tuple(t for t in TASKS if t in tasks)
+        raise ValueError(f'unknown task(s) {unknown}; known outputs are {list(OUTPUTS)}')
+    return tuple(t for t in OUTPUTS if t in tasks)

@@ -8,6 +8,7 @@ from torch import nn
 from hydranet_ros.model.config import HydraNetConfig, check_tasks
 from hydranet_ros.model.decoder import LightWeightRefineDecoder
 from hydranet_ros.model.depth_head import DepthHead
+from hydranet_ros.model.depth_uncertainty_head import DepthUncertaintyHead
 from hydranet_ros.model.detection_head import DetectionHead
 from hydranet_ros.model.encoders import build_encoder
 from hydranet_ros.model.head_inputs import HeadInputs
@@ -40,6 +41,8 @@ class HydraNet(nn.Module):
       flow:         [B, 2, H, W] (u, v) pixels, previous frame -> this frame
       detection:    [B, num_detection_classes + 4, ceil(H/32)*8, ceil(W/32)*8] stride-4 maps
                     (heatmap, size w/h in pixels, offset); decode with decode_detections
+      depth_uncertainty (with config.depth_uncertainty): [B, 1, H, W] Laplace scale of the depth
+                    error, metres
     Any H, W >= 32 works: the input is padded to a multiple of 32 and outputs cropped back.
     """
 
@@ -58,6 +61,8 @@ class HydraNet(nn.Module):
                              config.flow_update_radius, ch[8], config.flow_fine_radius),
             'detection': DetectionHead(dc, config.num_detection_classes, config.detection_channels),
         })
+        if config.depth_uncertainty:
+            self.heads['depth_uncertainty'] = DepthUncertaintyHead(dc)
 
     @property
     def flow_stride(self) -> int:
@@ -86,6 +91,9 @@ class HydraNet(nn.Module):
         correlation with whatever filled that slot (one batch mixes cameras that have a
         previous frame with cameras that have none)."""
         tasks = check_tasks(tasks)
+        missing = [t for t in tasks if t not in self.heads]
+        if missing:
+            raise ValueError(f'this network has no {missing} head(s); it has {list(self.heads)}')
         if previous_images is not None and previous_features is None and 'flow' in tasks:
             previous_features = self.encode_flow_features(previous_images)
         padded, (h, w) = self._pad(images)
@@ -105,6 +113,12 @@ class HydraNet(nn.Module):
             stride = head.output_stride
             out[task] = head(inputs)[..., :-(-h // stride), :-(-w // stride)]   # crop the padding
         return out
+
+    def head_inputs(self, images: torch.Tensor) -> tuple[HeadInputs, tuple[int, int]]:
+        """(what every head but flow is called with, the unpadded (H, W)): encoder and decoder once,
+        for training one head over a frozen trunk."""
+        padded, size = self._pad(images)
+        return HeadInputs(self.decoder(self.encoder(padded)), tuple(padded.shape[-2:])), size
 
     @staticmethod
     def _pad(images: torch.Tensor):

@@ -14,6 +14,7 @@ from hydranet_ros.inference.results import FrameResult
 from hydranet_ros.ros import messages
 from hydranet_ros.spatial import FlowTracker, Intrinsics, lift_detections, semantic_cloud
 from hydranet_ros.spatial.ground import GridSpec
+from hydranet_ros.spatial.motion import MotionEstimator, near_face_centre
 from hydranet_ros.spatial.objects3d import class_label_map
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
 
@@ -29,6 +30,7 @@ class DerivedOutputs:
         self._class_labels = class_label_map(detection_names, self._seg_names)
         self._colors = colors
         self._trackers = {cam: None for cam in cameras}
+        self._motion = {cam: MotionEstimator() for cam in cameras}
 
     def wanted(self, cam: str) -> set:
         """The derived topic names of this camera that have subscribers."""
@@ -59,7 +61,7 @@ class DerivedOutputs:
         if topics.DEPTH_COMPRESSED in pub and result.depth is not None:
             pub[topics.DEPTH_COMPRESSED].publish(messages.compressed_depth(
                 header, result.depth, params.compressed_depth_max_m, params.compressed_depth_quantization))
-        spatial = wanted & {topics.POINTS, topics.DETECTIONS_3D, topics.MARKERS_3D, *_GROUND_OUTPUTS}
+        spatial = wanted & {topics.POINTS, topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION, *_GROUND_OUTPUTS}
         if not spatial or result.depth is None:
             return None
         if info is None:
@@ -71,11 +73,12 @@ class DerivedOutputs:
             colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
             drop = [self._seg_names.index(n) for n in params.points_drop_classes if n in self._seg_names]
             cloud = semantic_cloud(result.depth, intrinsics, colors, labels, params.points_stride,
-                                   params.points_min_m, params.points_max_m or float('inf'), drop)
+                                   params.points_min_m, params.points_max_m or float('inf'), drop,
+                                   sigma=result.depth_uncertainty, max_sigma=params.points_max_sigma or float('inf'))
             pub[topics.POINTS].publish(messages.point_cloud(header, cloud))
         if spatial & _GROUND_OUTPUTS and labels is not None:
-            self._publish_ground(header, result.depth, labels, intrinsics, rgb, params, pub)
-        if spatial & {topics.DETECTIONS_3D, topics.MARKERS_3D} and detections is not None:
+            self._publish_ground(header, result, labels, intrinsics, rgb, params, pub)
+        if spatial & {topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION} and detections is not None:
             ih, iw = result.image_size
             scale = np.array([w / iw, h / ih, w / iw, h / ih])
             boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections]).reshape(-1, 4) * scale
@@ -86,10 +89,23 @@ class DerivedOutputs:
             if topics.MARKERS_3D in pub:
                 pub[topics.MARKERS_3D].publish(messages.markers_3d(header, objects, detections, ids,
                                                                    self._colors))
+            if topics.MOTION in pub:
+                pub[topics.MOTION].publish(messages.object_motion(header, self._object_motion(cam, result, objects,
+                                                                                                ids, params)))
         return None
 
-    def _publish_ground(self, header, depth, labels, intrinsics, rgb, params, pub):
+    def _object_motion(self, cam, result, objects, ids, params) -> list:
+        """Each tracked object's motion (objects without a track id have none to follow)."""
+        est = self._motion[cam]
+        est.window_s, est.min_samples = params.motion_window_s, params.motion_min_samples
+        if ids is None:
+            return []
+        positions = {str(ids[o.index]): near_face_centre(o.center, o.size) for o in objects}
+        return est.update(result.stamp_ns, positions)
+
+    def _publish_ground(self, header, result, labels, intrinsics, rgb, params, pub):
         """points/obstacles, points/ground and free_space from one split of the frame."""
+        depth = result.depth
         h, w = depth.shape
         colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
         settings = GroundSettings.from_names(self._seg_names, params.ground_classes, params.obstacles_classes,
@@ -97,7 +113,8 @@ class DerivedOutputs:
                                              camera_pitch_deg=params.ground_camera_pitch_deg,
                                              max_tilt_deg=params.ground_max_tilt_deg)
         scene = ground_scene(depth, labels, intrinsics, settings, colors, params.points_stride, params.points_min_m,
-                             params.points_max_m or float('inf'))
+                             params.points_max_m or float('inf'), result.depth_uncertainty,
+                             params.points_max_sigma or float('inf'))
         if topics.POINTS_GROUND in pub:
             pub[topics.POINTS_GROUND].publish(messages.point_cloud(header, scene.ground))
         if topics.POINTS_OBSTACLES in pub:

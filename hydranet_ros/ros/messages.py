@@ -15,9 +15,9 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, Detection3D, Detecti
                              ObjectHypothesisWithPose, VisionClass)
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hydranet_ros.msg import InferenceStats, OpticalFlow
+from hydranet_ros.msg import InferenceStats, ObjectMotion, ObjectMotionArray, OpticalFlow
 from hydranet_ros.image_codec import COMPRESSED_DEPTH_FORMAT, encode_compressed_depth, numpy_to_image
-from hydranet_ros.spatial.cloud import CLOUD_DTYPE
+from hydranet_ros.spatial.cloud import CLOUD_DTYPE, CLOUD_SIGMA_DTYPE
 from hydranet_ros.spatial.ground import rotation_quaternion
 
 
@@ -61,17 +61,21 @@ def optical_flow(header, previous_stamp_ns: int, flow: np.ndarray, image_size) -
 
 
 def point_cloud(header, cloud) -> PointCloud2:
-    """A SemanticCloud as an unorganised PointCloud2 (height 1) in the header's optical frame."""
+    """A SemanticCloud as an unorganised PointCloud2 (height 1) in the header's optical frame; with
+    a sigma field (point_step 24) when the cloud carries the depth's uncertainty."""
     n = len(cloud)
+    words = 5 if cloud.sigma is None else 6
     # CLOUD_DTYPE as five little-endian 32-bit words per point: x, y, z bits, 0x00RRGGBB, label
-    # in the low byte of the last (its other bytes are the padding, zero)
-    points = np.zeros((n, 5), '<u4')
+    # in the low byte of the fifth (its other bytes are the padding, zero), sigma's bits sixth
+    points = np.zeros((n, words), '<u4')
     points[:, :3] = cloud.xyz.astype('<f4', copy=False).view('<u4')
     if cloud.rgb is not None:
         rgb = cloud.rgb
         points[:, 3] = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
     if cloud.label is not None:
         points[:, 4] = cloud.label
+    if cloud.sigma is not None:
+        points[:, 5] = cloud.sigma.astype('<f4', copy=False).view('<u4')
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, n
@@ -80,14 +84,21 @@ def point_cloud(header, cloud) -> PointCloud2:
                   PointField(name='z', offset=8, datatype=PointField.FLOAT32, count=1),
                   PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1),
                   PointField(name='label', offset=16, datatype=PointField.UINT8, count=1)]
+    if cloud.sigma is not None:
+        msg.fields.append(PointField(name='sigma', offset=20, datatype=PointField.FLOAT32, count=1))
     msg.is_bigendian = False
-    msg.point_step = CLOUD_DTYPE.itemsize
+    msg.point_step = (CLOUD_DTYPE if cloud.sigma is None else CLOUD_SIGMA_DTYPE).itemsize
     msg.row_step = msg.point_step * n
     data = array.array('B')
     data.frombytes(memoryview(points).cast('B'))      # one copy into the message
     msg.data = data
     msg.is_dense = True          # every point is finite: invalid depths are left out, not NaN
     return msg
+
+
+def depth_uncertainty_image(header, sigma: np.ndarray):
+    """The depth error's Laplace scale as a 32FC1 image (metres), the depth image's header."""
+    return numpy_to_image(np.ascontiguousarray(sigma, np.float32), '32FC1', header)
 
 
 def occupancy_grid(header, grid) -> OccupancyGrid:
@@ -129,6 +140,26 @@ def detections_3d(header, objects, dets, ids=None) -> Detection3DArray:
         d.bbox.center.orientation.w = 1.0
         d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = obj.size
         out.detections.append(d)
+    return out
+
+
+def object_motion(header, motions) -> ObjectMotionArray:
+    """ObjectMotionArray from spatial.motion.ObjectMotion results (msg/ObjectMotion.msg: units)."""
+    out = ObjectMotionArray()
+    out.header = header
+    for m in motions:
+        msg = ObjectMotion()
+        msg.id = str(m.id)
+        msg.position.x, msg.position.y, msg.position.z = (float(v) for v in m.position)
+        msg.range = float(m.range_m)
+        msg.velocity.x, msg.velocity.y, msg.velocity.z = (float(v) for v in m.velocity)
+        msg.velocity_valid = bool(m.velocity_valid)
+        msg.closing_speed = float(m.closing_speed)
+        msg.time_to_contact = float(m.time_to_contact)
+        g = m.velocity_over_ground
+        msg.velocity_over_ground.x, msg.velocity_over_ground.y, msg.velocity_over_ground.z = (float(v) for v in g)
+        msg.over_ground_valid = bool(m.over_ground_valid)
+        out.objects.append(msg)
     return out
 
 

@@ -61,6 +61,7 @@ class NodeParams:
     points_min_m: float = _default('points.min_m')
     points_max_m: float = _default('points.max_m')
     points_drop_classes: tuple[str, ...] = _default('points.drop_classes')
+    points_max_sigma: float = _default('points.max_sigma')
     # detections_3d.*
     detections_3d_min_points: int = _default('detections_3d.min_points')
     # ground.*
@@ -79,6 +80,9 @@ class NodeParams:
     free_space_width_m: float = _default('free_space.width_m')
     free_space_min_obstacle_height_m: float = _default('free_space.min_obstacle_height_m')
     free_space_max_obstacle_height_m: float = _default('free_space.max_obstacle_height_m')
+    # motion.*
+    motion_window_s: float = _default('motion.window_s')
+    motion_min_samples: int = _default('motion.min_samples')
     # tracking.*
     tracking_mode: str = _default('tracking.mode')
     tracking_max_age_s: float = _default('tracking.max_age_s')

@@ -9,8 +9,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
-from hydranet_ros import TASKS, topics
-from hydranet_ros.msg import InferenceStats, OpticalFlow
+from hydranet_ros import EXTRA_OUTPUTS, TASKS, topics
+from hydranet_ros.msg import InferenceStats, ObjectMotionArray, OpticalFlow
 from hydranet_ros.ros import messages
 from hydranet_ros.ros.debug_images import DebugImages
 from hydranet_ros.ros.derived_outputs import DerivedOutputs
@@ -19,9 +19,11 @@ from hydranet_ros.ros.input_subscriptions import RELIABILITY
 #: message type of every per-camera output topic but the latched label infos
 OUTPUT_TYPES = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
                 topics.TASK_TOPICS['flow']: OpticalFlow, topics.TASK_TOPICS['detection']: Detection2DArray,
+                **{name: Image for name in topics.EXTRA_TOPICS.values()},
                 topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
                 topics.POINTS: PointCloud2, topics.POINTS_OBSTACLES: PointCloud2, topics.POINTS_GROUND: PointCloud2,
                 topics.FREE_SPACE: OccupancyGrid, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
+                topics.MOTION: ObjectMotionArray,
                 topics.SEGMENTATION_COMPRESSED: CompressedImage, topics.DEPTH_COMPRESSED: CompressedImage,
                 **{name: Image for name in topics.DEBUG_TOPICS.values()}}
 
@@ -52,9 +54,11 @@ class OutputPublishers:
                                  [colours.get(n, (255, 64, 0)) for n in detection_names])
         return debug, derived
 
-    def needed_tasks(self, params) -> tuple:
+    def needed_tasks(self, params, extra_outputs=()) -> tuple:
         """The enabled tasks whose outputs (task topic, debug image, derived outputs, the flow that
-        tracking needs) have a subscriber now; all enabled tasks with always_run."""
+        tracking needs) have a subscriber now; all enabled tasks with always_run. extra_outputs: the
+        model's extra heads (EXTRA_OUTPUTS), each run when its task is enabled and its topic or a
+        point cloud (which then carries it) has a subscriber."""
         tasks = []
         for task in TASKS:
             if not params.enabled(task):
@@ -65,10 +69,17 @@ class OutputPublishers:
             outputs = [topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ())]
             outputs += [name for name, needs in topics.DERIVED_NEEDS.items() if task in needs]
             if task == 'flow' and params.tracking_mode == 'flow' and params.enabled('detection'):
-                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D]
-            if any(self.pubs[(cam, name)].get_subscription_count() > 0 for cam in self._cameras for name in outputs):
+                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION]
+            if self._subscribed(outputs):
                 tasks.append(task)
+        for extra in extra_outputs:
+            if params.enabled(EXTRA_OUTPUTS[extra]) and (params.always_run or self._subscribed(
+                    [topics.EXTRA_TOPICS[extra], *(name for name in topics.DERIVED_NEEDS if name.startswith('points'))])):
+                tasks.append(extra)
         return tuple(tasks)
+
+    def _subscribed(self, names) -> bool:
+        return any(self.pubs[(cam, name)].get_subscription_count() > 0 for cam in self._cameras for name in names)
 
     def task_outputs(self, cam, header, result, params, ids=None):
         """The task outputs present in result; returns the detections published (class filter
@@ -80,6 +91,9 @@ class OutputPublishers:
             out('segmentation').publish(messages.segmentation_image(header, result.segmentation))
         if result.depth is not None:
             out('depth').publish(messages.depth_image(header, result.depth, params.depth_min_m, params.depth_max_m))
+        if result.depth_uncertainty is not None:
+            self.pubs[(cam, topics.EXTRA_TOPICS['depth_uncertainty'])].publish(
+                messages.depth_uncertainty_image(header, result.depth_uncertainty))
         if result.flow is not None:
             out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
                                                       result.image_size))

@@ -116,6 +116,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               min=0.0, dynamic=True),
     ParamSpec('points.drop_classes', 'string_array', ['sky'],
               '`points`: segmentation class names whose pixels get no point.', dynamic=True),
+    ParamSpec('points.max_sigma', 'double', 0.0,
+              '`points` and `points/*`: leave out points whose depth uncertainty (Laplace scale, m) is above this; '
+              '0: no limit. Needs a model with the depth uncertainty head (the clouds then carry a `sigma` field).',
+              min=0.0, dynamic=True),
     ParamSpec('detections_3d.min_points', 'int', 10,
               '`detections_3d`: a detection is lifted to 3D only with at least this many pixels of its class '
               'with a depth.', min=1, max=100000, dynamic=True),
@@ -154,6 +158,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('free_space.max_obstacle_height_m', 'double', 2.5,
               '`free_space`: obstacle points higher than this over the ground plane (canopies, bridges) occupy '
               'nothing (m).', min=0.0, max=100.0, dynamic=True),
+    ParamSpec('motion.window_s', 'double', 0.6,
+              '`detections_3d/motion`: a track\'s velocity is the least-squares slope of its positions over this '
+              'many seconds.', min=0.05, max=10.0, dynamic=True),
+    ParamSpec('motion.min_samples', 'int', 3,
+              '`detections_3d/motion`: positions a track needs in the window before its velocity counts.',
+              min=2, max=100, dynamic=True),
     ParamSpec('tracking.mode', 'string', 'flow',
               'Detection ids (`Detection2D.id`, `Detection3D.id`): `flow` associates boxes by where the flow '
               'head says their pixels came from (runs the flow head whenever detections have subscribers), '

@@ -16,7 +16,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage
 
-from hydranet_ros import topics
+from hydranet_ros import EXTRA_OUTPUTS, topics
 from hydranet_ros.inference.predictor import OutOfMemory, Predictor
 from hydranet_ros.inference.results import FlowStatus
 from hydranet_ros.pipeline.latest_frames import LatestFrames, run_worker
@@ -260,7 +260,7 @@ class PerceptionNode(LifecycleNode):
         start = time.monotonic()
         with self._lock:
             params = self._params          # immutable: a change replaces the whole object
-        tasks = self._outputs.needed_tasks(params)
+        tasks = self._outputs.needed_tasks(params, [t for t in self._predictor.tasks if t in EXTRA_OUTPUTS])
         if not tasks:
             return
         decoded = [(f, self._decode(f)) for f in batch]

@@ -18,6 +18,11 @@ import numpy as np
 CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
                         'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
                         'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
+#: The same with the depth's uncertainty: sigma float32 metres (the Laplace scale of the depth error
+#: along the ray) after the padding (point_step 24), when the model has the uncertainty head.
+CLOUD_SIGMA_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label', 'sigma'],
+                              'formats': ['<f4', '<f4', '<f4', '<u4', 'u1', '<f4'],
+                              'offsets': [0, 4, 8, 12, 16, 20], 'itemsize': 24})
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,14 @@ def uses_projection(p) -> bool:
 
 @dataclass
 class SemanticCloud:
-    """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None);
-    rows and cols give the pixel each came from."""
+    """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None),
+    sigma [N] float32 metres (or None); rows and cols give the pixel each came from."""
     xyz: np.ndarray
     rgb: np.ndarray | None
     label: np.ndarray | None
     _keep: np.ndarray
     _stride: int
+    sigma: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
@@ -85,21 +91,24 @@ class SemanticCloud:
         keep = self._keep.copy()
         keep[keep] = mask
         return SemanticCloud(self.xyz[mask], None if self.rgb is None else self.rgb[mask],
-                             None if self.label is None else self.label[mask], keep, self._stride)
+                             None if self.label is None else self.label[mask], keep, self._stride,
+                             None if self.sigma is None else self.sigma[mask])
 
 
 def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
                    labels: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
-                   max_m: float = float('inf'), drop_labels=(), keep_labels=None) -> SemanticCloud:
+                   max_m: float = float('inf'), drop_labels=(), keep_labels=None, sigma: np.ndarray | None = None,
+                   max_sigma: float = float('inf')) -> SemanticCloud:
     """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m], a label not
-    in drop_labels and, when keep_labels is given, in keep_labels, back-projected. rgb and labels,
+    in drop_labels and, when keep_labels is given, in keep_labels, and, when sigma (the depth's
+    uncertainty, metres) is given, a sigma <= max_sigma, back-projected. rgb, labels and sigma,
     when given, must have depth's size."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     if (h, w) != (intrinsics.height, intrinsics.width):
         raise ValueError(f'depth is {w}x{h} but the intrinsics are for '
                          f'{intrinsics.width}x{intrinsics.height}')
-    for name, array in (('rgb', rgb), ('labels', labels)):
+    for name, array in (('rgb', rgb), ('labels', labels), ('sigma', sigma)):
         if array is not None and array.shape[:2] != (h, w):
             raise ValueError(f'{name} is {array.shape[1]}x{array.shape[0]}, depth is {w}x{h}')
     if stride < 1:
@@ -116,6 +125,12 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
             keep &= np.isin(lab, np.asarray(list(keep_labels), dtype=np.int64))
     elif keep_labels is not None:
         raise ValueError('keep_labels needs labels')
+    sub_sigma = None
+    if sigma is not None:
+        sub_sigma = np.asarray(sigma, np.float32)[::stride, ::stride]
+        if max_sigma < float('inf'):
+            with np.errstate(invalid='ignore'):
+                keep &= sub_sigma <= max_sigma
     # boolean masks over the subsampled grid (cheaper than gathering by index)
     z = sub[keep]
     x_ray = ((np.arange(0, w, stride, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx))
@@ -125,4 +140,5 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     xyz[:, 1] = np.broadcast_to(y_ray[:, None], sub.shape)[keep] * z
     xyz[:, 2] = z
     return SemanticCloud(xyz, None if rgb is None else rgb[::stride, ::stride][keep],
-                         None if lab is None else lab[keep].astype(np.uint8, copy=False), keep, stride)
+                         None if lab is None else lab[keep].astype(np.uint8, copy=False), keep, stride,
+                         None if sub_sigma is None else sub_sigma[keep])

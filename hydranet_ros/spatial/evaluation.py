@@ -8,7 +8,10 @@ predictions), identity switches (a truth object matched to a different id than t
 was matched); MOTA = 1 - (misses + false positives + switches) / truth boxes. For the matched
 pairs, the 3D box lifted from the predicted depth and segmentation is compared with the object's
 box in the world: the near face (where the object begins, along the optical axis) and the
-lateral centre. Both tracking modes (flow-guided and IoU only) run on the same detections.
+lateral centre. Both tracking modes (flow-guided and IoU only) run on the same detections. The
+flow-guided tracks also feed the motion estimator (detections_3d/motion): each valid velocity
+against the object's true velocity relative to the camera (the world's near-face centre one frame
+apart), by range band, and the time to contact where both say the object approaches.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from hydranet_ros.spatial.cloud import Intrinsics
 from hydranet_ros.spatial.objects3d import class_label_map, lift_detections
+from hydranet_ros.spatial.motion import MotionEstimator, closing, near_face_centre
 from hydranet_ros.spatial.tracking import FlowTracker, iou_matrix
 from hydranet_ros import DEFAULT_SCORE_THRESHOLD
 
@@ -72,6 +76,37 @@ def match(truth_boxes, truth_classes, boxes, classes, iou_threshold=0.5) -> list
     return pairs
 
 
+@dataclass
+class MotionScore:
+    """Velocity and time-to-contact errors of matched tracks, by the truth's range."""
+    bands: tuple = ((0, 15), (15, 30), (30, 80))
+    rows: list = field(default_factory=list)     # (range, |v error| m/s, ttc predicted, ttc true)
+
+    def add(self, motion, truth_now, truth_before, dt: float):
+        true_v = (truth_now - truth_before) / dt
+        _, true_ttc = closing(truth_now, true_v)
+        self.rows.append((float(np.linalg.norm(truth_now)), float(np.linalg.norm(motion.velocity - true_v)),
+                          motion.time_to_contact, true_ttc))
+
+    def report(self) -> dict:
+        if not self.rows:
+            return {}
+        r = np.array(self.rows)
+        out = {'objects': len(r)}
+        for lo, hi in self.bands:
+            band = (r[:, 0] >= lo) & (r[:, 0] < hi)
+            if band.any():
+                out[f'velocity_error_mps_median_{lo}_{hi}m'] = round(float(np.median(r[band, 1])), 2)
+                out[f'velocity_error_mps_p90_{lo}_{hi}m'] = round(float(np.percentile(r[band, 1], 90)), 2)
+                out[f'objects_{lo}_{hi}m'] = int(band.sum())
+        both = np.isfinite(r[:, 2]) & np.isfinite(r[:, 3]) & (r[:, 3] < 10)
+        if both.any():
+            rel = np.abs(r[both, 2] - r[both, 3]) / r[both, 3]
+            out['ttc_rel_error_median'] = round(float(np.median(rel)), 3)
+            out['ttc_pairs_under_10s'] = int(both.sum())
+        return out
+
+
 def evaluate(model=None, seeds=(2000, 2001), frames: int = 40, backend: str = 'onnxruntime') -> dict:
     """Run the model over the drives; tracking and 3D numbers per tracking mode."""
     from hydranet_ros.inference import Predictor
@@ -83,10 +118,12 @@ def evaluate(model=None, seeds=(2000, 2001), frames: int = 40, backend: str = 'o
     cmap = class_label_map(predictor.class_names, predictor.segmentation_names)
     counts = {'flow': MotCounts(), 'iou': MotCounts()}
     near_err, lateral_err, distances = [], [], []
+    motion_score = MotionScore()
     for seed in seeds:
         world = World(seed)
         k = Intrinsics.from_k(world.camera.k, world.camera.height, world.camera.width)
         trackers = {mode: FlowTracker() for mode in counts}
+        motion, previous_truth = MotionEstimator(), {}
         for frame in world.frames(frames):
             stamp = 1_000_000_000 + frame.index * 100_000_000
             result, = predictor.predict(frame.rgb, streams=[f'seed{seed}'], stamps_ns=[stamp])
@@ -96,12 +133,25 @@ def evaluate(model=None, seeds=(2000, 2001), frames: int = 40, backend: str = 'o
             truth = [b for b in frame.boxes if b.detectable()]
             t_boxes = np.array([[b.x1, b.y1, b.x2, b.y2] for b in truth]).reshape(-1, 4)
             t_ids, t_classes = [b.instance for b in truth], [b.class_id for b in truth]
+            pairs_by_mode, ids_by_mode = {}, {}
             for mode, tracker in trackers.items():
-                ids = tracker.update(boxes, classes, stamp, result.flow if mode == 'flow' else None, result.image_size)
-                pairs = counts[mode].add_frame(t_boxes, t_ids, t_classes, boxes, ids, classes)
+                ids = ids_by_mode[mode] = tracker.update(boxes, classes, stamp, result.flow if mode == 'flow' else None,
+                                                         result.image_size)
+                pairs = pairs_by_mode[mode] = counts[mode].add_frame(t_boxes, t_ids, t_classes, boxes, ids, classes)
             objects = {o.index: o for o in lift_detections(boxes, classes, result.depth, k, result.segmentation,
                                                            cmap)}
             world_boxes = world.objects_in_camera(frame.index)
+            flow_pairs = pairs_by_mode['flow']
+            moving = motion.update(stamp, {str(ids_by_mode['flow'][p]): near_face_centre(objects[p].center,
+                                                                                         objects[p].size)
+                                           for _, p in flow_pairs if p in objects})
+            by_id = {m.id: m for m in moving}
+            for t, p in flow_pairs:
+                m = by_id.get(str(ids_by_mode['flow'][p]))
+                inst = t_ids[t]
+                if m is not None and m.velocity_valid and inst in world_boxes and inst in previous_truth:
+                    motion_score.add(m, near_face_centre(*world_boxes[inst]), previous_truth[inst], world.dt)
+            previous_truth = {inst: near_face_centre(*box) for inst, box in world_boxes.items()}
             for t, p in pairs:
                 if p not in objects or t_ids[t] not in world_boxes:
                     continue
@@ -124,6 +174,7 @@ def evaluate(model=None, seeds=(2000, 2001), frames: int = 40, backend: str = 'o
                               'near_face_rel_error_p90': round(float(np.percentile(rel, 90)), 3),
                               'lateral_abs_error_m_median': round(float(np.median(np.abs(lateral_err))), 2),
                               'distance_m_median': round(float(np.median(distances)), 1)}
+    report['motion'] = motion_score.report()
     return report
 
 

@@ -64,11 +64,15 @@ class GroundScene:
 
 def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, settings: GroundSettings,
                  rgb: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
-                 max_m: float = float('inf')) -> GroundScene:
-    """Split a frame's depth by class into ground and obstacle clouds and find the plane."""
-    ground = semantic_cloud(depth, intrinsics, rgb, labels, stride, min_m, max_m, keep_labels=settings.ground_ids)
+                 max_m: float = float('inf'), sigma: np.ndarray | None = None,
+                 max_sigma: float = float('inf')) -> GroundScene:
+    """Split a frame's depth by class into ground and obstacle clouds (points whose depth
+    uncertainty sigma is above max_sigma left out) and find the plane."""
+    common = dict(sigma=sigma, max_sigma=max_sigma)
+    ground = semantic_cloud(depth, intrinsics, rgb, labels, stride, min_m, max_m, keep_labels=settings.ground_ids,
+                            **common)
     obstacles = semantic_cloud(depth, intrinsics, rgb, labels, stride, min_m, max_m,
-                               keep_labels=settings.obstacle_ids)
+                               keep_labels=settings.obstacle_ids, **common)
     prior = settings.mount()
     plane = prior
     if settings.plane == 'fit':

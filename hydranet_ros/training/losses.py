@@ -106,3 +106,15 @@ def depth_edge_consistency(depth_pred, seg_target, has):
     same_x = (seg[:, :, 1:] == seg[:, :, :-1]) & (seg[:, :, 1:] != IGNORE)
     same_y = (seg[:, 1:, :] == seg[:, :-1, :]) & (seg[:, 1:, :] != IGNORE)
     return (gx * same_x).mean() + (gy * same_y).mean()
+
+
+def depth_uncertainty_loss(scale, depth, target, has, depth_min: float, depth_max: float):
+    """Laplace negative log-likelihood of the depth head's own error (depth detached): mean over
+    valid pixels (as depth_loss) of |target - depth| / scale + log scale (+ log 2, left out)."""
+    scale = scale[:, 0] if scale.dim() == 4 else scale
+    depth = (depth[:, 0] if depth.dim() == 4 else depth).detach()
+    valid = torch.isfinite(target) & (target >= depth_min) & (target <= depth_max) & has.view(-1, 1, 1)
+    if not valid.any():
+        return scale.sum() * 0.0
+    s = scale[valid]
+    return ((target[valid] - depth[valid]).abs() / s + torch.log(s)).mean()

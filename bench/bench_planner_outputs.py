@@ -1,0 +1,110 @@
+"""Cost of the planner outputs (issue 31) per frame, against the all-heads frame time.
+
+    python bench/bench_planner_outputs.py [--checkpoint CKPT] [--frames 12] [--backend onnxruntime torch]
+
+For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor on all four
+heads (the frame time), the same with the depth uncertainty head as well (its cost is the
+difference), then, on those outputs, each planner output built as the node builds it, message
+included: points/obstacles + points/ground (one split, the ground plane fitted), free_space (the
+grid on that plane), and the semantic cloud with its sigma field against without. Round-robin per
+frame in this one process; medians (the first frame left out), and each cost as a share of the
+frame time of the same backend and size.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+from std_msgs.msg import Header
+
+from hydranet_ros import TASKS
+from hydranet_ros.inference import Predictor
+from hydranet_ros.model.registry import weights
+from hydranet_ros.ros import messages
+from hydranet_ros.spatial import Intrinsics, semantic_cloud
+from hydranet_ros.spatial.ground import GridSpec
+from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
+from hydranet_ros.world import World
+
+SIZES = {'640x480': 'vga', '1242x375': 'kitti'}
+GROUND = ('road', 'lane_marking', 'sidewalk', 'terrain')
+OBSTACLES = ('building', 'vegetation', 'pole', 'car', 'pedestrian')
+
+
+def _measure(predictor: Predictor, frames, k, header) -> dict:
+    times: dict[str, list] = {}
+
+    def timed(name, fn):
+        s = time.perf_counter()
+        out = fn()
+        times.setdefault(name, []).append((time.perf_counter() - s) * 1e3)
+        return out
+
+    names = predictor.segmentation_names
+    settings = GroundSettings.from_names(names, GROUND, OBSTACLES)
+    spec = GridSpec()
+    with_head = 'depth_uncertainty' in predictor.tasks
+    for i, frame in enumerate(frames):
+        stamp = 1_000_000_000 + i * 100_000_000
+        timed('frame', lambda: predictor.predict(frame.rgb, tasks=TASKS, streams=['a'], stamps_ns=[stamp]))
+        r = None
+        if with_head:
+            r = timed('frame + uncertainty', lambda: predictor.predict(
+                frame.rgb, tasks=(*TASKS, 'depth_uncertainty'), streams=['b'], stamps_ns=[stamp]))[0]
+        else:
+            r = predictor.predict(frame.rgb, tasks=TASKS, streams=['b'], stamps_ns=[stamp])[0]
+
+        def split():
+            scene = ground_scene(r.depth, r.segmentation, k, settings, frame.rgb, 2, sigma=r.depth_uncertainty)
+            messages.point_cloud(header, scene.obstacles)
+            messages.point_cloud(header, scene.ground)
+            return scene
+        scene = timed('points/obstacles + points/ground', split)
+        timed('free_space (grid + message)', lambda: messages.occupancy_grid(header, scene.grid(spec, 0.2, 2.5)))
+        timed('free_space with its split', lambda: messages.occupancy_grid(
+            header, ground_scene(r.depth, r.segmentation, k, settings, None, 2).grid(spec, 0.2, 2.5)))
+        timed('points (no sigma)', lambda: messages.point_cloud(header, semantic_cloud(
+            r.depth, k, frame.rgb, r.segmentation, 2)))
+        if with_head:
+            timed('points (with sigma)', lambda: messages.point_cloud(header, semantic_cloud(
+                r.depth, k, frame.rgb, r.segmentation, 2, sigma=r.depth_uncertainty)))
+    return {name: statistics.median(v[1:]) for name, v in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--checkpoint', default=None, help='default: the bundled model')
+    parser.add_argument('--frames', type=int, default=12)
+    parser.add_argument('--backend', nargs='+', default=['onnxruntime', 'torch'])
+    args = parser.parse_args(argv)
+    path = args.checkpoint or weights().path()
+    header = Header(frame_id='camera_optical')
+    print(f'Machine: {os.cpu_count()} CPU cores, torch {torch.__version__}; median of {args.frames - 1} frames '
+          f'of a synthetic drive (the first left out), {path}\n')
+    print('| size | backend | output | ms per frame | share of the all-heads frame |')
+    print('|---|---|---|---|---|')
+    for size, camera in SIZES.items():
+        world = World(2000, camera=camera)
+        frames = list(world.frames(args.frames))
+        k = Intrinsics.from_k(world.camera.k, world.camera.height, world.camera.width)
+        for backend in args.backend:
+            predictor = Predictor(path, device='cpu', backend=backend)
+            predictor.warmup(1)
+            med = _measure(predictor, frames, k, header)
+            frame = med['frame']
+            print(f'| {size} | {backend} | all four heads | {frame:.1f} | |')
+            if 'frame + uncertainty' in med:
+                extra = med['frame + uncertainty'] - frame
+                print(f'| {size} | {backend} | depth/uncertainty (head) | {extra:.1f} | {100 * extra / frame:.1f}% |')
+            for name, value in med.items():
+                if not name.startswith('frame'):
+                    print(f'| {size} | {backend} | {name} | {value:.2f} | {100 * value / frame:.1f}% |', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""How fast tracked objects approach: velocity relative to the camera and time to contact.
+
+Per track id, the near-face centre of its 3D box (detections_3d) over the last `window_s`
+seconds; the velocity is the least-squares slope of that history (robust to the frame-to-frame
+jitter of monocular depth that a two-frame difference would pass straight on). A track needs
+`min_samples` positions spanning at least `min_span_s` before its velocity counts. Closing speed
+is how fast the range shrinks, -d|p|/dt = -(p . v) / |p|; time to contact is range / closing
+speed while approaching, +Inf otherwise.
+
+With the camera's motion between frames (odometry and the camera's mount), past positions are
+first carried into the current camera frame, so the same slope is the object's own velocity over
+the ground. ROS-free: numpy in, dataclasses out; optical frame, metres, seconds.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ObjectMotion:
+    """One tracked object at one frame (units: m, m/s, s; optical frame of that frame)."""
+    id: str
+    position: np.ndarray                 # near-face centre
+    range_m: float
+    velocity: np.ndarray                 # relative to the camera; zeros when not valid
+    velocity_valid: bool
+    closing_speed: float                 # > 0 approaching
+    time_to_contact: float               # +inf when not approaching or not valid
+    velocity_over_ground: np.ndarray     # zeros when not valid
+    over_ground_valid: bool
+
+
+def closing(position: np.ndarray, velocity: np.ndarray) -> tuple[float, float]:
+    """(closing speed m/s, time to contact s) of an object at position moving at velocity."""
+    rng = float(np.linalg.norm(position))
+    if rng <= 0:
+        return 0.0, math.inf
+    speed = -float(position @ velocity) / rng
+    return speed, (rng / speed if speed > 1e-6 else math.inf)
+
+
+def _slope(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Least-squares velocity [3] of positions p [N, 3] at times t [N] (s)."""
+    t = t - t.mean()
+    return (t[:, None] * (p - p.mean(axis=0))).sum(axis=0) / float((t ** 2).sum())
+
+
+class MotionEstimator:
+    """update(stamp_ns, {id: near-face position}, camera motion) -> [ObjectMotion] per id."""
+
+    def __init__(self, window_s: float = 0.6, min_samples: int = 3, min_span_s: float = 0.15,
+                 max_age_s: float = 1.0):
+        self.window_s, self.min_samples, self.min_span_s, self.max_age_s = window_s, min_samples, min_span_s, max_age_s
+        self._tracks: dict[str, deque] = {}      # id -> (stamp s, position in that frame's camera frame)
+        self._poses: deque = deque()             # (stamp s, camera pose 4x4 in a fixed frame) with odometry
+
+    def reset(self):
+        self._tracks.clear()
+        self._poses.clear()
+
+    def update(self, stamp_ns: int, positions: dict, camera_pose: np.ndarray | None = None) -> list[ObjectMotion]:
+        """positions: {track id: [3] near-face centre (m, optical frame)}. camera_pose: the optical
+        frame's pose at this stamp in a fixed (odometry) frame, 4x4, or None without odometry."""
+        now = stamp_ns * 1e-9
+        for tid in [k for k, h in self._tracks.items() if now - h[-1][0] > self.max_age_s or now < h[-1][0]]:
+            del self._tracks[tid]
+        if camera_pose is not None:
+            self._poses.append((now, np.asarray(camera_pose, np.float64)))
+            while self._poses and now - self._poses[0][0] > self.window_s + self.max_age_s:
+                self._poses.popleft()
+        else:
+            self._poses.clear()
+        poses = dict(self._poses)
+        out = []
+        for tid, position in positions.items():
+            p = np.asarray(position, np.float64)
+            history = self._tracks.setdefault(str(tid), deque())
+            history.append((now, p))
+            while history and now - history[0][0] > self.window_s:
+                history.popleft()
+            out.append(self._motion(str(tid), history, p, poses, camera_pose))
+        return out
+
+    def _motion(self, tid, history, p, poses, camera_pose) -> ObjectMotion:
+        zero = np.zeros(3)
+        t = np.array([h[0] for h in history])
+        enough = len(history) >= self.min_samples and t[-1] - t[0] >= self.min_span_s
+        velocity, valid = (_slope(t, np.stack([h[1] for h in history])), True) if enough else (zero, False)
+        speed, ttc = closing(p, velocity) if valid else (0.0, math.inf)
+        ground, ground_valid = zero, False
+        if enough and camera_pose is not None and all(s in poses for s in t):
+            # past positions carried into the current camera frame: what moves there moves over the ground
+            to_now = np.linalg.inv(camera_pose)
+            carried = [(to_now @ poses[s] @ np.append(q, 1.0))[:3] for s, q in history]
+            ground, ground_valid = _slope(t, np.stack(carried)), True
+        return ObjectMotion(tid, p, float(np.linalg.norm(p)), velocity, valid, speed, ttc, ground, ground_valid)
+
+
+def near_face_centre(center, size) -> np.ndarray:
+    """A 3D box's visible near face centre: where the object begins along the optical axis."""
+    c = np.asarray(center, np.float64)
+    return np.array([c[0], c[1], c[2] - float(size[2]) / 2])
