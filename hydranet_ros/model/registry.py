@@ -36,9 +36,10 @@ class KnownWeights:
 WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
     KnownWeights(
         name='hydranet_default', file='hydranet_default.pt',
-        sha256='c6f5ad498e288532295fe8e35b10cb3d0e4f53c1a7a42259072ac7f234efa91d',
+        sha256='d11ebc778a9ee4043a14b3eb1ab393b898476a3a256cbbb0d4b1cb03251e64ea',
         description='EfficientNet-Lite0 HydraNet from ImageNet features, 448x192, trained on the varied synthetic '
-                    'world with the generalisation recipe (config/train_imagenet_lite0.yaml)',
+                    'world with the generalisation recipe (config/train_imagenet_lite0.yaml), with a depth uncertainty '
+                    'head trained after it (config/train_depth_uncertainty.yaml; every other output unchanged)',
         card='docs/MODEL.md'),
     KnownWeights(
         name='hydranet_mobilenetv2_synthetic', file='hydranet_mobilenetv2_synthetic.pt',
