@@ -52,52 +52,33 @@ def sample_bag(cache: Path, seed: int, frames: int, size, log=print) -> Path:
 
 
 def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
-    """A PNG: one row per chosen frame, input | segmentation | depth | flow | detections (with
-    track ids) | a bird's-eye view of the semantic point cloud and the 3D boxes."""
+    """A PNG: one row per chosen frame, input | segmentation | depth | depth uncertainty | flow |
+    detections (with track ids) | a bird's-eye view of the semantic point cloud and the 3D boxes |
+    the free-space grid."""
     import cv2
 
     from hydranet_ros import visualize
     from hydranet_ros.bag import convert
     from hydranet_ros.bag.storage import deserialize, open_reader, read_messages
-    from hydranet_ros.image_codec import image_to_numpy, image_to_rgb
-    from hydranet_ros.inference.results import Detection
     from hydranet_ros.world.classes import SEG_ID, SEGMENTATION_CLASSES
     colors = [c for _, c in SEGMENTATION_CLASSES]
-    def output(task):
-        return topics.absolute(topics.NODE_NAMESPACE, topics.TASK_TOPICS[task])
-    wanted = {'/camera/image_raw': 'rgb', output('segmentation'): 'seg', output('depth'): 'depth',
-              output('flow'): 'flow', output('detection'): 'det',
-              topics.absolute(topics.NODE_NAMESPACE, topics.POINTS): 'points',
-              topics.absolute(topics.NODE_NAMESPACE, topics.DETECTIONS_3D): 'det3d'}
-    names = {}
-    frames = {}
+    ns = topics.NODE_NAMESPACE
+    wanted = {'/camera/image_raw': 'rgb', **{topics.absolute(ns, topics.TASK_TOPICS[t]): k for t, k in (
+        ('segmentation', 'seg'), ('depth', 'depth'), ('flow', 'flow'), ('detection', 'det'))},
+        topics.absolute(ns, topics.EXTRA_TOPICS['depth_uncertainty']): 'sigma',
+        topics.absolute(ns, topics.POINTS): 'points', topics.absolute(ns, topics.DETECTIONS_3D): 'det3d',
+        topics.absolute(ns, topics.FREE_SPACE): 'free'}
+    names, frames = {}, {}
     reader = open_reader(recorded)
     try:
-        label_info = topics.absolute(topics.NODE_NAMESPACE, topics.LABEL_INFO['detection'])
+        label_info = topics.absolute(ns, topics.LABEL_INFO['detection'])
         for conn, _, raw in read_messages(reader, set(wanted) | {label_info}):
             msg = deserialize(raw, conn.msgtype)
             if conn.topic.endswith('label_info'):
                 names = {c.class_id: c.class_name for c in msg.class_map}
                 continue
-            key = wanted[conn.topic]
-            stamp = convert.stamp_ns(msg.header.stamp)
-            if key == 'rgb':
-                value = image_to_rgb(msg)
-            elif key == 'flow':
-                value = image_to_numpy(msg.flow)
-            elif key == 'det':
-                boxes, scores, classes = convert.detection_boxes(msg)
-                value = ([Detection(*b, int(c), names.get(int(c), str(c)), float(s))
-                          for b, s, c in zip(boxes, scores, classes)], [d.id for d in msg.detections])
-            elif key == 'points':
-                value = _cloud_arrays(msg)
-            elif key == 'det3d':
-                value = [((d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z),
-                          (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z), d.results[0].hypothesis.class_id, d.id)
-                         for d in msg.detections]
-            else:
-                value = image_to_numpy(msg)
-            frames.setdefault(stamp, {})[key] = value
+            frames.setdefault(convert.stamp_ns(msg.header.stamp), {})[wanted[conn.topic]] = \
+                _decoded(wanted[conn.topic], msg, names)
     finally:
         reader.close()
     complete = [s for s in sorted(frames) if len(frames[s]) == len(wanted)]
@@ -119,23 +100,68 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
         top = visualize.birds_eye(*f['points'], boxes, (h, w))
         lines.append(np.hstack([rgb, fit(visualize.segmentation_overlay(f['seg'], colors, rgb)),
                                 fit(visualize.depth_colormap(f['depth'], 0.5, 80.0)),
+                                fit(visualize.depth_colormap(np.clip(f['sigma'], 0.05, 20.0), 0.05, 20.0)),
                                 fit(visualize.flow_to_color(f['flow'])),
-                                visualize.draw_detections(rgb, dets, ids=ids or None), top]))
+                                visualize.draw_detections(rgb, dets, ids=ids or None), top,
+                                _grid_picture(f['free'], (h, w))]))
     header = np.full((24, lines[0].shape[1], 3), 255, np.uint8)
-    titles = ('input', 'segmentation', 'depth (0.5-80 m, log)', 'optical flow', 'detections #track id',
-              'top view: points, 3D boxes')
+    titles = ('input', 'segmentation', 'depth (0.5-80 m, log)', 'depth sigma (0.05-20 m, log)', 'optical flow',
+              'detections #track id', 'top view: points, 3D boxes', 'free space (grey unknown)')
     for i, title in enumerate(titles):
         cv2.putText(header, title, (i * (lines[0].shape[1] // len(titles)) + 6, 17), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.55, (0, 0, 0), 1, cv2.LINE_AA)
+                    0.5, (0, 0, 0), 1, cv2.LINE_AA)
     image = np.vstack([header, *lines])
     cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     return out
 
 
+def _decoded(key: str, msg, names: dict):
+    """What the montage draws of one recorded message."""
+    from hydranet_ros.bag import convert
+    from hydranet_ros.image_codec import image_to_numpy, image_to_rgb
+    from hydranet_ros.inference.results import Detection
+    if key == 'rgb':
+        return image_to_rgb(msg)
+    if key == 'flow':
+        return image_to_numpy(msg.flow)
+    if key == 'det':
+        boxes, scores, classes = convert.detection_boxes(msg)
+        return ([Detection(*b, int(c), names.get(int(c), str(c)), float(s)) for b, s, c in zip(boxes, scores, classes)],
+                [d.id for d in msg.detections])
+    if key == 'points':
+        return _cloud_arrays(msg)
+    if key == 'det3d':
+        return [((d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z),
+                 (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z), d.results[0].hypothesis.class_id, d.id)
+                for d in msg.detections]
+    if key == 'free':
+        return np.array(msg.data, np.int8).reshape(msg.info.height, msg.info.width)
+    return image_to_numpy(msg)
+
+
+def _grid_picture(cells: np.ndarray, size_hw) -> np.ndarray:
+    """The free-space grid seen from above, forward up, left to the left: free white, occupied
+    black, unknown grey."""
+    import cv2
+    picture = np.full(cells.shape, 128, np.uint8)
+    picture[cells == 0], picture[cells == 100] = 255, 0
+    # rows run leftwards and columns forward: turn so forward is up and left is left
+    picture = np.rot90(picture, k=1)[:, ::-1]
+    h, w = size_hw
+    scale = min(h / picture.shape[0], w / picture.shape[1])
+    small = cv2.resize(np.ascontiguousarray(picture), (max(int(picture.shape[1] * scale), 1),
+                                                       max(int(picture.shape[0] * scale), 1)),
+                       interpolation=cv2.INTER_NEAREST)
+    out = np.full((h, w), 128, np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return np.repeat(out[..., None], 3, axis=2)
+
+
 def _cloud_arrays(msg):
-    """(xyz [N, 3], rgb [N, 3] uint8) of a PointCloud2 in the node's layout."""
-    from hydranet_ros.spatial.cloud import CLOUD_DTYPE
-    points = np.frombuffer(bytes(msg.data), CLOUD_DTYPE)
+    """(xyz [N, 3], rgb [N, 3] uint8) of a PointCloud2 in the node's layout (with or without sigma)."""
+    from hydranet_ros.spatial.cloud import CLOUD_DTYPE, CLOUD_SIGMA_DTYPE
+    points = np.frombuffer(bytes(msg.data), CLOUD_SIGMA_DTYPE if msg.point_step == 24 else CLOUD_DTYPE)
     xyz = np.stack([points['x'], points['y'], points['z']], axis=1)
     packed = points['rgb']
     rgb = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)

@@ -101,13 +101,13 @@ def test_graph_cache_exports_once_per_checkpoint_size_and_heads(tmp_path):
     options = OnnxOptions(cache_dir=str(tmp_path))
     first = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options)
     first.prepare()
-    assert first.runner.exports == 2          # all heads, and all but flow
+    assert first.runner.exports == 4          # all heads, all but flow; each without depth_uncertainty too
     again = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options)
     again.prepare()
     assert again.runner.exports == 0
     files = sorted(p.name for p in tmp_path.glob('*.onnx'))
     size = 'x'.join(str(v) for v in reversed(weights().load().metadata.input_size))     # WxH
-    assert len(files) == 2 and all(weights().sha256[:16] in f and size in f for f in files)
+    assert len(files) == 4 and all(weights().sha256[:16] in f and size in f for f in files)
     other = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options, input_size=(96, 128))
     other.prepare([('depth',)])
     assert other.runner.exports == 1 and len(list(tmp_path.glob('*128x96-depth-*.onnx'))) == 1

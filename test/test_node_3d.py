@@ -82,14 +82,15 @@ def test_point_cloud_is_the_depth_back_projected_with_labels_and_colours(node, d
     seg = image_to_numpy(next(m for m in got[f'{NS}/segmentation'] if m.header.stamp == stamp))
     k = next(m for m in got[f'{NS}/camera_info'] if m.header.stamp == stamp).k
     # the layout RViz and PCL read
+    # the bundled model has the depth uncertainty head: a sigma field after the padding
     assert [(f.name, f.offset, f.datatype, f.count) for f in cloud.fields] == [
         ('x', 0, PointField.FLOAT32, 1), ('y', 4, PointField.FLOAT32, 1), ('z', 8, PointField.FLOAT32, 1),
-        ('rgb', 12, PointField.FLOAT32, 1), ('label', 16, PointField.UINT8, 1)]
-    assert cloud.point_step == 20 and cloud.height == 1 and not cloud.is_bigendian
-    assert cloud.row_step == cloud.width * 20 == len(cloud.data) and cloud.header.frame_id == 'camera_optical'
-    pts = np.frombuffer(bytes(cloud.data), np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
-                                                     'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
-                                                     'offsets': [0, 4, 8, 12, 16], 'itemsize': 20}))
+        ('rgb', 12, PointField.FLOAT32, 1), ('label', 16, PointField.UINT8, 1), ('sigma', 20, PointField.FLOAT32, 1)]
+    assert cloud.point_step == 24 and cloud.height == 1 and not cloud.is_bigendian
+    assert cloud.row_step == cloud.width * 24 == len(cloud.data) and cloud.header.frame_id == 'camera_optical'
+    pts = np.frombuffer(bytes(cloud.data), np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label', 'sigma'],
+                                                     'formats': ['<f4', '<f4', '<f4', '<u4', 'u1', '<f4'],
+                                                     'offsets': [0, 4, 8, 12, 16, 20], 'itemsize': 24}))
     stride = 2                                                      # points.stride default
     assert 0.5 * (depth.size / stride ** 2) < len(pts) <= depth.size / stride ** 2
     fx, cx, fy, cy = k[0], k[2], k[4], k[5]
@@ -114,7 +115,7 @@ def test_only_what_is_subscribed_runs(node, drive):
     h = node
     sub = h.peer.create_subscription(PointCloud2, f'{NS}/points', lambda m: None, 10)
     _run(h, drive, [], frames=1)
-    assert list(h.received[f'{NS}/stats'][-1].tasks_run) == ['segmentation', 'depth']
+    assert list(h.received[f'{NS}/stats'][-1].tasks_run) == ['segmentation', 'depth', 'depth_uncertainty']   # the cloud carries sigma
     h.peer.destroy_subscription(sub)
     h.subscribe(Detection2DArray, f'{NS}/detections')
     assert h.wait_for(lambda: h.node._pubs[('', 'points')].get_subscription_count() == 0)
@@ -232,7 +233,7 @@ def test_a_rectified_camera_info_is_read_through_p_not_k(node, drive):
     assert info.p[0] == pytest.approx(drive[1].k[0] * sx) and info.k[0] == pytest.approx(drive[1].k[0] * 1.33 * sx)
     cloud = got[f'{NS}/points'][-1]
     pts = np.frombuffer(bytes(cloud.data), np.dtype({'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
-                                                     'offsets': [0, 4, 8], 'itemsize': 20}))
+                                                     'offsets': [0, 4, 8], 'itemsize': cloud.point_step}))
     u = pts['x'] * info.p[0] / pts['z'] + info.p[2]
     v = pts['y'] * info.p[5] / pts['z'] + info.p[6]
     assert np.abs(u - np.round(u)).max() < 1e-2 and np.abs(v - np.round(v)).max() < 1e-2

@@ -7,7 +7,7 @@ from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from hydranet_ros.image_codec import image_to_numpy
-from hydranet_ros.spatial.cloud import CLOUD_DTYPE, Intrinsics
+from hydranet_ros.spatial.cloud import CLOUD_DTYPE, CLOUD_SIGMA_DTYPE, Intrinsics
 from hydranet_ros.spatial.ground import FREE, OCCUPIED, GridSpec, GroundGrid, GroundPlane, grid_agreement
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
 from hydranet_ros.world import World
@@ -20,7 +20,7 @@ OBSTACLES = {4, 5, 6, 8, 9}
 
 
 def _points(msg):
-    return np.frombuffer(bytes(msg.data), CLOUD_DTYPE)
+    return np.frombuffer(bytes(msg.data), CLOUD_SIGMA_DTYPE if msg.point_step == 24 else CLOUD_DTYPE)
 
 
 def _grid_of(msg) -> GroundGrid:

@@ -157,3 +157,13 @@ def test_clear_mot_counts_by_hand():
     # frame 2: object 7 matched with a new id (switch), object 8 missed, one false positive
     assert (c.truth, c.matches, c.switches, c.misses, c.false_positives) == (4, 3, 1, 1, 1)
     assert c.mota == pytest.approx(1 - 3 / 4)
+
+
+def test_a_duplicate_frame_keeps_its_tracks():
+    """The same stamp again (a republished frame) matches in place; only an earlier stamp starts over."""
+    from hydranet_ros.spatial.tracking import FlowTracker
+    tracker = FlowTracker()
+    boxes = np.array([[10, 10, 50, 40], [100, 20, 140, 60]], float)
+    first = tracker.update(boxes, [0, 1], 1_000)
+    assert tracker.update(boxes, [0, 1], 1_000, flow=np.full((80, 160, 2), 30.0, np.float32)) == first
+    assert set(tracker.update(boxes, [0, 1], 500)).isdisjoint(first)

@@ -24,7 +24,7 @@ from hydranet_ros.model.fuse import fuse_conv_bn
 from hydranet_ros.model.hydranet import FLOW_FEATURES, MIN_INPUT_SIZE, is_network_input_size
 from hydranet_ros.inference.temporal_cache import FlowFeatureCache
 from hydranet_ros.world.camera import checkpoint_focal_px
-from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD
+from hydranet_ros import DEFAULT_BACKEND, DEFAULT_SCORE_THRESHOLD, EXTRA_OUTPUTS
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -174,10 +174,14 @@ class Predictor:
 
     def prepare(self, task_sets=None):
         """Build what the backend needs for these sets of heads (default: all enabled heads,
-        and the same without flow, which a stream's first frame runs): onnxruntime exports or
+        and the same without flow, which a stream's first frame runs; each also without the extra
+        outputs such as depth_uncertainty): onnxruntime exports or
         finds the graphs and loads them. Sets never prepared are built on first use."""
         if task_sets is None:
-            task_sets = [self.tasks, tuple(t for t in self.tasks if t != 'flow')]
+            # and the same without the extra outputs (the node runs those only while subscribed)
+            base = tuple(t for t in self.tasks if t not in EXTRA_OUTPUTS)
+            task_sets = list(dict.fromkeys([self.tasks, tuple(t for t in self.tasks if t != 'flow'),
+                                            base, tuple(t for t in base if t != 'flow')]))
         self.runner.prepare([t for t in task_sets if t])
 
     def warmup(self, iterations: int = 1):

@@ -75,8 +75,10 @@ class FlowTracker:
                image_size=None) -> list[int]:
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         class_ids = [int(c) for c in class_ids]
-        if self._last_stamp is not None and stamp_ns <= self._last_stamp:
+        if self._last_stamp is not None and stamp_ns < self._last_stamp:
             self.reset()                                  # time went backwards: a new sequence
+        elif stamp_ns == self._last_stamp:
+            flow = None                                   # the same frame again (a duplicate): nothing moved
         self._last_stamp = stamp_ns
         self.tracks = [t for t in self.tracks if (stamp_ns - t.last_seen_ns) / 1e9 <= self.max_age_s]
         origin = boxes.copy()
