@@ -51,3 +51,28 @@ def tiny_checkpoint(tmp_path_factory):
     """A small random-weight checkpoint (4 segmentation classes, 2 detection classes)."""
     from node_harness import make_tiny_checkpoint
     return make_tiny_checkpoint(tmp_path_factory.mktemp('models') / 'tiny.pt')
+
+
+@pytest.fixture(scope='module')
+def drive():
+    """Three 1242x375 frames of a held-out synthetic drive with cars in view, and its camera_info."""
+    from sensor_msgs.msg import CameraInfo
+
+    from hydranet_ros.world import World
+    world = World(2000)
+    frames = list(world.frames(3, start=10))
+    info = CameraInfo(width=1242, height=375, k=world.camera.k, distortion_model='plumb_bob', d=[0.0] * 5)
+    return frames, info
+
+
+@pytest.fixture
+def node():
+    """The node on the bundled model, configured and active, with its stats subscribed."""
+    from hydranet_ros.model.registry import weights
+    from hydranet_ros.msg import InferenceStats
+    from node_harness import NodeHarness
+    h = NodeHarness(weights().path(), detection__score_threshold=0.3)
+    h.configure_activate()
+    h.subscribe(InferenceStats, '/hydranet/stats')
+    yield h
+    h.close()

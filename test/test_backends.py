@@ -41,7 +41,8 @@ def _assert_same(a, b):
     if a.segmentation is not None:
         agree = (a.segmentation == b.segmentation).mean()
         assert agree >= SEGMENTATION_AGREEMENT, f'segmentation agrees on {agree:.4f} of the pixels'
-    for name, tol in (('depth', DEPTH_TOLERANCE_M), ('depth_uncertainty', DEPTH_TOLERANCE_M), ('flow', FLOW_TOLERANCE_PX)):
+    for name, tol in (('depth', DEPTH_TOLERANCE_M), ('depth_uncertainty', DEPTH_TOLERANCE_M),
+                      ('flow', FLOW_TOLERANCE_PX)):
         x, y = getattr(a, name), getattr(b, name)
         assert (x is None) == (y is None), name
         if x is not None:

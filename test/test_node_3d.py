@@ -7,67 +7,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hydranet_ros.image_codec import decode_compressed_depth, image_to_numpy, numpy_to_image
-from hydranet_ros.model.registry import weights
-from hydranet_ros.msg import InferenceStats
+from hydranet_ros.image_codec import decode_compressed_depth, image_to_numpy
 from hydranet_ros.world import World
-from node_harness import NodeHarness
+from drive_harness import NS, run_drive
 
-NS = '/hydranet'
-
-
-@pytest.fixture(scope='module')
-def drive():
-    """Three 1242x375 frames of a held-out synthetic drive with cars in view, and its camera_info."""
-    world = World(2000)
-    frames = list(world.frames(3, start=10))
-    info = CameraInfo(width=1242, height=375, k=world.camera.k, distortion_model='plumb_bob', d=[0.0] * 5)
-    return frames, info
-
-
-def _frame_msg(frame, k, sec=50):
-    msg = numpy_to_image(frame.rgb, 'rgb8')
-    msg.header.frame_id = 'camera_optical'
-    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, k * 100_000_000
-    return msg
-
-
-def _run(h, drive, wanted, with_info=True, frames=3, sec=50):
-    """Publish the drive (with its camera_info) one frame at a time, each once its predecessor's
-    stats arrived (the first frame again until the node has it: discovery)."""
-    img = h.publisher(Image, f'{NS}/input/image')
-    info_pub = h.publisher(CameraInfo, f'{NS}/input/camera_info')
-    assert h.wait_matched(img)
-    stats = h.received[f'{NS}/stats']
-    for k, frame in enumerate(drive[0][:frames]):
-        msg = _frame_msg(frame, k, sec)
-        done = lambda: any(m.header.stamp == msg.header.stamp for m in stats)    # noqa: E731
-        for _ in range(50 if k == 0 else 1):
-            if with_info:
-                info_pub.publish(drive[1])
-            img.publish(msg)
-            if h.wait_for(done, timeout=0.5 if k == 0 else 30):
-                break
-        assert done()
-    assert h.wait_for(lambda: all(h.received[t] for t in wanted), timeout=10)
-    return {t: _one_per_stamp(h.received[t]) for t in wanted}
-
-
-def _one_per_stamp(msgs):
-    seen = {}
-    for m in msgs:
-        header = m.markers[0].header if isinstance(m, MarkerArray) else m.header
-        seen.setdefault((header.stamp.sec, header.stamp.nanosec), m)
-    return [seen[k] for k in sorted(seen)]
-
-
-@pytest.fixture
-def node():
-    h = NodeHarness(weights().path(), detection__score_threshold=0.3)
-    h.configure_activate()
-    h.subscribe(InferenceStats, f'{NS}/stats')
-    yield h
-    h.close()
 
 
 def test_point_cloud_is_the_depth_back_projected_with_labels_and_colours(node, drive):
@@ -75,7 +18,7 @@ def test_point_cloud_is_the_depth_back_projected_with_labels_and_colours(node, d
     for topic, typ in ((f'{NS}/points', PointCloud2), (f'{NS}/depth', Image), (f'{NS}/segmentation', Image),
                        (f'{NS}/camera_info', CameraInfo)):
         h.subscribe(typ, topic)
-    got = _run(h, drive, [f'{NS}/points', f'{NS}/depth', f'{NS}/segmentation', f'{NS}/camera_info'], frames=1)
+    got = run_drive(h, drive, [f'{NS}/points', f'{NS}/depth', f'{NS}/segmentation', f'{NS}/camera_info'], frames=1)
     cloud = got[f'{NS}/points'][-1]
     stamp = cloud.header.stamp
     depth = image_to_numpy(next(m for m in got[f'{NS}/depth'] if m.header.stamp == stamp))
@@ -114,12 +57,13 @@ def test_only_what_is_subscribed_runs(node, drive):
     flow-guided ids, flow."""
     h = node
     sub = h.peer.create_subscription(PointCloud2, f'{NS}/points', lambda m: None, 10)
-    _run(h, drive, [], frames=1)
-    assert list(h.received[f'{NS}/stats'][-1].tasks_run) == ['segmentation', 'depth', 'depth_uncertainty']   # the cloud carries sigma
+    run_drive(h, drive, [], frames=1)
+    # the cloud carries sigma: the uncertainty head runs too
+    assert list(h.received[f'{NS}/stats'][-1].tasks_run) == ['segmentation', 'depth', 'depth_uncertainty']
     h.peer.destroy_subscription(sub)
     h.subscribe(Detection2DArray, f'{NS}/detections')
     assert h.wait_for(lambda: h.node._pubs[('', 'points')].get_subscription_count() == 0)
-    _run(h, drive, [], frames=1, sec=60)
+    run_drive(h, drive, [], frames=1, sec=60)
     assert list(h.received[f'{NS}/stats'][-1].tasks_run) == ['flow', 'detection']
 
 
@@ -128,7 +72,7 @@ def test_3d_detections_markers_and_stable_ids(node, drive):
     for topic, typ in ((f'{NS}/detections', Detection2DArray), (f'{NS}/detections_3d', Detection3DArray),
                        (f'{NS}/detections_3d/markers', MarkerArray)):
         h.subscribe(typ, topic)
-    got = _run(h, drive, [f'{NS}/detections', f'{NS}/detections_3d', f'{NS}/detections_3d/markers'])
+    got = run_drive(h, drive, [f'{NS}/detections', f'{NS}/detections_3d', f'{NS}/detections_3d/markers'])
     d2 = got[f'{NS}/detections']
     d3 = got[f'{NS}/detections_3d']
     assert len(d2) == len(d3) == 3
@@ -161,7 +105,7 @@ def test_compressed_outputs_decode_to_the_raw_ones(node, drive):
                        (f'{NS}/segmentation/compressed', CompressedImage),
                        (f'{NS}/depth/compressedDepth', CompressedImage)):
         h.subscribe(typ, topic)
-    got = _run(h, drive, [f'{NS}/segmentation', f'{NS}/depth', f'{NS}/segmentation/compressed',
+    got = run_drive(h, drive, [f'{NS}/segmentation', f'{NS}/depth', f'{NS}/segmentation/compressed',
                           f'{NS}/depth/compressedDepth'], frames=1)
     seg_c, depth_c = got[f'{NS}/segmentation/compressed'][-1], got[f'{NS}/depth/compressedDepth'][-1]
     seg = image_to_numpy(next(m for m in got[f'{NS}/segmentation'] if m.header.stamp == seg_c.header.stamp))
@@ -181,7 +125,7 @@ def test_without_camera_info_the_3d_outputs_wait_and_nothing_else_stops(node, dr
     h = node
     h.subscribe(PointCloud2, f'{NS}/points')
     h.subscribe(Image, f'{NS}/depth')
-    _run(h, drive, [], with_info=False, frames=2)
+    run_drive(h, drive, [], with_info=False, frames=2)
     assert not h.received[f'{NS}/points'] and len(h.received[f'{NS}/depth']) >= 2
     assert h.node.state_label == 'active' and h.node.counters['errors'] == 0
 
@@ -191,7 +135,7 @@ def test_diagnostics_say_how_depth_is_made_metric(node, drive):
     h = node
     h.subscribe(DiagnosticArray, '/diagnostics')
     h.subscribe(Image, f'{NS}/depth')
-    _run(h, drive, [], frames=3)      # the first frame may arrive before its camera_info
+    run_drive(h, drive, [], frames=3)      # the first frame may arrive before its camera_info
 
     def said():
         for msg in h.received['/diagnostics']:
@@ -219,12 +163,12 @@ def test_a_rectified_camera_info_is_read_through_p_not_k(node, drive):
     for topic, typ in ((f'{NS}/points', PointCloud2), (f'{NS}/depth', Image), (f'{NS}/camera_info', CameraInfo)):
         h.subscribe(typ, topic)
     wanted = [f'{NS}/points', f'{NS}/depth', f'{NS}/camera_info']
-    k_only = _run(h, drive, wanted, frames=1)                         # P all zeros: K is the rectified one
+    k_only = run_drive(h, drive, wanted, frames=1)                         # P all zeros: K is the rectified one
     depth_k = image_to_numpy(k_only[f'{NS}/depth'][-1])
     for topic in wanted:
         h.received[topic].clear()
     rectified = (drive[0], _rectified_info(list(drive[1].k)))
-    got = _run(h, rectified, wanted, frames=1, sec=70)
+    got = run_drive(h, rectified, wanted, frames=1, sec=70)
     depth_p = image_to_numpy(got[f'{NS}/depth'][-1])
     # the same rectified focal length: the same metric depth (K's longer focal length would give 1.33x)
     np.testing.assert_allclose(depth_p, depth_k, rtol=1e-5)

@@ -11,7 +11,7 @@ from hydranet_ros.spatial.cloud import CLOUD_DTYPE, CLOUD_SIGMA_DTYPE, Intrinsic
 from hydranet_ros.spatial.ground import FREE, OCCUPIED, GridSpec, GroundGrid, GroundPlane, grid_agreement
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
 from hydranet_ros.world import World
-from test_node_3d import NS, _run, drive, node  # noqa: F401  (fixtures)
+from drive_harness import NS, run_drive
 
 SEG_NAMES = ['road', 'lane_marking', 'sidewalk', 'terrain', 'building', 'vegetation', 'pole', 'sky', 'car',
              'pedestrian']
@@ -43,7 +43,7 @@ def test_obstacle_and_ground_clouds_and_the_free_space_grid(node, drive):
               f'{NS}/free_space': OccupancyGrid, f'{NS}/depth': Image, f'{NS}/camera_info': CameraInfo}
     for topic, typ in wanted.items():
         h.subscribe(typ, topic)
-    got = _run(h, drive, list(wanted), frames=1)
+    got = run_drive(h, drive, list(wanted), frames=1)
     depth_msg = got[f'{NS}/depth'][-1]
     stamp = depth_msg.header.stamp
     for topic in (f'{NS}/points/obstacles', f'{NS}/points/ground', f'{NS}/free_space'):

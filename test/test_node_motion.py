@@ -9,7 +9,7 @@ from vision_msgs.msg import Detection3DArray
 from hydranet_ros.msg import ObjectMotionArray
 from hydranet_ros.spatial.motion import near_face_centre
 from hydranet_ros.world import World
-from test_node_3d import NS, _run, drive, node  # noqa: F401  (fixtures)
+from drive_harness import NS, run_drive
 
 
 def test_motion_pairs_with_detections_3d_and_follows_the_world(node, drive):
@@ -17,7 +17,7 @@ def test_motion_pairs_with_detections_3d_and_follows_the_world(node, drive):
     for topic, typ in ((f'{NS}/detections_3d', Detection3DArray), (f'{NS}/detections_3d/motion', ObjectMotionArray),
                        (f'{NS}/camera_info', CameraInfo)):
         h.subscribe(typ, topic)
-    got = _run(h, drive, [f'{NS}/detections_3d', f'{NS}/detections_3d/motion'])
+    got = run_drive(h, drive, [f'{NS}/detections_3d', f'{NS}/detections_3d/motion'])
     boxes, motions = got[f'{NS}/detections_3d'], got[f'{NS}/detections_3d/motion']
     assert len(boxes) == len(motions) == 3
     for b, m in zip(boxes, motions):

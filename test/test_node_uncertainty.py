@@ -7,7 +7,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from hydranet_ros.image_codec import image_to_numpy
 from hydranet_ros.spatial.cloud import CLOUD_SIGMA_DTYPE
-from test_node_3d import NS, _run, drive, node  # noqa: F401  (fixtures)
+from drive_harness import NS, run_drive
 
 
 def test_uncertainty_image_pairs_with_depth_and_is_calibrated(node, drive):
@@ -15,7 +15,7 @@ def test_uncertainty_image_pairs_with_depth_and_is_calibrated(node, drive):
     wanted = {f'{NS}/depth': Image, f'{NS}/depth/uncertainty': Image}
     for topic, typ in wanted.items():
         h.subscribe(typ, topic)
-    got = _run(h, drive, list(wanted), frames=1)
+    got = run_drive(h, drive, list(wanted), frames=1)
     depth_msg = got[f'{NS}/depth'][-1]
     sigma_msg = next(m for m in got[f'{NS}/depth/uncertainty'] if m.header.stamp == depth_msg.header.stamp)
     assert sigma_msg.header == depth_msg.header
@@ -36,13 +36,13 @@ def test_clouds_carry_sigma_and_drop_the_uncertain_points(node, drive):
     h = node
     h.subscribe(PointCloud2, f'{NS}/points')
     h.subscribe(CameraInfo, f'{NS}/camera_info')
-    cloud = _run(h, drive, [f'{NS}/points'], frames=1)[f'{NS}/points'][-1]
+    cloud = run_drive(h, drive, [f'{NS}/points'], frames=1)[f'{NS}/points'][-1]
     assert [(f.name, f.offset) for f in cloud.fields][-1] == ('sigma', 20) and cloud.point_step == 24
     pts = np.frombuffer(bytes(cloud.data), CLOUD_SIGMA_DTYPE)
     assert (pts['sigma'] > 0).all()
     limit = float(np.median(pts['sigma']))
     assert h.node.set_parameters([Parameter('points.max_sigma', value=limit)])[0].successful
     h.received[f'{NS}/points'].clear()
-    kept = np.frombuffer(bytes(_run(h, drive, [f'{NS}/points'], frames=1, sec=70)[f'{NS}/points'][-1].data),
+    kept = np.frombuffer(bytes(run_drive(h, drive, [f'{NS}/points'], frames=1, sec=70)[f'{NS}/points'][-1].data),
                          CLOUD_SIGMA_DTYPE)
     assert len(kept) < 0.75 * len(pts) and (kept['sigma'] <= limit).all()

@@ -22,7 +22,8 @@ OUTPUT_TYPES = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['d
                 **{name: Image for name in topics.EXTRA_TOPICS.values()},
                 topics.CAMERA_INFO: CameraInfo, topics.STATS: InferenceStats,
                 topics.POINTS: PointCloud2, topics.POINTS_OBSTACLES: PointCloud2, topics.POINTS_GROUND: PointCloud2,
-                topics.FREE_SPACE: OccupancyGrid, topics.DETECTIONS_3D: Detection3DArray, topics.MARKERS_3D: MarkerArray,
+                topics.FREE_SPACE: OccupancyGrid, topics.DETECTIONS_3D: Detection3DArray,
+                topics.MARKERS_3D: MarkerArray,
                 topics.MOTION: ObjectMotionArray,
                 topics.SEGMENTATION_COMPRESSED: CompressedImage, topics.DEPTH_COMPRESSED: CompressedImage,
                 **{name: Image for name in topics.DEBUG_TOPICS.values()}}
@@ -73,8 +74,9 @@ class OutputPublishers:
             if self._subscribed(outputs):
                 tasks.append(task)
         for extra in extra_outputs:
-            if params.enabled(EXTRA_OUTPUTS[extra]) and (params.always_run or self._subscribed(
-                    [topics.EXTRA_TOPICS[extra], *(name for name in topics.DERIVED_NEEDS if name.startswith('points'))])):
+            clouds = [name for name in topics.DERIVED_NEEDS if name.startswith('points')]
+            if params.enabled(EXTRA_OUTPUTS[extra]) and (
+                    params.always_run or self._subscribed([topics.EXTRA_TOPICS[extra], *clouds])):
                 tasks.append(extra)
         return tuple(tasks)
 

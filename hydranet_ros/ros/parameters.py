@@ -249,7 +249,8 @@ def validate_all(values: dict) -> list[str]:
     lo = values.get('free_space.min_obstacle_height_m', 0.2)
     hi = values.get('free_space.max_obstacle_height_m', 2.5)
     if lo >= hi:
-        problems.append(f'free_space.min_obstacle_height_m ({lo}) must be below free_space.max_obstacle_height_m ({hi})')
+        problems.append(f'free_space.min_obstacle_height_m ({lo}) must be below '
+                        f'free_space.max_obstacle_height_m ({hi})')
     res = values.get('free_space.resolution_m', 0.2)
     reach, width = values.get('free_space.range_m', 30.0), values.get('free_space.width_m', 20.0)
     if res > min(reach, width):

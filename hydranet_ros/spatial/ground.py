@@ -86,7 +86,8 @@ def fit_ground_plane(xyz: np.ndarray, prior: GroundPlane, max_tilt_deg: float = 
     normal = np.linalg.svd(inliers - centre, full_matrices=False)[2][-1]
     normal *= np.sign(normal @ prior.normal) or 1.0
     offset = float(-normal @ centre)
-    if normal @ prior.normal < math.cos(math.radians(max_tilt_deg)) or not 0.5 * prior.offset < offset < 2 * prior.offset:
+    tilted = normal @ prior.normal < math.cos(math.radians(max_tilt_deg))
+    if tilted or not 0.5 * prior.offset < offset < 2 * prior.offset:
         return prior
     return GroundPlane(normal, offset, fitted=True)
 

@@ -131,6 +131,7 @@ def evaluate_uncertainty(checkpoint, seeds, styles=('varied', 'heldout'), frames
 
 
 def main(argv=None) -> int:
+    """The command line: train the head onto a checkpoint, or --evaluate one."""
     from hydranet_ros.training.evaluation import parse_seeds
     parser = argparse.ArgumentParser(prog='python -m hydranet_ros.training.uncertainty',
                                      description=__doc__.split('\n\n')[0])
