@@ -205,15 +205,17 @@ def main(argv=None) -> int:
     summary, report = write_results(scores, out / 'evaluation')
     picture = montage(recorded, out / 'montage.png')
     outputs = {t: counts.get(topics.absolute(topics.NODE_NAMESPACE, t), 0)
-               for t in (*topics.TASK_TOPICS.values(), topics.POINTS, topics.DETECTIONS_3D, topics.STATS)}
+               for t in (*topics.TASK_TOPICS.values(), *topics.EXTRA_TOPICS.values(), topics.POINTS,
+                         topics.POINTS_OBSTACLES, topics.POINTS_GROUND, topics.FREE_SPACE, topics.DETECTIONS_3D,
+                         topics.MOTION, topics.STATS)}
     print()
     print(f'model: {model.name}; node outputs recorded per topic: '
           + ', '.join(f'{k} {v}' for k, v in outputs.items()))
     print(format_table(summary))
     print(f'report:        {report}')
     print(f'recorded bag:  {recorded}   (open with Foxglove, rosbags, or `ros2 bag info`)')
-    print(f'picture:       {picture}   (rows: frames; input | segmentation | depth | flow | detections #id | '
-          'top view: points, 3D boxes)')
+    print(f'picture:       {picture}   (rows: frames; input | segmentation | depth | depth sigma | flow | '
+          'detections #id | top view: points, 3D boxes | free space)')
     print(f'node log:      {out / "node.log"}')
     print(f'demo took {time.monotonic() - started:.0f} s')
     return 0 if outputs['stats'] > 0 else 1
