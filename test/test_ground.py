@@ -101,7 +101,7 @@ def test_grid_agreement_is_one_for_the_same_grid_and_drops_when_shifted():
     same = grid_agreement(truth, truth)
     assert same['free_iou_0_10m'] == pytest.approx(1.0) and same['free_iou_10_20m'] == pytest.approx(1.0)
     assert math.isnan(same['occupied_iou_0_10m'])
-    moved = free_space_grid(pts + [3.0, 0, 0], np.zeros((0, 3)), plane, spec)   # 3 m to the right
+    moved = free_space_grid(pts + [6.0, 0, 0], np.zeros((0, 3)), plane, spec)   # 6 m to the right
     assert grid_agreement(moved, truth)['free_iou_0_10m'] < 0.8
 
 

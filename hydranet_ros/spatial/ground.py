@@ -161,22 +161,47 @@ def _cell_index(xyz: np.ndarray, origin: np.ndarray, axes: np.ndarray, resolutio
     return row, col, (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
 
 
-def _rays(ground_xyz: np.ndarray, plane: GroundPlane, spec: GridSpec, max_rays: int = 6000) -> np.ndarray:
-    """Points every half cell along the ground from the camera's foot to each ground point (the
-    cells a line of sight to a seen ground point passes over: nav2's clearing rays)."""
+def _seen_free(ground_xyz: np.ndarray, plane: GroundPlane, origin: np.ndarray, axes: np.ndarray,
+               spec: GridSpec) -> np.ndarray:
+    """[rows, cols] bool: the cells a line of sight from the camera's foot to a seen ground point
+    passes over (nav2's clearing rays). Angles around the foot are binned finely (half a cell at
+    the grid's far corner); per bin the farthest seen ground; a cell is free when some bin its
+    angular extent spans reaches past its near edge (a range maximum over bins: O(cells + points),
+    where marching every ray cell by cell costs a frame time)."""
+    rows, cols = spec.shape
     foot = -plane.offset * plane.normal
-    on_plane = ground_xyz - plane.height(ground_xyz)[:, None] * plane.normal
-    if len(on_plane) > max_rays:      # evenly thinned: near points are many, and their rays are short
-        on_plane = on_plane[np.linspace(0, len(on_plane) - 1, max_rays).astype(np.int64)]
-    length = np.linalg.norm(on_plane - foot, axis=1)
-    steps = int(np.ceil(min(float(length.max(initial=0.0)), math.hypot(spec.range_m, spec.width_m))
-                        / (0.5 * spec.resolution_m)))
-    if steps == 0:
-        return np.zeros((0, 3))
-    t = np.linspace(0.0, 1.0, steps + 1)[1:]
-    # t scaled per ray so each ray is sampled every half cell up to its own end
-    frac = np.minimum(t[None, :] * (steps * 0.5 * spec.resolution_m) / np.maximum(length[:, None], 1e-9), 1.0)
-    return (foot + frac[..., None] * (on_plane - foot)[:, None, :]).reshape(-1, 3)
+    rel = ground_xyz - foot
+    a, b = rel @ axes[:, 0], rel @ axes[:, 1]           # forward, left of the foot, on the plane
+    ahead = a > 0
+    a, b = a[ahead], b[ahead]
+    if not len(a):
+        return np.zeros((rows, cols), bool)
+    step = 0.5 * spec.resolution_m / math.hypot(spec.range_m, 0.5 * spec.width_m)
+    n = int(math.ceil(math.pi / step)) + 1
+    farthest = np.zeros(n)
+    np.maximum.at(farthest, np.clip(((np.arctan2(b, a) + math.pi / 2) / step).astype(np.int64), 0, n - 1),
+                  np.hypot(a, b))
+    # sparse table: level k holds the maximum over 2^k consecutive bins
+    levels = [farthest]
+    while 2 ** len(levels) <= n:
+        last, width = levels[-1], 2 ** (len(levels) - 1)
+        levels.append(np.maximum(last[:-width], last[width:]))
+    res = spec.resolution_m
+    ca = np.arange(cols + 1) * res                      # cell corners, forward from the foot
+    cb = np.arange(rows + 1) * res - 0.5 * spec.width_m  # and leftwards
+    corner = np.arctan2(cb[:, None], np.maximum(ca[None, :], 1e-9))
+    quad = np.stack([corner[:-1, :-1], corner[:-1, 1:], corner[1:, :-1], corner[1:, 1:]])
+    lo = np.clip(((quad.min(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1)
+    hi = np.clip(((quad.max(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1)
+    k = np.floor(np.log2(hi - lo + 1)).astype(np.int64)
+    reach = np.zeros((rows, cols))
+    for level in np.unique(k):
+        m = k == level
+        table = levels[level]
+        reach[m] = np.maximum(table[lo[m]], table[hi[m] - 2 ** level + 1])
+    centre = np.hypot((np.arange(cols) + 0.5)[None, :] * res, (np.arange(rows) + 0.5)[:, None] * res
+                      - 0.5 * spec.width_m)
+    return reach >= centre - res / math.sqrt(2)
 
 
 def free_space_grid(ground_xyz: np.ndarray, obstacle_xyz: np.ndarray, plane: GroundPlane, spec: GridSpec,
@@ -192,9 +217,9 @@ def free_space_grid(ground_xyz: np.ndarray, obstacle_xyz: np.ndarray, plane: Gro
     if len(obstacle_xyz):
         h = plane.height(obstacle_xyz)
         obstacle_xyz = obstacle_xyz[(h >= min_height_m) & (h <= max_height_m)]
-    for xyz, value in ((_rays(ground_xyz, plane, spec), FREE), (obstacle_xyz, OCCUPIED)):
-        row, col, inside = _cell_index(xyz, origin, axes, spec.resolution_m, spec.shape)
-        cells[row[inside], col[inside]] = value
+    cells[_seen_free(ground_xyz, plane, origin, axes, spec)] = FREE
+    row, col, inside = _cell_index(obstacle_xyz, origin, axes, spec.resolution_m, spec.shape)
+    cells[row[inside], col[inside]] = OCCUPIED
     return GroundGrid(cells, spec.resolution_m, origin, axes, plane)
 
 
