@@ -37,7 +37,9 @@ class NodeHarness:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         overrides = [Parameter('model_path', value=str(checkpoint)), Parameter('device', value='cpu'),
-                     Parameter('warmup_iterations', value=0)]
+                     Parameter('warmup_iterations', value=0),
+                     # as short as before the parameter existed: most tests start their publishers later
+                     Parameter('input_discovery_wait_s', value=1.0)]
         overrides += [Parameter(k.replace('__', '.'), value=v) for k, v in params.items()]
         self.node = PerceptionNode(namespace=namespace, parameter_overrides=overrides, context=self.context)
         self.peer = rclpy.create_node('test_peer', context=self.context)

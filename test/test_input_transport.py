@@ -86,7 +86,7 @@ def test_a_camera_in_another_process_is_subscribed_reliably_from_the_start(tiny_
     first frames are not lost to a best-effort start that adapts a second later."""
     from rclpy.lifecycle import TransitionCallbackReturn
     from rostest_util import start_python, stop_process
-    h = NodeHarness(tiny_checkpoint, namespace='qosearly', always_run=True)
+    h = NodeHarness(tiny_checkpoint, namespace='qosearly', always_run=True, input_discovery_wait_s=20.0)
     camera = None
     try:
         topic = '/qosearly/input/image'

@@ -13,10 +13,6 @@ from hydranet_ros import topics
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 #: How often `auto` looks at the publishers again after activation.
 QOS_CHECK_PERIOD_S = 1.0
-#: How long activation waits for a camera already running to be discovered, so that the first
-#: subscription already has the reliability its publishers call for (a camera started later is
-#: adapted to within QOS_CHECK_PERIOD_S).
-DISCOVERY_WAIT_S = 1.0
 
 
 def adapted_reliability(setting: str, publishers, current: str = 'best_effort') -> str:
@@ -55,11 +51,13 @@ class InputSubscriptions:
         return self._node.get_publishers_info_by_topic(self._node.resolve_topic_name(name))
 
     def start(self, cameras):
-        """Subscribe every camera's image and camera_info; with `auto`, first wait briefly for
-        the cameras already running to be discovered, then keep following the publishers."""
+        """Subscribe every camera's image and camera_info; with `auto`, first wait (at most
+        `input_discovery_wait_s`) for the cameras already running to be discovered, so that the first
+        subscription already has their reliability (a camera started later is adapted to within
+        QOS_CHECK_PERIOD_S), then keep following the publishers."""
         names = [(cam, self.image_topic(cam)) for cam in cameras]
         if self._params.input_reliability == 'auto':
-            deadline = time.monotonic() + DISCOVERY_WAIT_S
+            deadline = time.monotonic() + self._params.input_discovery_wait_s
             while time.monotonic() < deadline and not all(self.publishers_of(n) for _, n in names):
                 time.sleep(0.05)
         for cam, name in names:

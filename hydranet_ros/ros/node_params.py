@@ -97,6 +97,7 @@ class NodeParams:
     cameras: tuple[str, ...] = _default('cameras')
     max_input_side: int = _default('max_input_side')
     input_reliability: str = _default('input_reliability')
+    input_discovery_wait_s: float = _default('input_discovery_wait_s')
     output_reliability: str = _default('output_reliability')
     qos_depth: int = _default('qos_depth')
     debug_images: bool = _default('debug_images')

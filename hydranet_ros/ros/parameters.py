@@ -197,6 +197,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'reliable (nothing lost in transport), best effort otherwise (re-checked every second, as '
               '`ros2 bag record` adapts); `best_effort` or `reliable` force one.',
               choices=('auto', 'best_effort', 'reliable')),
+    ParamSpec('input_discovery_wait_s', 'double', 3.0,
+              'With `input_reliability: auto`, how long activation waits for the cameras already running to be '
+              'discovered (it ends as soon as every input has a publisher), so that the first subscription '
+              'already has their reliability; a camera found later is adapted to within a second.',
+              min=0.0, max=60.0),
     ParamSpec('output_reliability', 'string', 'reliable', 'Reliability of the output publishers.',
               choices=('best_effort', 'reliable')),
     ParamSpec('qos_depth', 'int', 5, 'History depth of inputs and outputs.', min=1, max=1000),
