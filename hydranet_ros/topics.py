@@ -16,6 +16,9 @@ NODE_NAMESPACE = 'hydranet'
 INPUT_IMAGE = 'input/image'
 INPUT_COMPRESSED = 'input/image/compressed'
 INPUT_CAMERA_INFO = 'input/camera_info'
+#: the robot's odometry (optional; one for all cameras, under the node namespace): the camera's
+#: motion for `flow.mode: ego_motion` and the velocities over the ground of detections_3d/motion
+INPUT_ODOM = 'input/odom'
 
 # --- outputs --------------------------------------------------------------------------------
 #: One output per task, keyed by the canonical task key.

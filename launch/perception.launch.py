@@ -1,16 +1,16 @@
 """ros2 launch hydranet_ros perception.launch.py [namespace:=hydranet] [params_file:=...]
-   [image:=/camera/image_raw] [camera_info:=...] [use_sim_time:=false] [autostart:=true]
-   [log_level:=info] [record:=false]
+   [image:=/camera/image_raw] [camera_info:=...] [odom:=/odom] [use_sim_time:=false]
+   [autostart:=true] [log_level:=info] [record:=false]
 
 Starts the hydranet lifecycle node and, with autostart, drives it through configure and
 activate from outside (the node never activates itself). `image` and `camera_info` remap the
 node's inputs (`input/image`, `input/camera_info`); `camera_info` defaults to the image
 topic's sibling, the way image_transport pairs them (`/camera/image_raw` ->
-`/camera/camera_info`). record:=true also records the node's outputs (with the input camera
-and any /ground_truth/* topics) to an MCAP bag with `ros2 bag record`;
-`ros2 run hydranet_ros evaluate <bag>` scores it. Unless Fast DDS is configured by the user,
-every process started here loads the package's transport profile (config/fastdds.xml; set
-HYDRANET_DDS_PROFILE=0 to keep the middleware's defaults).
+`/camera/camera_info`). `odom` remaps the optional odometry input (`input/odom`). record:=true
+also records the node's outputs (with the input camera, odometry and any /ground_truth/* topics)
+to an MCAP bag with `ros2 bag record`; `ros2 run hydranet_ros evaluate <bag>` scores it. Unless
+Fast DDS is configured by the user, every process started here loads the package's transport
+profile (config/fastdds.xml; set HYDRANET_DDS_PROFILE=0 to keep the middleware's defaults).
 """
 import os
 import shutil
@@ -42,7 +42,7 @@ def _installed(package):
         return False
 
 
-def _record(namespace, image, camera_info):
+def _record(namespace, image, camera_info, odom):
     """`ros2 bag record` of the outputs, or a clear line saying why there is none."""
     missing = [what for what, ok in (('the ros2 command', shutil.which('ros2') is not None),
                                      ('ros2bag', _installed('ros2bag')),
@@ -57,7 +57,7 @@ def _record(namespace, image, camera_info):
     recorded = [topics.absolute(namespace, name) for name in topics.RECORDED_OUTPUTS]
     # The inputs as the recorder (in the root namespace) must name them: a relative remap
     # target resolves inside the node's namespace.
-    recorded += [topics.absolute(namespace, image), topics.absolute(namespace, camera_info)]
+    recorded += [topics.absolute(namespace, name) for name in (image, camera_info, odom)]
     return [LogInfo(msg=f'recording the outputs to {os.path.abspath(output)}'),
             ExecuteProcess(cmd=['ros2', 'bag', 'record', '--storage', 'mcap', '--output', output,
                                 '--topics', *recorded, '--regex', '^/ground_truth/'], output='screen')]
@@ -90,7 +90,7 @@ def _setup(context):
         output='screen',
         parameters=[*([params_file] if params_file else []), {'use_sim_time': arg('use_sim_time').lower() in _TRUE}],
         remappings=[(topics.INPUT_IMAGE, image), (topics.INPUT_COMPRESSED, f'{image}/compressed'),
-                    (topics.INPUT_CAMERA_INFO, camera_info)],
+                    (topics.INPUT_CAMERA_INFO, camera_info), (topics.INPUT_ODOM, arg('odom'))],
         # the node's own logger only: a global level of debug floods the screen with rcl's wait-set lines
         ros_arguments=['--log-level', f'{node_logger(namespace)}:={arg("log_level")}'],
     )
@@ -103,7 +103,7 @@ def _setup(context):
         actions.append(EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                                    transition_id=Transition.TRANSITION_CONFIGURE)))
     if arg('record').lower() in _TRUE:
-        actions += _record(namespace, image, camera_info)
+        actions += _record(namespace, image, camera_info, arg('odom'))
     return actions
 
 
@@ -117,6 +117,9 @@ def generate_launch_description():
                               description='input image topic (remap; also the base of image/compressed)'),
         DeclareLaunchArgument('camera_info', default_value='',
                               description="input camera_info topic (remap); empty: the image topic's sibling"),
+        DeclareLaunchArgument('odom', default_value=topics.INPUT_ODOM,
+                              description='input odometry topic (remap; optional: ego-motion flow, '
+                                          'velocities over the ground)'),
         DeclareLaunchArgument('use_sim_time', default_value='false', description='use /clock (bag replay)'),
         DeclareLaunchArgument('autostart', default_value='true', description='configure and activate at start'),
         DeclareLaunchArgument('log_level', default_value='info', description='node log level'),

@@ -42,3 +42,27 @@ def one_per_stamp(msgs):
         header = m.markers[0].header if isinstance(m, MarkerArray) else m.header
         seen.setdefault((header.stamp.sec, header.stamp.nanosec), m)
     return [seen[k] for k in sorted(seen)]
+
+
+def odometry_msg(pose, k, sec=50, child_frame_id='base_link'):
+    """nav_msgs/Odometry of a 4x4 base pose, stamped like frame_msg's frame k."""
+    from nav_msgs.msg import Odometry
+
+    from hydranet_ros.spatial.ego_motion import matrix_quaternion
+    msg = Odometry(child_frame_id=child_frame_id)
+    msg.header.frame_id = 'odom'
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, k * 100_000_000
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in pose[:3, 3])
+    q.x, q.y, q.z, q.w = (float(v) for v in matrix_quaternion(pose[:3, :3]))
+    return msg
+
+
+def publish_odometry(h, poses, sec=50):
+    """Every frame's base pose on input/odom, and wait until the node holds them all."""
+    from nav_msgs.msg import Odometry
+    pub = h.publisher(Odometry, f'{NS}/input/odom')
+    assert h.wait_matched(pub)
+    for k, pose in enumerate(poses):
+        pub.publish(odometry_msg(pose, k, sec))
+    assert h.wait_for(lambda: h.node._odom.received >= len(poses), timeout=10), 'the node did not get the odometry'

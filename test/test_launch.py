@@ -3,8 +3,9 @@
 launch, launch_ros and launch_pytest are not available on machines without a ROS install
 (they have no PyPI wheels), so the launch tests are skipped there; the file is still checked to
 be valid Python that declares the documented arguments. Where they exist (every ROS install),
-the tests start the real launch file with a user parameters file and a remapped camera, and
-check the node comes up active, with the user's values, and turns frames into depth.
+the tests start the real launch file with a user parameters file, a remapped camera and odometry,
+and check the node comes up active, with the user's values, turns frames into depth and listens
+to the odometry where it was remapped.
 """
 import os
 import time
@@ -14,9 +15,9 @@ import pytest
 import yaml
 
 LAUNCH_FILE = Path(__file__).resolve().parent.parent / 'launch' / 'perception.launch.py'
-ARGUMENTS = {'namespace', 'params_file', 'image', 'camera_info', 'use_sim_time', 'autostart', 'log_level', 'record'}
 NAMESPACE = '/launch_test'
 CAMERA = '/launch_test_camera/image_raw'
+ODOM = '/launch_test_robot/odom'
 
 
 launch_pytest = pytest.importorskip('launch_pytest', reason='launch_pytest is not installed (no ROS install here)')
@@ -40,7 +41,7 @@ def launch_description(user_params):
     return launch.LaunchDescription([
         IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)), launch_arguments={
             'autostart': 'true', 'namespace': NAMESPACE, 'params_file': str(user_params),
-            'image': CAMERA}.items()),
+            'image': CAMERA, 'odom': ODOM}.items()),
         launch_pytest.actions.ReadyToTest(),
     ])
 
@@ -106,3 +107,12 @@ def test_frames_on_the_remapped_camera_give_depth_with_its_camera_info(probe):
         probe.executor_for_test.spin_once(timeout_sec=0.3)
     assert depth and depth[0].encoding == '32FC1' and depth[0].header.frame_id == 'launch_test_optical'
     assert info and (info[0].width, info[0].height) == (depth[0].width, depth[0].height)
+
+
+@pytest.mark.launch(fixture=launch_description)
+def test_the_node_listens_to_the_remapped_odometry(probe):
+    deadline, nodes = time.monotonic() + 30, []
+    while time.monotonic() < deadline and 'hydranet' not in nodes:
+        nodes = [i.node_name for i in probe.get_subscriptions_info_by_topic(ODOM)]
+        time.sleep(0.2)
+    assert 'hydranet' in nodes, f'subscribers of {ODOM}: {nodes}'

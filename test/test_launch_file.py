@@ -5,7 +5,8 @@ import ast
 from pathlib import Path
 
 LAUNCH_FILE = Path(__file__).resolve().parent.parent / 'launch' / 'perception.launch.py'
-ARGUMENTS = {'namespace', 'params_file', 'image', 'camera_info', 'use_sim_time', 'autostart', 'log_level', 'record'}
+ARGUMENTS = {'namespace', 'params_file', 'image', 'camera_info', 'odom', 'use_sim_time', 'autostart', 'log_level',
+             'record'}
 
 
 def test_launch_file_declares_the_documented_arguments():

@@ -51,8 +51,10 @@ class DerivedOutputs:
                               result.image_size)
 
     def publish(self, cam: str, header, result: FrameResult, rgb: np.ndarray, info, detections, ids, params,
-                wanted: set) -> str | None:
+                wanted: set, camera_pose=None) -> str | None:
         """Publish what is wanted; detections and ids are those published (class filter applied).
+        camera_pose(stamp_ns, frame_id): the optical frame's pose from odometry, or None (velocities
+        over the ground need it).
         Returns why 3D outputs were skipped (no camera_info), or None."""
         pub = {name: self._pubs[(cam, name)] for name in wanted}
         if topics.SEGMENTATION_COMPRESSED in pub and result.segmentation is not None:
@@ -90,18 +92,19 @@ class DerivedOutputs:
                 pub[topics.MARKERS_3D].publish(messages.markers_3d(header, objects, detections, ids,
                                                                    self._colors))
             if topics.MOTION in pub:
+                pose = camera_pose(result.stamp_ns, header.frame_id) if camera_pose is not None else None
                 pub[topics.MOTION].publish(messages.object_motion(header, self._object_motion(cam, result, objects,
-                                                                                                ids, params)))
+                                                                                                ids, params, pose)))
         return None
 
-    def _object_motion(self, cam, result, objects, ids, params) -> list:
+    def _object_motion(self, cam, result, objects, ids, params, camera_pose=None) -> list:
         """Each tracked object's motion (objects without a track id have none to follow)."""
         est = self._motion[cam]
         est.window_s, est.min_samples = params.motion_window_s, params.motion_min_samples
         if ids is None:
             return []
         positions = {str(ids[o.index]): near_face_centre(o.center, o.size) for o in objects}
-        return est.update(result.stamp_ns, positions)
+        return est.update(result.stamp_ns, positions, camera_pose)
 
     def _publish_ground(self, header, result, labels, intrinsics, rgb, params, pub):
         """points/obstacles, points/ground and free_space from one split of the frame."""

@@ -39,6 +39,7 @@ class InputSubscriptions:
         self._on_image, self._on_camera_info = on_image, on_camera_info
         self.subs = {}          # (camera, topic) -> (subscription, reliability)
         self._timer = None
+        self._closed = False    # a timer or QoS event may still be running while the node deactivates
 
     @property
     def _params(self):
@@ -66,9 +67,9 @@ class InputSubscriptions:
         if self._params.input_reliability == 'auto':
             self._timer = self._node.create_timer(QOS_CHECK_PERIOD_S, self.adapt)
 
-    def subscribe(self, cam: str, name: str, reliability: str | None = None):
+    def subscribe(self, cam: str, name: str, reliability: str | None = None, params=None):
         """(Re)create one input subscription with the reliability its publishers call for."""
-        node, p = self._node, self._params
+        node, p = self._node, params or self._params
         reliability = reliability or adapted_reliability(p.input_reliability, self.publishers_of(name))
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth, reliability=RELIABILITY[reliability])
         # A publisher this subscription cannot match: adapt now (auto), or say why nothing arrives.
@@ -80,28 +81,37 @@ class InputSubscriptions:
             msg_type = CompressedImage if name.endswith(topics.INPUT_COMPRESSED) else Image
             sub = node.create_subscription(msg_type, name, lambda msg, info: self._on_image(cam, msg, info), qos,
                                            event_callbacks=events)
+        if self._closed:        # closed meanwhile: nothing may stay subscribed
+            node.destroy_subscription(sub)
+            return
         old = self.subs.get((cam, name))
         self.subs[(cam, name)] = (sub, reliability)
         if old is not None:
             node.destroy_subscription(old[0])
 
     def _on_incompatible_qos(self, name: str):
-        if self._params.input_reliability == 'auto':
+        p = self._params
+        if self._closed or p is None:
+            return
+        if p.input_reliability == 'auto':
             self.adapt()
         else:
             self._node.get_logger().warning(
                 f'{self._node.resolve_topic_name(name)}: a publisher\'s QoS does not match this subscription '
-                f'(input_reliability {self._params.input_reliability}); its messages cannot arrive. '
+                f'(input_reliability {p.input_reliability}); its messages cannot arrive. '
                 f'Use input_reliability auto or best_effort', throttle_duration_sec=10.0)
 
     def adapt(self):
         """With input_reliability `auto`: follow the publishers as they come and go."""
+        p = self._params
+        if self._closed or p is None:
+            return
         for (cam, name), (_, current) in list(self.subs.items()):
-            wanted = adapted_reliability(self._params.input_reliability, self.publishers_of(name), current)
+            wanted = adapted_reliability(p.input_reliability, self.publishers_of(name), current)
             if wanted != current:
                 self._node.get_logger().info(f'{self._node.resolve_topic_name(name)}: publishers now call for a '
                                              f'{wanted} subscription (was {current}); resubscribing')
-                self.subscribe(cam, name, wanted)
+                self.subscribe(cam, name, wanted, p)
 
     def reliability(self, cam: str) -> str:
         entry = self.subs.get((cam, self.image_topic(cam)))
@@ -123,6 +133,7 @@ class InputSubscriptions:
         return ', '.join(f'{name}: {rel}' for (_, name), (_, rel) in self.subs.items())
 
     def close(self):
+        self._closed = True
         if self._timer is not None:
             self._node.destroy_timer(self._timer)
             self._timer = None

@@ -23,7 +23,7 @@ class NodeHealth:
     def __init__(self):
         self._lock = threading.Lock()
         self._counters = {'processed': 0, 'dropped': 0, 'rejected': 0, 'errors': 0, 'camera_info_rejected': 0,
-                          'flow_resets': 0, 'oom': 0}
+                          'flow_resets': 0, 'oom': 0, 'odom_rejected': 0, 'flow_ego_motion': 0}
         self._upstream: dict[str, UpstreamLoss] = {}
         self._latency_ms = collections.deque(maxlen=_LATENCY_WINDOW)
         self._window_processed = 0
@@ -91,10 +91,11 @@ class NodeHealth:
                   'frames_rejected': counts['rejected'], 'processing_errors': counts['errors'],
                   'camera_info_rejected': counts['camera_info_rejected'], 'flow_resets': counts['flow_resets'],
                   'out_of_memory': counts['oom'], 'frames_lost_upstream': counts['lost_upstream'],
+                  'odom_rejected': counts['odom_rejected'], 'flow_frames_ego_motion': counts['flow_ego_motion'],
                   'tasks_last_run': ','.join(self.last_tasks), 'last_error': last_error}
         if counts['errors'] or counts['oom']:
             return ERROR, f'processing errors: {last_error}', values
-        if counts['rejected'] or counts['camera_info_rejected']:
+        if counts['rejected'] or counts['camera_info_rejected'] or counts['odom_rejected']:
             return WARN, f'rejected inputs: {last_error}', values
         if new_losses:
             return WARN, (f'{new_losses} input frame(s) lost upstream of the node since the last report '

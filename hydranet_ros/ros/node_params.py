@@ -56,6 +56,18 @@ class NodeParams:
     depth_max_m: float = _default('depth.max_m')
     # flow.*
     flow_max_gap_s: float = _default('flow.max_gap_s')
+    flow_mode: str = _default('flow.mode')
+    flow_movers: tuple[str, ...] = _default('flow.movers')
+    # odom.*
+    odom_tolerance_s: float = _default('odom.tolerance_s')
+    # mount.*
+    mount_from_tf: bool = _default('mount.from_tf')
+    mount_x: float = _default('mount.x')
+    mount_y: float = _default('mount.y')
+    mount_z: float = _default('mount.z')
+    mount_roll: float = _default('mount.roll')
+    mount_pitch: float = _default('mount.pitch')
+    mount_yaw: float = _default('mount.yaw')
     # points.*
     points_stride: int = _default('points.stride')
     points_min_m: float = _default('points.min_m')

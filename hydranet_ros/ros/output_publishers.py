@@ -55,11 +55,12 @@ class OutputPublishers:
                                  [colours.get(n, (255, 64, 0)) for n in detection_names])
         return debug, derived
 
-    def needed_tasks(self, params, extra_outputs=()) -> tuple:
+    def needed_tasks(self, params, extra_outputs=(), ego_motion: bool = False) -> tuple:
         """The enabled tasks whose outputs (task topic, debug image, derived outputs, the flow that
         tracking needs) have a subscriber now; all enabled tasks with always_run. extra_outputs: the
         model's extra heads (EXTRA_OUTPUTS), each run when its task is enabled and its topic or a
-        point cloud (which then carries it) has a subscriber."""
+        point cloud (which then carries it) has a subscriber. ego_motion: the flow is made from depth
+        and segmentation too (flow.mode ego_motion with odometry), so they run with it."""
         tasks = []
         for task in TASKS:
             if not params.enabled(task):
@@ -73,6 +74,9 @@ class OutputPublishers:
                 outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION]
             if self._subscribed(outputs):
                 tasks.append(task)
+        if ego_motion and 'flow' in tasks:
+            tasks += [t for t in ('segmentation', 'depth') if params.enabled(t) and t not in tasks]
+            tasks = [t for t in TASKS if t in tasks]
         for extra in extra_outputs:
             clouds = [name for name in topics.DERIVED_NEEDS if name.startswith('points')]
             if params.enabled(EXTRA_OUTPUTS[extra]) and (

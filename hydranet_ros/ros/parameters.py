@@ -108,6 +108,31 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('flow.max_gap_s', 'double', 0.5,
               'Longest time between two frames of a camera for flow to be computed between them.',
               min=0.001, max=60.0, dynamic=True),
+    ParamSpec('flow.mode', 'string', 'network',
+              '`network`: the flow head. `ego_motion`: where odometry (`input/odom`) covers both frames and '
+              'camera_info is known, the rigid flow of the predicted depth and the camera\'s motion on static '
+              'pixels, the flow head on `flow.movers` pixels (runs depth and segmentation with the flow); the '
+              'flow head otherwise. Needs a correct `mount.*` (or tf).', choices=('network', 'ego_motion'),
+              dynamic=True),
+    ParamSpec('flow.movers', 'string_array', ['car', 'pedestrian'],
+              '`flow.mode: ego_motion`: segmentation classes that may move; their pixels keep the flow head.',
+              dynamic=True),
+    ParamSpec('odom.tolerance_s', 'double', 0.05,
+              '`input/odom`: an image up to this long before the first or after the last odometry message '
+              'takes the nearest pose (images between two messages are interpolated).',
+              min=0.0, max=1.0, dynamic=True),
+    ParamSpec('mount.from_tf', 'bool', True,
+              'Look the camera\'s mount up in tf (the odometry\'s child_frame_id -> the image\'s frame_id) '
+              'where tf2_ros is installed; `mount.*` stands in where it is not or the lookup fails.'),
+    *(ParamSpec(f'mount.{axis}', 'double', 0.0,
+                f'The camera body\'s {what} on the odometry\'s child frame (REP 103 axes, as a URDF '
+                f'camera_link; the optical frame is its fixed rotation): {unit}.', min=lo, max=hi, dynamic=True)
+      for axis, what, unit, lo, hi in (('x', 'position x (forward)', 'm', -100.0, 100.0),
+                                       ('y', 'position y (left)', 'm', -100.0, 100.0),
+                                       ('z', 'position z (up)', 'm', -100.0, 100.0),
+                                       ('roll', 'roll', 'rad', -6.3, 6.3),
+                                       ('pitch', 'pitch (positive: looking down)', 'rad', -6.3, 6.3),
+                                       ('yaw', 'yaw (positive: looking left)', 'rad', -6.3, 6.3))),
     ParamSpec('points.stride', 'int', 2,
               '`points`: one point per stride x stride pixels of the dense outputs.', min=1, max=64, dynamic=True),
     ParamSpec('points.min_m', 'double', 0.0, '`points`: leave out points closer than this; 0: no limit.',

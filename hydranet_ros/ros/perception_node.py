@@ -28,6 +28,7 @@ from hydranet_ros.image_codec import (ImageConversionError, check_compressed_mes
 from hydranet_ros.ros.node_params import NodeParams
 from hydranet_ros.ros.input_subscriptions import InputSubscriptions
 from hydranet_ros.ros.node_model import depth_camera_text, load_predictor
+from hydranet_ros.ros.odometry_input import OdometryInput
 from hydranet_ros.ros.node_parameters import check_update, declare_all, read_all, table_values
 from hydranet_ros.ros.output_publishers import OutputPublishers
 from hydranet_ros.ros.parameters import NODE_NAME, validate_all
@@ -51,6 +52,8 @@ class PerceptionNode(LifecycleNode):
         self._outputs: OutputPublishers | None = None
         self._pubs = {}            # (camera, topic) -> publisher: the outputs' (DerivedOutputs, tests)
         self._inputs: InputSubscriptions | None = None
+        self._odom: OdometryInput | None = None
+        self._flow_source = {}     # camera -> how its last flow was made (diagnostics)
         self._camera_infos = CameraInfoRelay()
         self._k_only_said: set[str] = set()
         self._debug = None
@@ -110,6 +113,7 @@ class PerceptionNode(LifecycleNode):
         self._frames = LatestFrames()
         self._inputs = InputSubscriptions(self, lambda: self._params, self._on_image, self._on_camera_info)
         self._inputs.start(self._cameras)
+        self._odom = OdometryInput(self, lambda: self._params, self._reject)
         self._publish_label_infos()
         self._worker = threading.Thread(target=self._work, name='hydranet_worker', daemon=True)
         self._worker.start()
@@ -172,6 +176,8 @@ class PerceptionNode(LifecycleNode):
         self._timer = None
         if self._inputs is not None:
             self._inputs.close()
+        if self._odom is not None:
+            self._odom.close()
         if self._frames is not None:
             self._frames.close()
         if self._worker is not None:
@@ -260,7 +266,9 @@ class PerceptionNode(LifecycleNode):
         start = time.monotonic()
         with self._lock:
             params = self._params          # immutable: a change replaces the whole object
-        tasks = self._outputs.needed_tasks(params, [t for t in self._predictor.tasks if t in EXTRA_OUTPUTS])
+        ego_motion = params.flow_mode == 'ego_motion' and self._odom is not None and self._odom.present
+        tasks = self._outputs.needed_tasks(params, [t for t in self._predictor.tasks if t in EXTRA_OUTPUTS],
+                                           ego_motion)
         if not tasks:
             return
         decoded = [(f, self._decode(f)) for f in batch]
@@ -305,11 +313,15 @@ class PerceptionNode(LifecycleNode):
         info, problem = self._camera_infos.for_outputs(cam, header, rgb.shape[:2], dense)
         if problem is not None:
             self._reject('camera_info_rejected', topics.topic(cam, topics.INPUT_CAMERA_INFO), problem)
+        if params.flow_mode == 'ego_motion' and result.flow is not None:
+            self._ego_motion_flow(cam, result, info, header.frame_id, params)
         detections, ids = self._outputs.task_outputs(cam, header, result, params,
                                                      self._derived.track(cam, result, params))
         wanted = self._derived.wanted(cam)
         if wanted:
-            skipped = self._derived.publish(cam, header, result, rgb, info, detections, ids, params, wanted)
+            camera_pose = self._odom.camera_pose if self._odom is not None else None
+            skipped = self._derived.publish(cam, header, result, rgb, info, detections, ids, params, wanted,
+                                            camera_pose)
             if skipped:
                 self.get_logger().warning(f'{self._image_topic(cam)}: {skipped}', throttle_duration_sec=10.0)
         if params.debug_images:
@@ -323,6 +335,17 @@ class PerceptionNode(LifecycleNode):
         self._pubs[(cam, topics.STATS)].publish(messages.inference_stats(
             header, self._predictor.model_id, self._predictor.device, tasks, timings, self.counters))
 
+    def _ego_motion_flow(self, cam, result, info, frame_id, params):
+        """flow.mode ego_motion: result.flow becomes the rigid flow of depth and odometry on the
+        static scene where both are there; the reason it stays the network's is kept otherwise."""
+        names = self._predictor.segmentation_names
+        movers = [names.index(n) for n in params.flow_movers if n in names]
+        flow, why = self._odom.ego_motion_flow(result, info, frame_id, movers) if self._odom else (None, 'inactive')
+        if flow is not None:
+            result.flow = flow
+            self._health.count('flow_ego_motion')
+        self._flow_source[cam] = 'ego_motion' if flow is not None else f'network ({why})'
+
     def _publish_label_infos(self):
         self._outputs.label_infos(self._predictor.segmentation_names,
                                   self._predictor.class_names, self._params.detection_score_threshold)
@@ -334,7 +357,10 @@ class PerceptionNode(LifecycleNode):
                        'device': self._predictor.device, 'precision': self._predictor.precision,
                        'backend': self._predictor.backend_description,
                        'depth_camera': depth_camera_text(self._predictor, self._depth_scales),
-                       'model': self._predictor.model_id})
+                       'model': self._predictor.model_id,
+                       'odometry': self._odom.describe() if self._odom else '',
+                       'flow_source': ', '.join(f'{c or "camera"}: {s}' for c, s in self._flow_source.items())
+                       or self._params.flow_mode})
         self._outputs.diagnostics.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))
 
