@@ -6,7 +6,9 @@ For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor
 heads (the frame time), the same with the depth uncertainty head as well (its cost is the
 difference), then, on those outputs, each planner output built as the node builds it, message
 included: points/obstacles + points/ground (one split, the ground plane fitted), free_space (the
-grid on that plane), and the semantic cloud with its sigma field against without. Round-robin per
+grid on that plane), the semantic cloud with its sigma field against without, the ego-motion flow
+(flow.mode ego_motion, with the drive's odometry) and the depth + flow velocities of every
+detection (detections_3d/motion's velocity_from_flow). Round-robin per
 frame in this one process; medians (the first frame left out), and each cost as a share of the
 frame time of the same backend and size.
 """
@@ -18,15 +20,20 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 from std_msgs.msg import Header
 
 from hydranet_ros import TASKS
+from hydranet_ros.bag.make_bag import camera_odometry
 from hydranet_ros.inference import Predictor
 from hydranet_ros.model.registry import weights
 from hydranet_ros.ros import messages
 from hydranet_ros.spatial import Intrinsics, semantic_cloud
+from hydranet_ros.spatial.ego_motion import ego_motion_flow
 from hydranet_ros.spatial.ground import GridSpec
+from hydranet_ros.spatial.motion import flow_velocity
+from hydranet_ros.spatial.objects3d import class_label_map
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
 from hydranet_ros.world import World
 
@@ -35,7 +42,7 @@ GROUND = ('road', 'lane_marking', 'sidewalk', 'terrain')
 OBSTACLES = ('building', 'vegetation', 'pole', 'car', 'pedestrian')
 
 
-def _measure(predictor: Predictor, frames, k, header) -> dict:
+def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
     times: dict[str, list] = {}
 
     def timed(name, fn):
@@ -48,6 +55,9 @@ def _measure(predictor: Predictor, frames, k, header) -> dict:
     settings = GroundSettings.from_names(names, GROUND, OBSTACLES)
     spec = GridSpec()
     with_head = 'depth_uncertainty' in predictor.tasks
+    movers = [names.index(n) for n in ('car', 'pedestrian')]
+    cmap = class_label_map(predictor.class_names, names)
+    previous_pose = None
     for i, frame in enumerate(frames):
         stamp = 1_000_000_000 + i * 100_000_000
         timed('frame', lambda: predictor.predict(frame.rgb, tasks=TASKS, streams=['a'], stamps_ns=[stamp]))
@@ -69,6 +79,14 @@ def _measure(predictor: Predictor, frames, k, header) -> dict:
             header, ground_scene(r.depth, r.segmentation, k, settings, None, 2).grid(spec, 0.2, 2.5)))
         timed('points (no sigma)', lambda: messages.point_cloud(header, semantic_cloud(
             r.depth, k, frame.rgb, r.segmentation, 2)))
+        if r.flow is not None and previous_pose is not None:
+            motion = np.linalg.inv(previous_pose) @ poses[i]
+            timed('flow.mode ego_motion (rigid flow + movers)', lambda: ego_motion_flow(
+                r.flow, r.depth, r.segmentation, k, motion, movers))
+            boxes = [(d.x1, d.y1, d.x2, d.y2, d.class_id) for d in r.detections]
+            timed('velocity_from_flow (every detection)', lambda: [
+                flow_velocity(b[:4], r.depth, r.flow, k, 0.1, r.segmentation, cmap.get(b[4], ())) for b in boxes])
+        previous_pose = poses[i]
         if with_head:
             timed('points (with sigma)', lambda: messages.point_cloud(header, semantic_cloud(
                 r.depth, k, frame.rgb, r.segmentation, 2, sigma=r.depth_uncertainty)))
@@ -94,7 +112,7 @@ def main(argv=None):
         for backend in args.backend:
             predictor = Predictor(path, device='cpu', backend=backend)
             predictor.warmup(1)
-            med = _measure(predictor, frames, k, header)
+            med = _measure(predictor, frames, k, header, [camera_odometry(world, f.stamp) for f in frames])
             frame = med['frame']
             print(f'| {size} | {backend} | all four heads | {frame:.1f} | |')
             if 'frame + uncertainty' in med:

@@ -175,6 +175,9 @@ def main(argv=None) -> int:
     parser.add_argument('--frames', type=int, default=SAMPLE['frames'])
     parser.add_argument('--seed', type=int, default=SAMPLE['seed'])
     parser.add_argument('--output', default='demo_output')
+    parser.add_argument('--flow-mode', default='ego_motion', choices=('network', 'ego_motion'),
+                        help="the node's flow.mode (default ego_motion: the sample drive carries its odometry, "
+                             'and its base_link is the camera, so the default mount is exact)')
     parser.add_argument('--rate', type=float, default=0.25,
                         help='playback rate factor (default 0.25: the 10 Hz drive at 2.5 Hz, so the CPU node '
                              'keeps up with every frame)')
@@ -197,7 +200,8 @@ def main(argv=None) -> int:
         shutil.rmtree(recorded)     # the previous demo run's recording
     try:
         bag = sample_bag(SOURCE_ROOT / '.cache', args.seed, args.frames, SAMPLE['size'])
-        counts = replay(bag, recorded, model, rate=args.rate, node_log=out / 'node.log')
+        counts = replay(bag, recorded, model, rate=args.rate, node_log=out / 'node.log',
+                        params={'flow.mode': args.flow_mode})
         scores = evaluate_bag(recorded, Options())
     except (BagError, ReplayError) as exc:
         print(f'hydranet_demo: error: {exc}', file=sys.stderr)

@@ -67,3 +67,31 @@ def test_closing_and_near_face():
     speed, ttc = closing(np.array([10.0, 0, 0]), np.array([0, 0, -2.0]))      # passing sideways
     assert speed == pytest.approx(0.0) and math.isinf(ttc)
     assert near_face_centre((1, 2, 10), (2, 1, 4)) == pytest.approx([1, 2, 8])
+
+
+def test_flow_velocity_of_the_worlds_exact_depth_and_flow_is_the_objects_relative_motion():
+    """The looming estimate: exact depth and flow give the object's motion relative to the camera."""
+    from hydranet_ros.spatial.cloud import Intrinsics
+    from hydranet_ros.spatial.motion import flow_velocity
+    from hydranet_ros.world import World
+    world = World(2000)
+    before, now = list(world.frames(2, start=11))
+    k = Intrinsics.from_k(world.camera.k, world.camera.height, world.camera.width)
+    faces_now, faces_before = world.objects_in_camera(now.index), world.objects_in_camera(before.index)
+    checked = 0
+    for box in now.boxes:
+        if not box.detectable() or box.instance not in faces_before or min(box.x2 - box.x1, box.y2 - box.y1) < 20:
+            continue
+        truth = (near_face_centre(*faces_now[box.instance]) - near_face_centre(*faces_before[box.instance])) / world.dt
+        mask = (now.instances == box.instance).astype(np.uint8)      # the object's own pixels, as its class would be
+        v = flow_velocity((box.x1, box.y1, box.x2, box.y2), now.depth, now.flow, k, world.dt, mask, [1])
+        assert v is not None
+        assert np.linalg.norm(v - truth) < 0.3, (box.instance, v, truth)
+        still = flow_velocity((box.x1, box.y1, box.x2, box.y2), now.depth, np.zeros_like(now.flow), k, world.dt,
+                              mask, [1])
+        assert np.allclose(still, 0), 'no flow: standing still'
+        farther = flow_velocity((box.x1, box.y1, box.x2, box.y2), now.depth * 2, now.flow, k, world.dt, mask, [1])
+        assert np.allclose(farther, 2 * v), 'a depth error is a velocity error of the same ratio'
+        checked += 1
+    assert checked >= 2
+    assert flow_velocity((5, 5, 4, 9), now.depth, now.flow, k, world.dt) is None    # empty box

@@ -25,11 +25,16 @@ def test_motion_pairs_with_detections_3d_and_follows_the_world(node, drive):
         assert [o.id for o in m.objects] == [d.id for d in b.detections if d.id]
     first, last = motions[0], motions[-1]
     assert not any(o.velocity_valid for o in first.objects), 'one position gives no velocity'
+    assert not any(o.flow_velocity_valid for o in first.objects), 'no frame pair yet'
+    paired = [o for m in motions[1:] for o in m.objects if o.flow_velocity_valid]
+    assert paired, 'from the second frame on, depth + flow give a velocity'
+    for o in (o for m in motions for o in m.objects if not o.flow_velocity_valid):
+        assert (o.velocity_from_flow.x, o.velocity_from_flow.y, o.velocity_from_flow.z) == (0.0, 0.0, 0.0)
     valid = [o for o in last.objects if o.velocity_valid]
     assert valid, 'three frames 0.1 s apart give tracked objects a velocity'
     world = World(2000)
     now, before = world.objects_in_camera(12), world.objects_in_camera(11)
-    errors = []
+    errors, flow_errors = [], []
     for o in valid:
         p = np.array([o.position.x, o.position.y, o.position.z])
         v = np.array([o.velocity.x, o.velocity.y, o.velocity.z])
@@ -44,5 +49,9 @@ def test_motion_pairs_with_detections_3d_and_follows_the_world(node, drive):
         if np.linalg.norm(faces[inst][[0, 2]] - p[[0, 2]]) < 0.2 * p[2]:
             truth = (faces[inst] - near_face_centre(*before[inst])) / world.dt
             errors.append(np.linalg.norm(v - truth))
+            if o.flow_velocity_valid:
+                f = np.array([o.velocity_from_flow.x, o.velocity_from_flow.y, o.velocity_from_flow.z])
+                flow_errors.append(np.linalg.norm(f - truth))
     assert errors, 'no tracked object lies where a world object is'
     assert np.median(errors) < 4.0, errors
+    assert flow_errors and np.median(flow_errors) < 6.0, flow_errors     # one frame pair: noisier

@@ -14,7 +14,7 @@ from hydranet_ros.inference.results import FrameResult
 from hydranet_ros.ros import messages
 from hydranet_ros.spatial import FlowTracker, Intrinsics, lift_detections, semantic_cloud
 from hydranet_ros.spatial.ground import GridSpec
-from hydranet_ros.spatial.motion import MotionEstimator, near_face_centre
+from hydranet_ros.spatial.motion import MotionEstimator, flow_velocity, near_face_centre
 from hydranet_ros.spatial.objects3d import class_label_map
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
 
@@ -93,8 +93,9 @@ class DerivedOutputs:
                                                                    self._colors))
             if topics.MOTION in pub:
                 pose = camera_pose(result.stamp_ns, header.frame_id) if camera_pose is not None else None
-                pub[topics.MOTION].publish(messages.object_motion(header, self._object_motion(cam, result, objects,
-                                                                                                ids, params, pose)))
+                motions = self._object_motion(cam, result, objects, ids, params, pose)
+                self._flow_velocities(result, motions, objects, ids, boxes, detections, intrinsics)
+                pub[topics.MOTION].publish(messages.object_motion(header, motions))
         return None
 
     def _object_motion(self, cam, result, objects, ids, params, camera_pose=None) -> list:
@@ -105,6 +106,20 @@ class DerivedOutputs:
             return []
         positions = {str(ids[o.index]): near_face_centre(o.center, o.size) for o in objects}
         return est.update(result.stamp_ns, positions, camera_pose)
+
+    def _flow_velocities(self, result, motions, objects, ids, boxes, detections, intrinsics):
+        """Each motion's velocity from this frame pair alone (depth + flow, spatial.motion.flow_velocity)."""
+        if result.flow is None or result.flow_previous_stamp_ns is None or result.flow.shape[:2] != result.depth.shape:
+            return
+        dt = (result.stamp_ns - result.flow_previous_stamp_ns) * 1e-9
+        by_id = {str(ids[o.index]): o.index for o in objects} if ids is not None else {}
+        for m in motions:
+            i = by_id.get(m.id)
+            v = None if i is None else flow_velocity(boxes[i], result.depth, result.flow, intrinsics, dt,
+                                                      result.segmentation,
+                                                      self._class_labels.get(detections[i].class_id, ()))
+            if v is not None:
+                m.velocity_from_flow, m.flow_velocity_valid = v, True
 
     def _publish_ground(self, header, result, labels, intrinsics, rgb, params, pub):
         """points/obstacles, points/ground and free_space from one split of the frame."""

@@ -159,6 +159,9 @@ def object_motion(header, motions) -> ObjectMotionArray:
         g = m.velocity_over_ground
         msg.velocity_over_ground.x, msg.velocity_over_ground.y, msg.velocity_over_ground.z = (float(v) for v in g)
         msg.over_ground_valid = bool(m.over_ground_valid)
+        f = m.velocity_from_flow
+        msg.velocity_from_flow.x, msg.velocity_from_flow.y, msg.velocity_from_flow.z = (float(v) for v in f)
+        msg.flow_velocity_valid = bool(m.flow_velocity_valid)
         out.objects.append(msg)
     return out
 

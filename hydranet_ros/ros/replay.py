@@ -25,6 +25,8 @@ from hydranet_ros.ros.bag_play import Player
 from hydranet_ros.ros.bag_record import Recorder
 
 RECORDED = rf'^/({topics.NODE_NAMESPACE}|ground_truth|camera)/'
+#: the bag's odometry (make-bag writes it), played into the node's input/odom where present
+ODOMETRY = '/odom'
 #: The outputs that must be on the graph before playing (label infos are latched, camera_info
 #: comes only with a camera_info input).
 OUTPUTS = (*topics.TASK_TOPICS.values(), topics.STATS)
@@ -34,7 +36,8 @@ def node_command(model: str | Path, camera_prefix: str = '/camera', params: dict
     """The perception_node command line: autostart, inputs remapped to the bag's camera."""
     cmd = [sys.executable, '-m', 'hydranet_ros.ros.perception_main', '--autostart', '--ros-args',
            '-r', f'{topics.INPUT_IMAGE}:={camera_prefix}/image_raw',
-           '-r', f'{topics.INPUT_CAMERA_INFO}:={camera_prefix}/camera_info']
+           '-r', f'{topics.INPUT_CAMERA_INFO}:={camera_prefix}/camera_info',
+           '-r', f'{topics.INPUT_ODOM}:={ODOMETRY}']
     values = {'model_path': str(model), 'always_run': True, 'input_reliability': 'reliable', 'qos_depth': 50,
               'device': 'cpu', **(params or {})}
     for key, value in values.items():
@@ -89,8 +92,8 @@ def replay(bag, output_bag, model, rate: float = 0.25, params: dict | None = Non
                                env=os.environ.copy())
     try:
         spinner.start()
-        # only what the node reads and the evaluation records (not /odom, /tf_static, ...)
-        wanted = sorted({c.topic for c in reader.connections if re.match(RECORDED, c.topic)})
+        # only what the node reads and the evaluation records (not /tf_static, ...)
+        wanted = sorted({c.topic for c in reader.connections if re.match(RECORDED, c.topic) or c.topic == ODOMETRY})
         player = Player(node, reader, topics=wanted)
         # The node is ready once its outputs and input subscription are on the graph.
         deadline = time.monotonic() + startup_timeout

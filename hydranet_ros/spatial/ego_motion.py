@@ -19,6 +19,7 @@ fixed REP 103 rotation. ROS-free: numpy in and out, metres, radians, nanoseconds
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,24 +161,36 @@ def camera_motion(base_previous: np.ndarray, base_current: np.ndarray, mount: Mo
     return np.linalg.inv(base_previous @ m) @ (base_current @ m)
 
 
+@functools.lru_cache(maxsize=8)
+def _rays(k: Intrinsics, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel (float32): u, v, and the ray (u - cx) / fx, (v - cy) / fy (cached per grid)."""
+    u = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
+    v = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    return u, v, (u - np.float32(k.cx)) / np.float32(k.fx), (v - np.float32(k.cy)) / np.float32(k.fy)
+
+
+def _rigid_uv(depth: np.ndarray, k: Intrinsics, current_to_previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """rigid_flow's two channels as contiguous [H, W] arrays."""
+    h, w = depth.shape
+    u, v, rx, ry = _rays(k, h, w)
+    r, t = current_to_previous[:3, :3].astype(np.float32), current_to_previous[:3, 3].astype(np.float32)
+    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):   # sky (inf) and holes (NaN): NaN out
+        z = depth.astype(np.float32, copy=False)
+        z = np.where(z > 0, z, np.float32(np.nan))
+        # the moved point: z * (R @ ray) + t, ray = (rx, ry, 1)
+        zp = z * (r[2, 0] * rx + r[2, 1] * ry + r[2, 2]) + t[2]
+        # behind the previous camera, or no depth: NaN; an infinite depth (sky) gives inf * 0 = NaN below
+        inv = np.where(zp > 1e-3, np.float32(1.0) / zp, np.float32(np.nan))
+        fu = u - (np.float32(k.fx) * (z * (r[0, 0] * rx + r[0, 1] * ry + r[0, 2]) + t[0]) * inv + np.float32(k.cx))
+        fv = v - (np.float32(k.fy) * (z * (r[1, 0] * rx + r[1, 1] * ry + r[1, 2]) + t[1]) * inv + np.float32(k.cy))
+    return fu, fv
+
+
 def rigid_flow(depth: np.ndarray, k: Intrinsics, current_to_previous: np.ndarray) -> np.ndarray:
     """[H, W, 2] flow (previous -> current, pixels) a static scene has: each pixel back-projected
     with its depth, moved into the previous camera and projected there; NaN where the depth is
     not positive and finite or the point falls behind the previous camera."""
-    h, w = depth.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    r, t = current_to_previous[:3, :3], current_to_previous[:3, 3]
-    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):   # sky (inf) and holes (NaN): NaN out
-        z = depth.astype(np.float64)
-        x, y = (u - k.cx) / k.fx * z, (v - k.cy) / k.fy * z
-        xp = r[0, 0] * x + r[0, 1] * y + r[0, 2] * z + t[0]
-        yp = r[1, 0] * x + r[1, 1] * y + r[1, 2] * z + t[1]
-        zp = r[2, 0] * x + r[2, 1] * y + r[2, 2] * z + t[2]
-        ok = np.isfinite(z) & (z > 0) & (zp > 1e-3)
-        up, vp = k.fx * xp / zp + k.cx, k.fy * yp / zp + k.cy
-    flow = np.stack([u - up, v - vp], axis=-1).astype(np.float32)
-    flow[~ok] = np.nan
-    return flow
+    return np.stack(_rigid_uv(depth, k, current_to_previous), axis=-1)
 
 
 def ego_motion_flow(network_flow: np.ndarray, depth: np.ndarray, labels: np.ndarray | None, k: Intrinsics,
@@ -188,8 +201,11 @@ def ego_motion_flow(network_flow: np.ndarray, depth: np.ndarray, labels: np.ndar
     if network_flow.shape[:2] != depth.shape or (labels is not None and labels.shape != depth.shape):
         raise ValueError(f'flow {network_flow.shape[:2]}, depth {depth.shape} and labels '
                          f'{None if labels is None else labels.shape} must share one grid')
-    rigid = rigid_flow(depth, k, current_to_previous)
-    keep = ~np.isfinite(rigid).all(axis=-1)
+    fu, fv = _rigid_uv(depth, k, current_to_previous)
+    keep = np.isnan(fu)
     if labels is not None and len(mover_ids):
-        keep |= np.isin(labels, np.asarray(list(mover_ids)))
-    return np.where(keep[..., None], network_flow, rigid).astype(np.float32)
+        lut = np.zeros(max(256, int(labels.max()) + 1), bool)
+        lut[list(mover_ids)] = True
+        keep |= lut[labels]
+    # channel by channel on contiguous planes (masking the interleaved [H, W, 2] is several times slower)
+    return np.stack([np.where(keep, network_flow[..., 0], fu), np.where(keep, network_flow[..., 1], fv)], axis=-1)
