@@ -39,7 +39,10 @@ def test_motion_pairs_with_detections_3d_and_follows_the_world(node, drive):
         p = np.array([o.position.x, o.position.y, o.position.z])
         v = np.array([o.velocity.x, o.velocity.y, o.velocity.z])
         assert o.range == np.float32(np.linalg.norm(p))
-        closing = -(p @ v) / np.linalg.norm(p)
+        # closing speed and time to contact from the frame pair's velocity where there is one
+        c = np.array([o.velocity_from_flow.x, o.velocity_from_flow.y, o.velocity_from_flow.z]) \
+            if o.flow_velocity_valid else v
+        closing = -(p @ c) / np.linalg.norm(p)
         assert math.isclose(o.closing_speed, closing, rel_tol=1e-4, abs_tol=1e-4)
         assert math.isinf(o.time_to_contact) if closing <= 0 else \
             math.isclose(o.time_to_contact, o.range / o.closing_speed, rel_tol=1e-4)

@@ -108,7 +108,8 @@ class DerivedOutputs:
         return est.update(result.stamp_ns, positions, camera_pose)
 
     def _flow_velocities(self, result, motions, objects, ids, boxes, detections, intrinsics):
-        """Each motion's velocity from this frame pair alone (depth + flow, spatial.motion.flow_velocity)."""
+        """Each motion's velocity from this frame pair alone (depth + flow, spatial.motion.flow_velocity);
+        closing speed and time to contact then follow from it (measured the more accurate)."""
         if result.flow is None or result.flow_previous_stamp_ns is None or result.flow.shape[:2] != result.depth.shape:
             return
         dt = (result.stamp_ns - result.flow_previous_stamp_ns) * 1e-9
@@ -119,7 +120,7 @@ class DerivedOutputs:
                                                       result.segmentation,
                                                       self._class_labels.get(detections[i].class_id, ()))
             if v is not None:
-                m.velocity_from_flow, m.flow_velocity_valid = v, True
+                m.use_flow_velocity(v)
 
     def _publish_ground(self, header, result, labels, intrinsics, rgb, params, pub):
         """points/obstacles, points/ground and free_space from one split of the frame."""

@@ -360,7 +360,7 @@ class PerceptionNode(LifecycleNode):
                        'model': self._predictor.model_id,
                        'odometry': self._odom.describe() if self._odom else '',
                        'flow_source': ', '.join(f'{c or "camera"}: {s}' for c, s in self._flow_source.items())
-                       or self._params.flow_mode})
+                       or f'{self._params.flow_mode} (no flow yet)'})
         self._outputs.diagnostics.publish(messages.diagnostics(self.get_clock().now().to_msg(), self.get_name(), level,
                                                     message, values))
 

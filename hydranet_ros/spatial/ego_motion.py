@@ -43,7 +43,8 @@ def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
     q = np.array([x, y, z, w], np.float64)
     n = float(np.linalg.norm(q))
     if not np.isfinite(q).all() or abs(n - 1.0) > 0.01:
-        raise ValueError(f'orientation must be a unit quaternion, got (x, y, z, w) = {tuple(q)} (norm {n:.3g})')
+        raise ValueError(f'orientation must be a unit quaternion, got (x, y, z, w) = '
+                         f'({", ".join(f"{v:g}" for v in q)}) (norm {n:.3g})')
     x, y, z, w = q / n
     return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -54,7 +55,7 @@ def pose_matrix(position, quaternion) -> np.ndarray:
     """4x4 pose from a position (x, y, z) and a unit quaternion (x, y, z, w)."""
     p = np.asarray(position, np.float64)
     if p.shape != (3,) or not np.isfinite(p).all():
-        raise ValueError(f'position must be 3 finite values, got {tuple(np.ravel(p))}')
+        raise ValueError(f'position must be 3 finite values, got ({", ".join(f"{v:g}" for v in np.ravel(p))})')
     out = np.eye(4)
     out[:3, :3], out[:3, 3] = quaternion_matrix(*quaternion), p
     return out

@@ -23,7 +23,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -128,7 +128,6 @@ class _Scores:
     motion: MotionScore = field(default_factory=MotionScore)
     over_ground: MotionScore = field(default_factory=MotionScore)
     from_flow: MotionScore = field(default_factory=MotionScore)
-    from_flow_window: MotionScore = field(default_factory=MotionScore)
     flow_epe: dict = field(default_factory=lambda: {'network': [], 'ego_motion': []})
 
     def report(self) -> dict:
@@ -149,7 +148,6 @@ class _Scores:
         out['motion'] = self.motion.report()
         out['motion_over_ground'] = self.over_ground.report()
         out['motion_from_flow'] = self.from_flow.report()
-        out['motion_from_flow_window'] = self.from_flow_window.report()
         if self.flow_epe['network']:
             out['flow_epe_px'] = {k: round(float(np.mean(v)), 3) for k, v in self.flow_epe.items()}
             out['flow_epe_px']['frames'] = len(self.flow_epe['network'])
@@ -171,7 +169,6 @@ def _score_drive(predictor, world, stream: str, frames: int, scores: _Scores, cm
     trackers = {mode: FlowTracker() for mode in scores.counts}
     motion, over_ground, previous_truth, previous_pose = MotionEstimator(), MotionEstimator(), {}, None
     mount = Mount().optical_in_base()
-    flow_history = {}
     for frame in world.frames(frames):
         stamp = 1_000_000_000 + frame.index * 100_000_000
         result, = predictor.predict(frame.rgb, streams=[stream], stamps_ns=[stamp])
@@ -210,13 +207,9 @@ def _score_drive(predictor, world, stream: str, frames: int, scores: _Scores, cm
             if result.flow is not None:
                 v = flow_velocity(boxes[p], result.depth, result.flow, k, world.dt,
                                   result.segmentation, cmap.get(classes[p], ()))
-                if v is not None:
-                    scores.from_flow.add_velocity(face, v, (face - previous_truth[inst]) / world.dt)
-                    hist = flow_history.setdefault(m.id, [])
-                    hist.append((stamp, v))
-                    hist[:] = [(t_, v_) for t_, v_ in hist if stamp - t_ <= 600_000_000]
-                    scores.from_flow_window.add_velocity(face, np.mean([v_ for _, v_ in hist], axis=0),
-                                                         (face - previous_truth[inst]) / world.dt)
+                if v is not None:      # scored as the track's velocity would be, time to contact included
+                    scores.from_flow.add(replace(m, velocity=v, time_to_contact=closing(m.position, v)[1]), face,
+                                         previous_truth[inst], world.dt)
             if g is not None and g.over_ground_valid:
                 scores.over_ground.add_velocity(face, g.velocity_over_ground,
                                                 _world_velocity(world, frame.index, frame.index - 1, face,

@@ -35,6 +35,12 @@ class ObjectMotion:
     velocity_from_flow: np.ndarray = field(default_factory=lambda: np.zeros(3))   # flow_velocity(); zeros if not
     flow_velocity_valid: bool = False
 
+    def use_flow_velocity(self, v: np.ndarray):
+        """Take the frame pair's velocity (flow_velocity): closing speed and time to contact follow
+        from it, as it is the more accurate (docs/MODEL.md); velocity stays the track's slope."""
+        self.velocity_from_flow, self.flow_velocity_valid = np.asarray(v, np.float64), True
+        self.closing_speed, self.time_to_contact = closing(self.position, self.velocity_from_flow)
+
 
 def closing(position: np.ndarray, velocity: np.ndarray) -> tuple[float, float]:
     """(closing speed m/s, time to contact s) of an object at position moving at velocity."""
@@ -109,7 +115,8 @@ def near_face_centre(center, size) -> np.ndarray:
 
 
 def flow_velocity(box, depth: np.ndarray, flow: np.ndarray, k, dt: float, labels: np.ndarray | None = None,
-                  wanted=(), min_points: int = 10, keep_fraction: float = 0.8) -> np.ndarray | None:
+                  wanted=(), min_points: int = 10, keep_fraction: float = 0.8,
+                  max_points: int = 5000) -> np.ndarray | None:
     """An object's velocity relative to the camera (m/s, optical frame) from one frame pair: this
     frame's depth and the flow (previous -> this) over its pixels (those of its class inside box,
     x1 y1 x2 y2 on the depth grid). Each pixel's point P = (X, Y, Z) now, moved back by the object's
@@ -131,18 +138,29 @@ def flow_velocity(box, depth: np.ndarray, flow: np.ndarray, k, dt: float, labels
     rr, cc = np.nonzero(keep)
     if rr.size < min_points:
         return None
+    if rr.size > max_points:               # a near object: an even subsample says as much
+        step = -(-rr.size // max_points)
+        rr, cc = rr[::step], cc[::step]
     zz = z[rr, cc].astype(np.float64)
     u, v = (cc + x1).astype(np.float64), (rr + y1).astype(np.float64)
     f = flow[rr + y1, cc + x1].astype(np.float64)
     du, dv = u - f[:, 0] - k.cx, v - f[:, 1] - k.cy            # where each pixel was, about the centre
     x, y = (u - k.cx) * zz / k.fx, (v - k.cy) * zz / k.fy
-    n = len(zz)
-    a = np.zeros((2 * n, 3))
-    a[:n, 0], a[:n, 2], a[n:, 1], a[n:, 2] = k.fx, -du, k.fy, -dv
-    b = np.concatenate([k.fx * x - du * zz, k.fy * y - dv * zz])
-    d = np.linalg.lstsq(a, b, rcond=None)[0]
-    residual = np.abs(a @ d - b).reshape(2, n).max(axis=0)
-    best = np.argsort(residual)[:max(min_points, int(keep_fraction * n))]
-    rows = np.concatenate([best, best + n])
-    d = np.linalg.lstsq(a[rows], b[rows], rcond=None)[0]
+    bx, by = k.fx * x - du * zz, k.fy * y - dv * zz           # the two equations' right-hand sides
+
+    def solve(sel):
+        # normal equations of rows [fx, 0, -du] = bx and [0, fy, -dv] = by (3 x 3, no 2n x 3 matrix)
+        u_, v_, x_, y_ = du[sel], dv[sel], bx[sel], by[sel]
+        m = len(u_)
+        ata = np.array([[m * k.fx ** 2, 0.0, -k.fx * u_.sum()], [0.0, m * k.fy ** 2, -k.fy * v_.sum()],
+                        [-k.fx * u_.sum(), -k.fy * v_.sum(), (u_ * u_).sum() + (v_ * v_).sum()]])
+        atb = np.array([k.fx * x_.sum(), k.fy * y_.sum(), -(u_ * x_).sum() - (v_ * y_).sum()])
+        return np.linalg.solve(ata, atb)
+    try:
+        d = solve(slice(None))
+        residual = np.maximum(np.abs(k.fx * d[0] - du * d[2] - bx), np.abs(k.fy * d[1] - dv * d[2] - by))
+        kth = min(len(zz) - 1, max(min_points, int(keep_fraction * len(zz))) - 1)
+        d = solve(residual <= np.partition(residual, kth)[kth])       # the best-fitting share, O(n)
+    except np.linalg.LinAlgError:          # all pixels on one ray: no translation to solve for
+        return None
     return d / dt
