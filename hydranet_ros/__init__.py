@@ -16,8 +16,9 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 TASKS = ('segmentation', 'depth', 'flow', 'detection')
 
 #: Outputs a network may have beyond one per task, each with the task it belongs to (its topic
-#: and its enable switch are that task's): the Laplace scale of the depth head's error.
-EXTRA_OUTPUTS = {'depth_uncertainty': 'depth'}
+#: and its enable switch are that task's): the Laplace scale of the depth head's error, and the
+#: instance ids (grouped with the segmentation's thing classes).
+EXTRA_OUTPUTS = {'depth_uncertainty': 'depth', 'instances': 'segmentation'}
 #: Every output key in canonical order (what a forward pass, a graph or a checkpoint may name).
 OUTPUTS = (*TASKS, *EXTRA_OUTPUTS)
 

@@ -235,3 +235,78 @@ def _sparsification(values: np.ndarray, order: np.ndarray, fractions: np.ndarray
     n = len(ranked)
     ks = np.minimum((fractions * n).astype(np.int64), n - 1)
     return tail[ks] / (n - ks)
+
+
+class PanopticQuality:
+    """PQ, SQ, RQ over the thing classes (Kirillov et al., "Panoptic Segmentation", 2019).
+
+    update(pred_ids, pred_classes, true_ids, true_classes): id images [H, W] (0 = no instance) and
+    per-pixel class ids; an instance's class is its pixels' most common one. A predicted and a true
+    instance of one class match when their IoU exceeds 0.5 (then the match is unique); PQ =
+    sum of matched IoUs / (TP + FP / 2 + FN / 2) = SQ (mean matched IoU) x RQ (an F1 of the matching),
+    per class, then averaged over the classes that occur. True instances under min_area pixels are
+    left out, and so is a prediction that covers mostly (> 50%) such ignored pixels."""
+
+    def __init__(self, classes: dict, min_area: int = 16):
+        self.classes = dict(classes)               # class id -> name
+        self.min_area = int(min_area)
+        self.tp = {c: 0 for c in self.classes}
+        self.fp = {c: 0 for c in self.classes}
+        self.fn = {c: 0 for c in self.classes}
+        self.iou = {c: 0.0 for c in self.classes}
+
+    @staticmethod
+    def _segments(ids, classes):
+        out = {}
+        for i in np.unique(ids):
+            if i == 0:
+                continue
+            mask = ids == i
+            values, counts = np.unique(classes[mask], return_counts=True)
+            out[int(i)] = (mask, int(values[np.argmax(counts)]), int(mask.sum()))
+        return out
+
+    def update(self, pred_ids, pred_classes, true_ids, true_classes):
+        pred = self._segments(np.asarray(pred_ids), np.asarray(pred_classes))
+        true = self._segments(np.asarray(true_ids), np.asarray(true_classes))
+        ignored = np.zeros(np.asarray(true_ids).shape, bool)
+        for i, (mask, _, area) in list(true.items()):
+            if area < self.min_area:
+                ignored |= mask
+                del true[i]
+        matched_pred, matched_true = set(), set()
+        for pi, (pm, pc, pa) in pred.items():
+            for ti, (tm, tc, ta) in true.items():
+                if pc != tc or tc not in self.classes or ti in matched_true:
+                    continue
+                inter = int((pm & tm).sum())
+                iou = inter / (pa + ta - inter) if inter else 0.0
+                if iou > 0.5:
+                    self.tp[tc] += 1
+                    self.iou[tc] += iou
+                    matched_pred.add(pi)
+                    matched_true.add(ti)
+                    break
+        for pi, (pm, pc, pa) in pred.items():
+            if pi not in matched_pred and pc in self.classes and (pm & ignored).sum() <= 0.5 * pa:
+                self.fp[pc] += 1
+        for ti, (_, tc, _) in true.items():
+            if ti not in matched_true and tc in self.classes:
+                self.fn[tc] += 1
+
+    def compute(self) -> dict:
+        out, pqs, sqs, rqs = {}, [], [], []
+        for c, name in self.classes.items():
+            tp, fp, fn = self.tp[c], self.fp[c], self.fn[c]
+            if tp + fp + fn == 0:
+                continue
+            sq = self.iou[c] / tp if tp else 0.0
+            rq = tp / (tp + 0.5 * fp + 0.5 * fn)
+            out[name] = {'pq': round(sq * rq, 4), 'sq': round(sq, 4), 'rq': round(rq, 4), 'tp': tp, 'fp': fp, 'fn': fn}
+            pqs.append(sq * rq)
+            sqs.append(sq)
+            rqs.append(rq)
+        if pqs:
+            out.update({'pq': round(float(np.mean(pqs)), 4), 'sq': round(float(np.mean(sqs)), 4),
+                        'rq': round(float(np.mean(rqs)), 4)})
+        return out

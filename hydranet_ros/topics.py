@@ -25,8 +25,8 @@ INPUT_ODOM = 'input/odom'
 TASK_TOPICS = {'segmentation': 'segmentation', 'depth': 'depth', 'flow': 'flow', 'detection': 'detections'}
 #: Extra outputs' topics (hydranet_ros.EXTRA_OUTPUTS), published when the model has the head: the
 #: depth error's Laplace scale, with the depth image's header and size (its camera_info is
-#: `camera_info`, the depth image's).
-EXTRA_TOPICS = {'depth_uncertainty': 'depth/uncertainty'}
+#: `camera_info`, the depth image's), and the mono16 instance ids aligned with `segmentation`.
+EXTRA_TOPICS = {'depth_uncertainty': 'depth/uncertainty', 'instances': 'instances'}
 #: Colour images for people, per task (published with `debug_images`).
 DEBUG_TOPICS = {task: f'debug/{name}' for task, name in TASK_TOPICS.items()}
 #: Intrinsics of the dense outputs (segmentation, depth, flow all share one size): the sibling

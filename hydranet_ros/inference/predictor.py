@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hydranet_ros.inference.backends import BACKENDS, OnnxOptions, OnnxRuntimeRunner, TorchRunner
+from hydranet_ros.inference.instances import group_instances, upsample_offsets
 from hydranet_ros.inference.letterbox import Letterbox
 from hydranet_ros.inference.results import Detection, FlowStatus, FrameResult
 from hydranet_ros.model.checkpoint import LoadedCheckpoint, load_checkpoint
@@ -128,6 +129,8 @@ class Predictor:
         #: [{'name', 'color'}] per segmentation class id, and their names
         self.segmentation_classes = list(loaded.metadata.segmentation_classes)
         self.segmentation_names = loaded.metadata.segmentation_names
+        # the segmentation classes that have instances: those a detection class is named after
+        self.thing_ids = [i for i, n in enumerate(self.segmentation_names) if str(n) in self.class_names]
         #: focal length (network-input pixels) the depth head is metric for; None: unknown
         self.training_focal_px = checkpoint_focal_px(loaded.metadata)
 
@@ -244,6 +247,8 @@ class Predictor:
         if len(set(streams)) != n:
             raise ValueError('each image of one batch must come from a different stream')
         tasks = check_tasks(tasks if tasks is not None else self.tasks)
+        if 'instances' in tasks and 'segmentation' not in tasks:    # ids are grouped over its thing classes
+            tasks = check_tasks([*tasks, 'segmentation'])
         not_loaded = [t for t in tasks if t not in self.tasks]
         if not_loaded:
             raise ValueError(f'tasks {not_loaded} are not enabled in this predictor ({list(self.tasks)})')
@@ -300,6 +305,18 @@ class Predictor:
             r.timings_ms = dict(timings)
         return results
 
+    def _instances(self, maps: np.ndarray, seg: np.ndarray, size_hw) -> np.ndarray:
+        """uint16 instance ids at size_hw from the head's maps [3, H/4, W/4] (padded input) and the
+        content's class ids seg [ch, cw] at model resolution."""
+        ch, cw = seg.shape
+        gh, gw = -(-ch // 4), -(-cw // 4)
+        # the offsets at model resolution (the padded grid's, cut to the content), grouped there
+        offsets = upsample_offsets(maps[1:, :gh, :gw], (gh * 4, gw * 4))[:, :ch, :cw]
+        ids = group_instances(maps[0, :gh, :gw], offsets, np.isin(seg, self.thing_ids))
+        h, w = size_hw
+        return np.ascontiguousarray(cv2_resize(ids, (w, h), nearest=True) if (ch, cw) != (h, w) else ids,
+                                    dtype=np.uint16)
+
     def _postprocess(self, i, lb: Letterbox, out, decoded, run_tasks, tasks, prev_stamp, status,
                      flow_size, stream, stamp, dense_output='input', focal=None) -> FrameResult:
         ch, cw = lb.content_size
@@ -333,6 +350,9 @@ class Predictor:
                     field *= np.array([tw / cw, th / ch], np.float32)
                 res.flow = field
                 res.flow_previous_stamp_ns = prev_stamp
+        if 'instances' in run_tasks:
+            res.instances = self._instances(out['instances'][i].float().cpu().numpy(),
+                                            out['segmentation'][i, :ch, :cw].cpu().numpy(), (h, w))
         if 'detection' in run_tasks:
             scores = decoded.scores[i].cpu().numpy()
             keep = scores >= self.score_threshold

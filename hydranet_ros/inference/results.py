@@ -53,6 +53,7 @@ class FrameResult:
     segmentation: np.ndarray | None = None            # [H, W] uint8 class ids
     depth: np.ndarray | None = None                   # [H, W] float32 metres
     depth_uncertainty: np.ndarray | None = None       # [H, W] float32 metres: Laplace scale of depth's error
+    instances: np.ndarray | None = None               # [H, W] uint16 instance ids, 0 = none (thing classes)
     flow: np.ndarray | None = None                    # [h, w, 2] float32 (u, v) pixels of its grid
     flow_previous_stamp_ns: int | None = None         # stamp of the frame flow starts from
     flow_status: FlowStatus = FlowStatus.NOT_REQUESTED

@@ -86,6 +86,8 @@ class CheckpointMetadata:
             problems.append(f'unknown tasks {bad_tasks}')
         if 'depth_uncertainty' in self.tasks and not config.depth_uncertainty:
             problems.append('tasks name depth_uncertainty but the architecture has no depth uncertainty head')
+        if 'instances' in self.tasks and not config.instances:
+            problems.append('tasks name instances but the architecture has no instance head')
         if not is_network_input_size(self.input_size):
             problems.append(f'input_size must be [height, width], multiples of 32, got {self.input_size}')
         norm = self.normalization

@@ -53,6 +53,9 @@ class HydraNetConfig:
     #: A depth uncertainty head (the Laplace scale of the depth head's error, metres), trained after
     #: the fact with everything else frozen (training/uncertainty.py).
     depth_uncertainty: bool = False
+    #: An instance head (centre heatmap and offsets, grouped with the segmentation's thing classes),
+    #: trained after the fact with everything else frozen (training/instances.py).
+    instances: bool = False
 
     def __post_init__(self):
         problems = []

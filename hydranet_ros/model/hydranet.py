@@ -9,6 +9,7 @@ from hydranet_ros.model.config import HydraNetConfig, check_tasks
 from hydranet_ros.model.decoder import LightWeightRefineDecoder
 from hydranet_ros.model.depth_head import DepthHead
 from hydranet_ros.model.depth_uncertainty_head import DepthUncertaintyHead
+from hydranet_ros.model.instance_head import InstanceHead
 from hydranet_ros.model.detection_head import DetectionHead
 from hydranet_ros.model.encoders import build_encoder
 from hydranet_ros.model.head_inputs import HeadInputs
@@ -43,6 +44,8 @@ class HydraNet(nn.Module):
                     (heatmap, size w/h in pixels, offset); decode with decode_detections
       depth_uncertainty (with config.depth_uncertainty): [B, 1, H, W] Laplace scale of the depth
                     error, metres
+      instances (with config.instances): [B, 3, ceil(H/4), ceil(W/4)] centre heatmap and offsets
+                    to the centre in input pixels; group with inference.instances
     Any H, W >= 32 works: the input is padded to a multiple of 32 and outputs cropped back.
     """
 
@@ -63,6 +66,8 @@ class HydraNet(nn.Module):
         })
         if config.depth_uncertainty:
             self.heads['depth_uncertainty'] = DepthUncertaintyHead(dc)
+        if config.instances:
+            self.heads['instances'] = InstanceHead(dc)
 
     @property
     def flow_stride(self) -> int:

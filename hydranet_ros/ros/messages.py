@@ -32,6 +32,11 @@ def stamp_to_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
+def instance_image(header, ids: np.ndarray):
+    """mono16 instance ids (0: no instance), aligned pixel for pixel with the segmentation."""
+    return numpy_to_image(np.ascontiguousarray(ids, np.uint16), 'mono16', header)
+
+
 def segmentation_image(header, seg: np.ndarray):
     """mono8 class ids (values index the LabelInfo class map)."""
     return numpy_to_image(seg.astype(np.uint8, copy=False), 'mono8', header)

@@ -2,6 +2,7 @@
 label infos and diagnostics they carry; messages are built in hydranet_ros.ros.messages."""
 from __future__ import annotations
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -15,6 +16,7 @@ from hydranet_ros.ros import messages
 from hydranet_ros.ros.debug_images import DebugImages
 from hydranet_ros.ros.derived_outputs import DerivedOutputs
 from hydranet_ros.ros.input_subscriptions import RELIABILITY
+from hydranet_ros.spatial.tracking import track_instance_ids
 
 #: message type of every per-camera output topic but the latched label infos
 OUTPUT_TYPES = {topics.TASK_TOPICS['segmentation']: Image, topics.TASK_TOPICS['depth']: Image,
@@ -70,15 +72,20 @@ class OutputPublishers:
                 continue
             outputs = [topics.TASK_TOPICS[task], *((topics.DEBUG_TOPICS[task],) if params.debug_images else ())]
             outputs += [name for name, needs in topics.DERIVED_NEEDS.items() if task in needs]
+            tracked = [topics.EXTRA_TOPICS['instances']] if params.tracking_mode != 'off' else []   # ids: tracks'
+            if task == 'detection':
+                outputs += tracked
             if task == 'flow' and params.tracking_mode == 'flow' and params.enabled('detection'):
-                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION]
+                outputs += [topics.TASK_TOPICS['detection'], topics.DETECTIONS_3D, topics.MARKERS_3D, topics.MOTION,
+                            *tracked]
             if self._subscribed(outputs):
                 tasks.append(task)
         if ego_motion and 'flow' in tasks:
             tasks += [t for t in ('segmentation', 'depth') if params.enabled(t) and t not in tasks]
             tasks = [t for t in TASKS if t in tasks]
         for extra in extra_outputs:
-            clouds = [name for name in topics.DERIVED_NEEDS if name.startswith('points')]
+            # the clouds carry the depth's uncertainty (their sigma field), nothing else extra
+            clouds = [n for n in topics.DERIVED_NEEDS if n.startswith('points')] if extra == 'depth_uncertainty' else []
             if params.enabled(EXTRA_OUTPUTS[extra]) and (
                     params.always_run or self._subscribed([topics.EXTRA_TOPICS[extra], *clouds])):
                 tasks.append(extra)
@@ -103,14 +110,29 @@ class OutputPublishers:
         if result.flow is not None:
             out('flow').publish(messages.optical_flow(header, result.flow_previous_stamp_ns, result.flow,
                                                       result.image_size))
-        if result.detections is None:
-            return None, None
-        wanted = set(params.detection_classes)
-        keep = [i for i, d in enumerate(result.detections) if not wanted or d.class_name in wanted]
-        detections = [result.detections[i] for i in keep]
-        ids = None if ids is None else [ids[i] for i in keep]
-        out('detection').publish(messages.detections(header, detections, ids))
+        detections = None
+        if result.detections is not None:
+            wanted = set(params.detection_classes)
+            keep = [i for i, d in enumerate(result.detections) if not wanted or d.class_name in wanted]
+            detections = [result.detections[i] for i in keep]
+            ids = None if ids is None else [ids[i] for i in keep]
+            out('detection').publish(messages.detections(header, detections, ids))
+        else:
+            ids = None
+        if result.instances is not None:
+            self.pubs[(cam, topics.EXTRA_TOPICS['instances'])].publish(
+                messages.instance_image(header, self._tracked_instances(result, detections, ids)))
         return detections, ids
+
+    @staticmethod
+    def _tracked_instances(result, detections, ids):
+        """The instance ids, as the track ids of the detections they match where there are some."""
+        if not detections or ids is None:
+            return track_instance_ids(result.instances, np.zeros((0, 4)), [])
+        h, w = result.instances.shape
+        ih, iw = result.image_size
+        boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in detections]) * np.array([w / iw, h / ih, w / iw, h / ih])
+        return track_instance_ids(result.instances, boxes, ids)
 
     def label_infos(self, segmentation_names, detection_names, threshold):
         """The latched class maps of segmentation and detection, once per camera."""

@@ -110,3 +110,37 @@ class FlowTracker:
                 self.tracks.append(track)
                 ids[d] = track.id
         return ids
+
+
+#: instances that no tracked detection matches count down from here (not stable over frames)
+UNTRACKED_INSTANCE_ID = 65535
+
+
+def track_instance_ids(instances: np.ndarray, boxes, track_ids, iou_threshold: float = 0.5) -> np.ndarray:
+    """The instance id image relabelled with the track ids: an instance whose pixels' box overlaps
+    a detection's box (same grid, x1 y1 x2 y2) by iou_threshold or more takes that detection's
+    track id (greedy by IoU, one to one; ids kept to 1..65000), the others count down from
+    UNTRACKED_INSTANCE_ID. 0 stays 0."""
+    from hydranet_ros.inference.instances import instance_boxes
+    found = instance_boxes(instances)
+    if not found:
+        return np.zeros_like(instances, dtype=np.uint16)
+    keys = list(found)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    iou = iou_matrix(np.array([found[k] for k in keys]), boxes) if len(boxes) else np.zeros((len(keys), 0))
+    lut = np.zeros(max(keys) + 1, np.uint16)
+    taken_rows, taken_cols = set(), set()
+    for flat in np.argsort(-iou, axis=None):
+        row, col = divmod(int(flat), iou.shape[1])
+        if iou[row, col] < iou_threshold:
+            break
+        if row not in taken_rows and col not in taken_cols:
+            taken_rows.add(row)
+            taken_cols.add(col)
+            lut[keys[row]] = (int(track_ids[col]) - 1) % 65000 + 1
+    untracked = UNTRACKED_INSTANCE_ID
+    for row, key in enumerate(keys):
+        if row not in taken_rows:
+            lut[key] = untracked
+            untracked -= 1
+    return lut[instances]
