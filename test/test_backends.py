@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from hydranet_ros import EXTRA_OUTPUTS
 from hydranet_ros.inference import Predictor
 from hydranet_ros.inference.backends import OnnxOptions, resolve_providers
 from hydranet_ros.model import HydraNet, HydraNetConfig
@@ -102,13 +103,14 @@ def test_graph_cache_exports_once_per_checkpoint_size_and_heads(tmp_path):
     options = OnnxOptions(cache_dir=str(tmp_path))
     first = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options)
     first.prepare()
-    assert first.runner.exports == 4          # all heads, all but flow; each without depth_uncertainty too
+    extras = [t for t in first.tasks if t in EXTRA_OUTPUTS]
+    assert first.runner.exports == 2 * 2 ** len(extras) == 8   # with and without flow, each subset of the extras
     again = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options)
     again.prepare()
     assert again.runner.exports == 0
     files = sorted(p.name for p in tmp_path.glob('*.onnx'))
     size = 'x'.join(str(v) for v in reversed(weights().load().metadata.input_size))     # WxH
-    assert len(files) == 4 and all(weights().sha256[:16] in f and size in f for f in files)
+    assert len(files) == 8 and all(weights().sha256[:16] in f and size in f for f in files)
     other = Predictor(weights().path(), device='cpu', backend='onnxruntime', onnx=options, input_size=(96, 128))
     other.prepare([('depth',)])
     assert other.runner.exports == 1 and len(list(tmp_path.glob('*128x96-depth-*.onnx'))) == 1

@@ -56,7 +56,7 @@ def test_default_model_is_small_and_named():
     ckpt = weights().load()          # checked against the registry's sha256 pin
     assert MODEL.stat().st_size < 16 * 2 ** 20      # EfficientNet-Lite0: 3.1 M parameters, 12.2 MiB
     assert ckpt.metadata.name == 'hydranet_default'
-    assert ckpt.metadata.tasks == [*TASKS, 'depth_uncertainty']    # the uncertainty head trained after the rest
+    assert ckpt.metadata.tasks == [*TASKS, 'depth_uncertainty', 'instances']   # both heads trained after the rest
 
 
 def test_model_card_cli_reports_each_seed_group(tmp_path, capsys):

@@ -7,6 +7,7 @@ detection decoding and mapping every output back to each image's own pixels.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from pathlib import Path
 
@@ -177,14 +178,16 @@ class Predictor:
 
     def prepare(self, task_sets=None):
         """Build what the backend needs for these sets of heads (default: all enabled heads,
-        and the same without flow, which a stream's first frame runs; each also without the extra
-        outputs such as depth_uncertainty): onnxruntime exports or
+        and the same without flow, which a stream's first frame runs; each with every subset of
+        the extra outputs such as depth_uncertainty): onnxruntime exports or
         finds the graphs and loads them. Sets never prepared are built on first use."""
         if task_sets is None:
-            # and the same without the extra outputs (the node runs those only while subscribed)
-            base = tuple(t for t in self.tasks if t not in EXTRA_OUTPUTS)
-            task_sets = list(dict.fromkeys([self.tasks, tuple(t for t in self.tasks if t != 'flow'),
-                                            base, tuple(t for t in base if t != 'flow')]))
+            # with every subset of the extra outputs (the node runs each only while subscribed)
+            base = [t for t in self.tasks if t not in EXTRA_OUTPUTS]
+            extras = [t for t in self.tasks if t in EXTRA_OUTPUTS]
+            subsets = [c for k in range(len(extras), -1, -1) for c in itertools.combinations(extras, k)]
+            with_extras = [check_tasks([*base, *c]) for c in subsets]
+            task_sets = list(dict.fromkeys([*with_extras, *(tuple(t for t in s if t != 'flow') for s in with_extras)]))
         self.runner.prepare([t for t in task_sets if t])
 
     def warmup(self, iterations: int = 1):

@@ -36,10 +36,11 @@ class KnownWeights:
 WEIGHTS: dict[str, KnownWeights] = {w.name: w for w in (
     KnownWeights(
         name='hydranet_default', file='hydranet_default.pt',
-        sha256='d11ebc778a9ee4043a14b3eb1ab393b898476a3a256cbbb0d4b1cb03251e64ea',
+        sha256='35152a78ed44d443f8d666e33c6a8c06b03c656acbf3eca4bfb1d25815e7b489',
         description='EfficientNet-Lite0 HydraNet from ImageNet features, 448x192, trained on the varied synthetic '
                     'world with the generalisation recipe (config/train_imagenet_lite0.yaml), with a depth uncertainty '
-                    'head trained after it (config/train_depth_uncertainty.yaml; every other output unchanged)',
+                    'head and an instance head trained after it, each with everything else frozen (every other output '
+                    'unchanged)',
         card='docs/MODEL.md'),
     KnownWeights(
         name='hydranet_mobilenetv2_synthetic', file='hydranet_mobilenetv2_synthetic.pt',

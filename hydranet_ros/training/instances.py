@@ -1,7 +1,7 @@
 """Give a trained checkpoint an instance head, everything else frozen, and score it (PQ).
 
     python -m hydranet_ros.training.instances --checkpoint models/hydranet_default.pt --output OUT.pt
-           [--steps 300] [--batch-size 4] [--seeds 100-119] [--style varied]
+           [--steps 300] [--batch-size 4] [--seeds 100-119] [--style varied] [--mode frozen|joint|lwf]
     python -m hydranet_ros.training.instances --evaluate CKPT [--seeds 2000-2009]
            [--style varied --style heldout] [--json out.json]
 
@@ -18,6 +18,7 @@ instances against the world's on drives of each style (metrics.PanopticQuality).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import sys
@@ -31,6 +32,7 @@ from hydranet_ros.model.checkpoint import CheckpointError, load_checkpoint, save
 from hydranet_ros.model.hydranet import HydraNet
 
 HEAD = 'instances'
+MODES = ('frozen', 'joint', 'lwf')
 SIGMA_PX = 8.0
 STRIDE = 4
 
@@ -78,7 +80,8 @@ def instance_loss(pred: torch.Tensor, heat: torch.Tensor, offsets: torch.Tensor,
 
 
 def _frames(meta, seeds, frames: int, style: str, cameras=('kitti', 'vga')):
-    """(normalised padded image [3, H, W], instance ids [H, W] placed top left) per rendered frame."""
+    """(normalised padded image [3, H, W], instance ids [H, W] placed top left, the drive's previous
+    image or None) per rendered frame."""
     from hydranet_ros.training.samples import letterbox_content
     from hydranet_ros.world import World
     size = tuple(meta.input_size)
@@ -88,53 +91,107 @@ def _frames(meta, seeds, frames: int, style: str, cameras=('kitti', 'vga')):
     for n, seed in enumerate(seeds):
         content = letterbox_content(cameras[n % len(cameras)], size)
         world = World(int(seed), camera=cameras[n % len(cameras)], style=style, size=content)
+        previous = None
         for frame in world.frames(frames):
             image = np.zeros((*size, 3), np.float32)                   # padding: the mean colour, 0 once normalised
             image[:content[0], :content[1]] = (frame.rgb.astype(np.float32) / 255.0 - mean) / std
-            out.append((torch.from_numpy(image).permute(2, 0, 1).contiguous(), frame.instances))
+            tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+            out.append((tensor, frame.instances, previous))
+            previous = tensor
     return out
 
 
+def distillation_loss(student: dict, teacher: dict) -> torch.Tensor:
+    """Learning without forgetting's term, one form for any head: per old output, the mean absolute
+    difference from the frozen original's, relative to the original's mean magnitude; summed."""
+    terms = [torch.mean(torch.abs(student[t] - teacher[t])) / teacher[t].abs().mean().clamp(min=1e-6)
+             for t in teacher]
+    return torch.stack(terms).sum()
+
+
+def _set_trainable(model, head, mode: str, lr: float, trunk_lr: float):
+    """The optimizer for a mode: frozen trains the head alone; joint and lwf every weight, the
+    old ones at trunk_lr. BatchNorm statistics stay frozen in every mode (batches of 4)."""
+    if mode not in MODES:
+        raise ValueError(f"mode '{mode}' is not one of {MODES}")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(mode != 'frozen')
+    head.train()
+    new = list(head.parameters())
+    for p in new:
+        p.requires_grad_(True)
+    ids = {id(p) for p in new}
+    groups = [{'params': new, 'lr': lr, 'base_lr': lr}]
+    if mode != 'frozen':
+        old = [p for p in model.parameters() if id(p) not in ids]
+        groups.append({'params': old, 'lr': trunk_lr, 'base_lr': trunk_lr})
+    return torch.optim.AdamW(groups, weight_decay=1e-4)
+
+
+def _step_loss(model, head, teacher, mode, batch, targets, old_tasks, distill_weight: float):
+    """(the loss of one batch, its instance part) for a mode."""
+    images = torch.stack([b[0] for b in batch])
+    heat, offsets, on = (torch.from_numpy(np.stack([t[k] for t in targets])) for k in range(3))
+    if mode == 'frozen':
+        with torch.no_grad():
+            inputs, _ = model.head_inputs(images)
+        pred = head(inputs)
+    elif mode == 'joint':
+        pred = model(images, [HEAD])[HEAD]
+    else:
+        prev = torch.stack([b[2] if b[2] is not None else b[0] for b in batch])
+        valid = torch.tensor([b[2] is not None for b in batch])
+        out = model(images, [*old_tasks, HEAD], previous_images=prev, previous_valid=valid)
+        with torch.no_grad():
+            kept = teacher(images, old_tasks, previous_images=prev, previous_valid=valid)
+        pred = out.pop(HEAD)
+    inst = instance_loss(pred[..., :heat.shape[-2], :heat.shape[-1]], heat, offsets, on)
+    if mode != 'lwf':
+        return inst, inst
+    return inst + distill_weight * distillation_loss(out, kept), inst
+
+
 def train_instances(checkpoint, output, seeds=range(100, 120), frames: int = 8, style: str = 'varied',
-                    steps: int = 300, batch_size: int = 4, lr: float = 2e-3, seed: int = 0, log=print) -> dict:
-    """Train the new head on rendered drives; write output; the run's summary."""
+                    steps: int = 300, batch_size: int = 4, lr: float = 2e-3, seed: int = 0, log=None,
+                    mode: str = 'frozen', trunk_lr: float = 2e-4, distill_weight: float = 1.0) -> dict:
+    """Train the new head on rendered drives; write output; the run's summary.
+
+    mode: 'frozen' (everything but the new head frozen: every other output bit-identical),
+    'joint' (every weight trains on the instance loss, the old ones at trunk_lr) or 'lwf' (joint
+    plus distillation of every old head from the frozen original: learning without forgetting)."""
+    log = log or (lambda line: print(line, flush=True))
     model, meta = with_instance_head(checkpoint)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
     data = _frames(meta, seeds, frames, style)
-    size = tuple(meta.input_size)
-    targets = [instance_targets(ids, size) for _, ids in data]
+    targets = [instance_targets(ids, tuple(meta.input_size)) for _, ids, _ in data]
     log(f'rendered {len(data)} frames of {len(list(seeds))} drives ({style}) in {time.time() - started:.0f} s')
-    model.eval()                                   # every frozen module in inference mode, BatchNorm included
     head = model.heads[HEAD]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in head.parameters():
-        p.requires_grad_(True)
-    head.train()
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    old_tasks = [t for t in model.heads if t != HEAD]
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if mode == 'lwf' else None
+    optimizer = _set_trainable(model, head, mode, lr, trunk_lr)
     losses = []
     for step in range(steps):
         for g in optimizer.param_groups:
-            g['lr'] = lr * 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
+            g['lr'] = g['base_lr'] * 0.5 * (1 + np.cos(np.pi * step / max(steps, 1)))
         pick = rng.integers(0, len(data), batch_size)
-        images = torch.stack([data[i][0] for i in pick])
-        heat, offsets, on = (torch.from_numpy(np.stack([targets[i][k] for i in pick])) for k in range(3))
-        with torch.no_grad():
-            inputs, _ = model.head_inputs(images)
-        pred = head(inputs)[..., :heat.shape[-2], :heat.shape[-1]]
-        loss = instance_loss(pred, heat, offsets, on)
+        loss, inst = _step_loss(model, head, teacher, mode, [data[i] for i in pick], [targets[i] for i in pick],
+                                old_tasks, distill_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append((float(loss.detach()), float(inst.detach())))
         if (step + 1) % 25 == 0 or step + 1 == steps:
-            log(f'step {step + 1}/{steps}: loss {np.mean(losses[-25:]):.4f}')
+            total, part = np.mean(losses[-25:], axis=0)
+            log(f'step {step + 1}/{steps}: loss {total:.4f} (instances {part:.4f})')
     model.eval()
-    summary = {'from': str(checkpoint), 'steps': steps, 'batch_size': batch_size, 'lr': lr,
-               'train_seconds': round(time.time() - started, 1), 'final_loss': float(np.mean(losses[-25:])),
+    summary = {'from': str(checkpoint), 'mode': mode, 'steps': steps, 'batch_size': batch_size, 'lr': lr,
+               'train_seconds': round(time.time() - started, 1), 'final_loss': float(np.mean(losses[-25:], axis=0)[1]),
                'data': {'type': 'synthetic', 'style': style, 'seeds': f'{len(list(seeds))} seeds x {frames} frames'}}
+    if mode != 'frozen':
+        summary.update(trunk_lr=trunk_lr, **({'distill_weight': distill_weight} if mode == 'lwf' else {}))
     new_meta = dataclasses.replace(meta, architecture=model.config.to_dict(), tasks=[*meta.tasks, HEAD],
                                    training={**meta.training, HEAD: summary})
     sha = save_checkpoint(output, model, new_meta)
@@ -178,6 +235,10 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=300)
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument('--frames', type=int, default=8, help='frames per drive (training) or scored (evaluate)')
+    parser.add_argument('--mode', choices=MODES, default='frozen',
+                        help='frozen: only the new head trains (default); joint: every weight; lwf: joint with '
+                             'the old heads distilled from the original')
+    parser.add_argument('--trunk-lr', type=float, default=2e-4, help='joint/lwf: learning rate of the old weights')
     parser.add_argument('--evaluate', metavar='CKPT', help='score a checkpoint that has the head instead')
     parser.add_argument('--seeds', help='default: 100-119 to train, 2000-2009 to evaluate')
     parser.add_argument('--style', action='append')
@@ -191,7 +252,8 @@ def main(argv=None) -> int:
             if not (args.checkpoint and args.output):
                 parser.error('training needs --checkpoint and --output')
             result = train_instances(args.checkpoint, args.output, parse_seeds(args.seeds or '100-119'), args.frames,
-                                     (args.style or ['varied'])[0], args.steps, args.batch_size)
+                                     (args.style or ['varied'])[0], args.steps, args.batch_size, mode=args.mode,
+                                     trunk_lr=args.trunk_lr)
     except (CheckpointError, OSError, ValueError) as exc:
         print(f'instances: {exc}', file=sys.stderr)
         return 2
