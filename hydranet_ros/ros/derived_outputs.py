@@ -76,7 +76,8 @@ class DerivedOutputs:
             drop = [self._seg_names.index(n) for n in params.points_drop_classes if n in self._seg_names]
             cloud = semantic_cloud(result.depth, intrinsics, colors, labels, params.points_stride,
                                    params.points_min_m, params.points_max_m or float('inf'), drop,
-                                   sigma=result.depth_uncertainty, max_sigma=params.points_max_sigma or float('inf'))
+                                   sigma=result.depth_uncertainty, max_sigma=params.points_max_sigma or float('inf'),
+                                   instances=self._cloud_instances(result, params, (h, w)))
             pub[topics.POINTS].publish(messages.point_cloud(header, cloud))
         if spatial & _GROUND_OUTPUTS and labels is not None:
             self._publish_ground(header, result, labels, intrinsics, rgb, params, pub)
@@ -97,6 +98,15 @@ class DerivedOutputs:
                 self._flow_velocities(result, motions, objects, ids, boxes, detections, intrinsics)
                 pub[topics.MOTION].publish(messages.object_motion(header, motions))
         return None
+
+    @staticmethod
+    def _cloud_instances(result, params, size_hw):
+        """The instance ids the cloud carries (points.instances), at the depth's size, or None."""
+        ids = result.instances if params.points_instances else None
+        if ids is None or ids.shape == size_hw:
+            return ids
+        import cv2
+        return cv2.resize(ids, size_hw[::-1], interpolation=cv2.INTER_NEAREST)
 
     def _object_motion(self, cam, result, objects, ids, params, camera_pose=None) -> list:
         """Each tracked object's motion (objects without a track id have none to follow)."""

@@ -17,7 +17,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from hydranet_ros.msg import InferenceStats, ObjectMotion, ObjectMotionArray, OpticalFlow
 from hydranet_ros.image_codec import COMPRESSED_DEPTH_FORMAT, encode_compressed_depth, numpy_to_image
-from hydranet_ros.spatial.cloud import CLOUD_DTYPE, CLOUD_SIGMA_DTYPE
 from hydranet_ros.spatial.ground import rotation_quaternion
 
 
@@ -67,11 +66,12 @@ def optical_flow(header, previous_stamp_ns: int, flow: np.ndarray, image_size) -
 
 def point_cloud(header, cloud) -> PointCloud2:
     """A SemanticCloud as an unorganised PointCloud2 (height 1) in the header's optical frame; with
-    a sigma field (point_step 24) when the cloud carries the depth's uncertainty."""
+    a sigma field (point_step 24) when the cloud carries the depth's uncertainty, an instance field
+    (uint16 at offset 18) when it carries instance ids (spatial.cloud.cloud_dtype)."""
     n = len(cloud)
     words = 5 if cloud.sigma is None else 6
     # CLOUD_DTYPE as five little-endian 32-bit words per point: x, y, z bits, 0x00RRGGBB, label
-    # in the low byte of the fifth (its other bytes are the padding, zero), sigma's bits sixth
+    # in the low byte of the fifth, the instance id in its high half (else zero), sigma's bits sixth
     points = np.zeros((n, words), '<u4')
     points[:, :3] = cloud.xyz.astype('<f4', copy=False).view('<u4')
     if cloud.rgb is not None:
@@ -79,6 +79,8 @@ def point_cloud(header, cloud) -> PointCloud2:
         points[:, 3] = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
     if cloud.label is not None:
         points[:, 4] = cloud.label
+    if cloud.instance is not None:
+        points[:, 4] |= cloud.instance.astype(np.uint32) << 16
     if cloud.sigma is not None:
         points[:, 5] = cloud.sigma.astype('<f4', copy=False).view('<u4')
     msg = PointCloud2()
@@ -89,10 +91,12 @@ def point_cloud(header, cloud) -> PointCloud2:
                   PointField(name='z', offset=8, datatype=PointField.FLOAT32, count=1),
                   PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1),
                   PointField(name='label', offset=16, datatype=PointField.UINT8, count=1)]
+    if cloud.instance is not None:
+        msg.fields.append(PointField(name='instance', offset=18, datatype=PointField.UINT16, count=1))
     if cloud.sigma is not None:
         msg.fields.append(PointField(name='sigma', offset=20, datatype=PointField.FLOAT32, count=1))
     msg.is_bigendian = False
-    msg.point_step = (CLOUD_DTYPE if cloud.sigma is None else CLOUD_SIGMA_DTYPE).itemsize
+    msg.point_step = cloud.dtype.itemsize
     msg.row_step = msg.point_step * n
     data = array.array('B')
     data.frombytes(memoryview(points).cast('B'))      # one copy into the message

@@ -74,6 +74,7 @@ class NodeParams:
     points_max_m: float = _default('points.max_m')
     points_drop_classes: tuple[str, ...] = _default('points.drop_classes')
     points_max_sigma: float = _default('points.max_sigma')
+    points_instances: bool = _default('points.instances')
     # detections_3d.*
     detections_3d_min_points: int = _default('detections_3d.min_points')
     # ground.*

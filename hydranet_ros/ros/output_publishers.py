@@ -84,8 +84,10 @@ class OutputPublishers:
             tasks += [t for t in ('segmentation', 'depth') if params.enabled(t) and t not in tasks]
             tasks = [t for t in TASKS if t in tasks]
         for extra in extra_outputs:
-            # the clouds carry the depth's uncertainty (their sigma field), nothing else extra
+            # the clouds carry the depth's uncertainty (their sigma field), `points` the instance ids on request
             clouds = [n for n in topics.DERIVED_NEEDS if n.startswith('points')] if extra == 'depth_uncertainty' else []
+            if extra == 'instances' and params.points_instances:
+                clouds = [topics.POINTS]
             if params.enabled(EXTRA_OUTPUTS[extra]) and (
                     params.always_run or self._subscribed([topics.EXTRA_TOPICS[extra], *clouds])):
                 tasks.append(extra)
@@ -97,7 +99,8 @@ class OutputPublishers:
     def task_outputs(self, cam, header, result, params, ids=None):
         """The task outputs present in result; returns the detections published (class filter
         applied) and their track ids, or None for either. ids: track ids of result.detections,
-        published as Detection2D.id."""
+        published as Detection2D.id. result.instances becomes the published ids (the track ids of the
+        detections they match), so the point cloud carries the same."""
         def out(task):
             return self.pubs[(cam, topics.TASK_TOPICS[task])]
         if result.segmentation is not None:
@@ -120,8 +123,9 @@ class OutputPublishers:
         else:
             ids = None
         if result.instances is not None:
+            result.instances = self._tracked_instances(result, detections, ids)
             self.pubs[(cam, topics.EXTRA_TOPICS['instances'])].publish(
-                messages.instance_image(header, self._tracked_instances(result, detections, ids)))
+                messages.instance_image(header, result.instances))
         return detections, ids
 
     @staticmethod

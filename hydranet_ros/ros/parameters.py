@@ -145,6 +145,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '`points` and `points/*`: leave out points whose depth uncertainty (Laplace scale, m) is above this; '
               '0: no limit. Needs a model with the depth uncertainty head (the clouds then carry a `sigma` field).',
               min=0.0, dynamic=True),
+    ParamSpec('points.instances', 'bool', False,
+              '`points`: carry each point\'s instance id (a uint16 `instance` field, the ids of `instances`, 0: '
+              'none); the instance head then runs while `points` has a subscriber. Needs a model with the instance '
+              'head.', dynamic=True),
     ParamSpec('detections_3d.min_points', 'int', 10,
               '`detections_3d`: a detection is lifted to 3D only with at least this many pixels of its class '
               'with a depth.', min=1, max=100000, dynamic=True),

@@ -12,17 +12,23 @@ from dataclasses import dataclass
 import numpy as np
 
 
-#: PointCloud2 (sensor_msgs) layout of the semantic cloud: x, y, z float32 metres, rgb as RViz reads it (a
-#: float32 whose bytes are 0x00RRGGBB, little endian), label uint8 (segmentation class id), and
-#: 3 bytes of padding so each point starts 4-byte aligned (point_step 20).
-CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
-                        'formats': ['<f4', '<f4', '<f4', '<u4', 'u1'],
-                        'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
-#: The same with the depth's uncertainty: sigma float32 metres (the Laplace scale of the depth error
-#: along the ray) after the padding (point_step 24), when the model has the uncertainty head.
-CLOUD_SIGMA_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label', 'sigma'],
-                              'formats': ['<f4', '<f4', '<f4', '<u4', 'u1', '<f4'],
-                              'offsets': [0, 4, 8, 12, 16, 20], 'itemsize': 24})
+def cloud_dtype(sigma: bool = False, instance: bool = False) -> np.dtype:
+    """PointCloud2 (sensor_msgs) layout of the semantic cloud: x, y, z float32 metres, rgb as RViz
+    reads it (a float32 whose bytes are 0x00RRGGBB, little endian), label uint8 (segmentation class
+    id), a byte of padding, instance uint16 (the `instances` image's id, 0: none) where the cloud
+    carries it, else 2 more bytes of padding, so each point starts 4-byte aligned (point_step 20);
+    with the depth's uncertainty, sigma float32 metres (the Laplace scale of the depth error along
+    the ray) after that (point_step 24)."""
+    names, formats, offsets = ['x', 'y', 'z', 'rgb', 'label'], ['<f4', '<f4', '<f4', '<u4', 'u1'], [0, 4, 8, 12, 16]
+    if instance:
+        names, formats, offsets = [*names, 'instance'], [*formats, '<u2'], [*offsets, 18]
+    if sigma:
+        names, formats, offsets = [*names, 'sigma'], [*formats, '<f4'], [*offsets, 20]
+    return np.dtype({'names': names, 'formats': formats, 'offsets': offsets, 'itemsize': 24 if sigma else 20})
+
+
+CLOUD_DTYPE = cloud_dtype()
+CLOUD_SIGMA_DTYPE = cloud_dtype(sigma=True)
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,20 @@ def uses_projection(p) -> bool:
 @dataclass
 class SemanticCloud:
     """N points: xyz [N, 3] float32 metres, rgb [N, 3] uint8 (or None), label [N] uint8 (or None),
-    sigma [N] float32 metres (or None); rows and cols give the pixel each came from."""
+    sigma [N] float32 metres (or None), instance [N] uint16 ids (or None); rows and cols give the
+    pixel each came from."""
     xyz: np.ndarray
     rgb: np.ndarray | None
     label: np.ndarray | None
     _keep: np.ndarray
     _stride: int
     sigma: np.ndarray | None = None
+    instance: np.ndarray | None = None
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Its PointCloud2 layout (cloud_dtype)."""
+        return cloud_dtype(self.sigma is not None, self.instance is not None)
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
@@ -92,23 +105,24 @@ class SemanticCloud:
         keep[keep] = mask
         return SemanticCloud(self.xyz[mask], None if self.rgb is None else self.rgb[mask],
                              None if self.label is None else self.label[mask], keep, self._stride,
-                             None if self.sigma is None else self.sigma[mask])
+                             None if self.sigma is None else self.sigma[mask],
+                             None if self.instance is None else self.instance[mask])
 
 
 def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
                    labels: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
                    max_m: float = float('inf'), drop_labels=(), keep_labels=None, sigma: np.ndarray | None = None,
-                   max_sigma: float = float('inf')) -> SemanticCloud:
+                   max_sigma: float = float('inf'), instances: np.ndarray | None = None) -> SemanticCloud:
     """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m], a label not
     in drop_labels and, when keep_labels is given, in keep_labels, and, when sigma (the depth's
-    uncertainty, metres) is given, a sigma <= max_sigma, back-projected. rgb, labels and sigma,
-    when given, must have depth's size."""
+    uncertainty, metres) is given, a sigma <= max_sigma, back-projected. rgb, labels, sigma and
+    instances (uint16 ids), when given, must have depth's size."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     if (h, w) != (intrinsics.height, intrinsics.width):
         raise ValueError(f'depth is {w}x{h} but the intrinsics are for '
                          f'{intrinsics.width}x{intrinsics.height}')
-    for name, array in (('rgb', rgb), ('labels', labels), ('sigma', sigma)):
+    for name, array in (('rgb', rgb), ('labels', labels), ('sigma', sigma), ('instances', instances)):
         if array is not None and array.shape[:2] != (h, w):
             raise ValueError(f'{name} is {array.shape[1]}x{array.shape[0]}, depth is {w}x{h}')
     if stride < 1:
@@ -141,4 +155,5 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     xyz[:, 2] = z
     return SemanticCloud(xyz, None if rgb is None else rgb[::stride, ::stride][keep],
                          None if lab is None else lab[keep].astype(np.uint8, copy=False), keep, stride,
-                         None if sub_sigma is None else sub_sigma[keep])
+                         None if sub_sigma is None else sub_sigma[keep],
+                         None if instances is None else np.asarray(instances, np.uint16)[::stride, ::stride][keep])
