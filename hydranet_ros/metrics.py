@@ -294,6 +294,15 @@ class PanopticQuality:
             if ti not in matched_true and tc in self.classes:
                 self.fn[tc] += 1
 
+    def merge(self, other: 'PanopticQuality'):
+        """Add another's counts (bags scored in other processes); the same classes."""
+        if other.classes != self.classes:
+            raise ValueError(f'panoptic classes differ: {other.classes} vs {self.classes}')
+        for name in ('tp', 'fp', 'fn', 'iou'):
+            mine = getattr(self, name)
+            for c, v in getattr(other, name).items():
+                mine[c] += v
+
     def compute(self) -> dict:
         out, pqs, sqs, rqs = {}, [], [], []
         for c, name in self.classes.items():

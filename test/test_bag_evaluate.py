@@ -39,7 +39,7 @@ def test_make_bag_writes_every_topic_with_one_stamp_per_frame(drive_bag):
         by_topic.setdefault(topic, []).append(msg)
     assert {t: len(v) for t, v in by_topic.items()} == {
         '/camera/image_raw': 4, '/camera/camera_info': 4, '/ground_truth/segmentation': 4,
-        '/ground_truth/depth': 4, '/ground_truth/flow': 3, '/ground_truth/detections': 4,
+        '/ground_truth/depth': 4, '/ground_truth/flow': 3, '/ground_truth/detections': 4, '/ground_truth/instances': 4,
         '/ground_truth/segmentation/label_info': 1, '/ground_truth/detections/label_info': 1,
         '/odom': 4, '/tf_static': 1}
     stamps = [convert.stamp_ns(m.header.stamp) for m in by_topic['/camera/image_raw']]
@@ -49,7 +49,8 @@ def test_make_bag_writes_every_topic_with_one_stamp_per_frame(drive_bag):
     mount = by_topic['/tf_static'][0].transforms[0]
     assert (mount.header.frame_id, mount.child_frame_id) == ('base_link', 'camera')
     assert by_topic['/camera/image_raw'][0].header.frame_id == 'camera'      # the mount ends at the images
-    for topic in ('/ground_truth/segmentation', '/ground_truth/depth', '/ground_truth/detections', '/odom'):
+    for topic in ('/ground_truth/segmentation', '/ground_truth/depth', '/ground_truth/detections',
+                  '/ground_truth/instances', '/odom'):
         assert [convert.stamp_ns(m.header.stamp) for m in by_topic[topic]] == stamps
     flows = by_topic['/ground_truth/flow']
     assert [convert.stamp_ns(m.previous_stamp) for m in flows] == stamps[:-1]
@@ -61,6 +62,12 @@ def test_make_bag_writes_every_topic_with_one_stamp_per_frame(drive_bag):
     sky = [c.class_id for c in by_topic['/ground_truth/segmentation/label_info'][0].class_map
            if c.class_name == 'sky'][0]
     assert np.isposinf(values[seg == sky]).all() and np.isfinite(values[seg != sky]).all()
+    inst = by_topic['/ground_truth/instances'][0]
+    ids = np.frombuffer(inst.data, np.uint16).reshape(64, 160)
+    assert inst.encoding == 'mono16' and ids.any()
+    things = [c.class_id for c in by_topic['/ground_truth/segmentation/label_info'][0].class_map
+              if c.class_name in ('car', 'pedestrian')]
+    assert np.isin(seg[ids > 0], things).all(), 'instances lie on car and pedestrian pixels'
 
 
 def test_bag_embeds_message_definitions_with_upstream_hashes(drive_bag):
@@ -105,7 +112,8 @@ def test_evaluate_scores_perfect_outputs_as_perfect(drive_bag, tmp_path):
     assert s['depth']['abs_rel'] == pytest.approx(0.0, abs=1e-9)
     assert s['flow']['epe'] == pytest.approx(0.0, abs=1e-9)
     assert s['detection']['map50'] == pytest.approx(1.0)
-    assert s['scored_frames'] == {'segmentation': 4, 'depth': 4, 'flow': 3, 'detection': 4}
+    assert s['instances']['pq'] == pytest.approx(1.0)
+    assert s['scored_frames'] == {'segmentation': 4, 'depth': 4, 'flow': 3, 'detection': 4, 'instances': 4}
     assert not any(s['missing_outputs'].values())
 
 
@@ -131,6 +139,32 @@ def test_evaluate_hand_computed_errors(drive_bag, tmp_path):
     assert s['depth']['abs_rel'] == pytest.approx(0.1, rel=1e-4)
     assert s['flow']['epe'] == pytest.approx(5.0, rel=1e-4)
     assert s['missing_outputs']['segmentation'] == 1 and s['scored_frames']['segmentation'] == 3
+    assert s['scored_frames']['instances'] == 3, 'an instance output without its segmentation has no classes'
+
+
+def test_evaluate_panoptic_quality_of_merged_and_split_instances(drive_bag, tmp_path):
+    """Every instance merged into one id: at most one match per class and the rest missed, so PQ
+    falls; ids renumbered only: PQ stays 1 (ids are arbitrary)."""
+    def merged(topic, msg):
+        if topic == '/ground_truth/instances':
+            ids = np.frombuffer(msg.data, np.uint16).reshape(msg.height, msg.width)
+            return convert.image(msg.header, (ids > 0).astype(np.uint16) * 7, 'mono16')
+        return _perfect(topic, msg)
+
+    def renumbered(topic, msg):
+        if topic == '/ground_truth/instances':
+            ids = np.frombuffer(msg.data, np.uint16).reshape(msg.height, msg.width)
+            return convert.image(msg.header, np.where(ids > 0, 1000 - ids, 0).astype(np.uint16), 'mono16')
+        return _perfect(topic, msg)
+    _with_predictions(drive_bag, tmp_path / 'merged', merged)
+    _with_predictions(drive_bag, tmp_path / 'renumbered', renumbered)
+    renum = evaluate_bag(tmp_path / 'renumbered', Options()).summary()['instances']
+    assert renum['pq'] == pytest.approx(1.0)
+    alone = evaluate_bag(tmp_path / 'merged', Options()).summary()['instances']
+    assert alone['pq'] < 0.6 and alone['car']['fn'] > 0
+    both = evaluate_bags([tmp_path / 'merged', tmp_path / 'renumbered'], Options(), jobs=2).summary()['instances']
+    for count in ('tp', 'fp', 'fn'):
+        assert both['car'][count] == alone['car'][count] + renum['car'][count], 'bags scored apart add up'
 
 
 def test_evaluate_cli_writes_json_and_report_and_aggregates_bags_in_parallel(drive_bag, tmp_path):
@@ -163,7 +197,8 @@ def test_evaluate_fail_under_exits_nonzero(drive_bag, tmp_path):
 def test_offline_mode_runs_a_checkpoint_on_the_bag(drive_bag):
     from hydranet_ros.model.registry import weights
     s = evaluate_bags([drive_bag], Options(offline_model=str(weights().path()))).summary()
-    assert s['scored_frames'] == {'segmentation': 4, 'depth': 4, 'flow': 3, 'detection': 4}
+    assert s['scored_frames'] == {'segmentation': 4, 'depth': 4, 'flow': 3, 'detection': 4, 'instances': 4}
+    assert 0.0 <= s['instances']['pq'] < 1.0
     assert 0.3 < s['segmentation']['miou'] < 1.0 and 0.0 < s['depth']['abs_rel'] < 0.5
 
 

@@ -72,7 +72,8 @@ def test_ray_evaluate_matches_the_single_process_result_and_names_the_failed_bag
     # Merged exactly as here: every count equal; metrics equal up to float rounding (a Ray worker
     # runs torch with one thread, here two: the network's sums round differently).
     a, b = remote.summary(), local.summary()
-    assert a['scored_frames'] == b['scored_frames'] == {'segmentation': 9, 'depth': 9, 'flow': 6, 'detection': 9}
+    assert a['scored_frames'] == b['scored_frames'] == {'segmentation': 9, 'depth': 9, 'flow': 6, 'detection': 9,
+                                                                 'instances': 9}
     assert a['bags'] == b['bags'] and a['depth']['pixels'] == b['depth']['pixels']
     assert a['flow']['pixels'] == b['flow']['pixels'] and a['flow']['fl_all'] == b['flow']['fl_all']
     for task in ('segmentation', 'depth', 'flow', 'detection'):

@@ -66,6 +66,7 @@ def test_metrics_meet_the_model_card_thresholds(replayed):
     recorded, _, _ = replayed
     summary = evaluate_bag(recorded, Options()).summary()
     assert summary['scored_frames'] == {'segmentation': FRAMES, 'depth': FRAMES, 'detection': FRAMES,
-                                        'flow': FRAMES - 1}
+                                        'flow': FRAMES - 1, 'instances': FRAMES}
+    assert summary['instances']['car']['tp'] > 0, 'the node\'s instances match the drive\'s cars'
     failures = check_thresholds(summary, model_card_thresholds())
     assert not failures, failures

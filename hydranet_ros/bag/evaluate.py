@@ -25,12 +25,17 @@ import numpy as np
 
 from hydranet_ros.bag import convert
 from hydranet_ros.bag.storage import BagError, deserialize, open_reader, read_messages
-from hydranet_ros.topics import LABEL_INFO, NODE_NAMESPACE, STATS, TASK_TOPICS
+from hydranet_ros.topics import EXTRA_TOPICS, LABEL_INFO, NODE_NAMESPACE, STATS, TASK_TOPICS
 from hydranet_ros.bag.matching import Matcher, decode, label_names, resize  # noqa: F401 (API)
 from hydranet_ros.bag.report import write_report
 from hydranet_ros.bag.scores import (DISTANCE_BINS, REL_ERROR_BINS, Scores, format_table,  # noqa: F401 (API)
                                      headline)
-from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
+from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, PanopticQuality, SegmentationMetric
+
+#: what is scored, by topic name under each prefix: the four tasks, and instances (PQ; needs the
+#: segmentation of both sides too, for each instance's class)
+SCORED_TOPICS = {**TASK_TOPICS, 'instances': EXTRA_TOPICS['instances']}
+
 
 @dataclass
 class Options:
@@ -56,7 +61,8 @@ def evaluate_bag(path, opts: Options, ground_truth_bag=None) -> Scores:
         for r in readers:
             for c in r.connections:
                 topics.setdefault(c.topic, c.msgtype)
-        gt = {t: f'{opts.gt_prefix}/{name}' for t, name in TASK_TOPICS.items() if f'{opts.gt_prefix}/{name}' in topics}
+        gt = {t: f'{opts.gt_prefix}/{name}' for t, name in SCORED_TOPICS.items()
+              if f'{opts.gt_prefix}/{name}' in topics}
         if not gt:
             expected = ', '.join(f'{opts.gt_prefix}/{n}' for n in TASK_TOPICS.values())
             raise BagError(f'{path} has no ground truth (no topics {expected}; make-bag writes them)')
@@ -67,7 +73,7 @@ def evaluate_bag(path, opts: Options, ground_truth_bag=None) -> Scores:
                 raise BagError(f'{path} has no camera images on {image_topic} to run the model on')
             pred = {}
         else:
-            pred = {t: f'{opts.pred_prefix}/{name}' for t, name in TASK_TOPICS.items()
+            pred = {t: f'{opts.pred_prefix}/{name}' for t, name in SCORED_TOPICS.items()
                     if f'{opts.pred_prefix}/{name}' in topics}
             if not pred:
                 raise BagError(f'{path} holds no outputs of the node under {opts.pred_prefix}/ (record them while '
@@ -81,7 +87,10 @@ def evaluate_bag(path, opts: Options, ground_truth_bag=None) -> Scores:
 def _offline_predictor(opts: Options, tasks, scores: Scores):
     """The checkpoint of --offline, its class names taken as the outputs' class names."""
     from hydranet_ros.inference import Predictor
+    from hydranet_ros.model.checkpoint import load_checkpoint
     try:
+        if 'instances' in tasks and 'instances' not in load_checkpoint(opts.offline_model).metadata.tasks:
+            tasks = [t for t in tasks if t != 'instances']          # a model without the instance head
         predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(tasks),
                               expected_sha256=opts.offline_sha256)
     except Exception as exc:
@@ -115,6 +124,11 @@ def _make_metrics(scores: Scores, tasks, opts: Options):
         scores.depth = DepthMetric(*opts.depth_range)
     if 'flow' in tasks:
         scores.flow = FlowMetric()
+    if 'instances' in tasks:
+        things = {i: n for i, n in enumerate(scores.seg_classes) if n in set(scores.det_classes)}
+        if not things:
+            raise BagError('instances: no segmentation class is a detection class (car, pedestrian, ...) to score')
+        scores.pq = PanopticQuality(things)
 
 
 def _messages_in_log_order(readers, topics: set):
@@ -126,8 +140,8 @@ def _score_readers(readers, topics, gt, pred, image_topic, scores, opts):
     """Read the bags once, in log-time order, and score every task both sides have."""
     predictor = _offline_predictor(opts, gt, scores) if opts.offline_model else None
     if predictor is not None:
-        pred = {t: None for t in gt}
-    tasks = [t for t in gt if t in pred]
+        pred = {t: None for t in gt if t in predictor.tasks}
+    tasks = [t for t in gt if t in pred and (t != 'instances' or 'segmentation' in pred)]
     if not tasks:
         raise BagError(f'ground truth ({", ".join(gt)}) and outputs ({", ".join(pred)}) share no task')
     # topic -> (is a prediction, task)
@@ -205,6 +219,8 @@ def _add_result(matcher, stamp, result):
         matcher.add_prediction(stamp, 'depth', result.depth)
     if result.flow is not None:
         matcher.add_prediction(stamp, 'flow', (result.flow, result.flow_previous_stamp_ns))
+    if result.instances is not None:
+        matcher.add_prediction(stamp, 'instances', result.instances)
     if result.detections is not None:
         d = result.detections
         matcher.add_prediction(stamp, 'detection', (np.array([[x.x1, x.y1, x.x2, x.y2] for x in d]).reshape(-1, 4),

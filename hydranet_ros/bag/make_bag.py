@@ -14,6 +14,7 @@ Topics (frame_id `camera`; every message of a frame carries the same header stam
 | /ground_truth/flow | hydranet_ros/OpticalFlow | 32FC2 previous -> this frame, NaN occluded; from frame 2 |
 | /ground_truth/detections | vision_msgs/Detection2DArray | boxes; score 1 counts, score 0 = ignore |
 | /ground_truth/detections/label_info | vision_msgs/LabelInfo | detection class id -> name |
+| /ground_truth/instances | sensor_msgs/Image | mono16 instance ids (0 = none), each object's own id all drive long |
 
 Ground-truth boxes that are mostly hidden or tiny (see BoxLabel.detectable) are kept with
 score 0: the evaluator neither counts them as misses nor detections on them as false positives.
@@ -87,6 +88,8 @@ def write_drive(path, seed: int = 4242, frames: int = 30, size=(188, 624), camer
             if ground_truth:
                 bag.write(f'{GROUND_TRUTH}/segmentation', ns, convert.image(hdr, frame.segmentation, 'mono8'))
                 bag.write(f'{GROUND_TRUTH}/depth', ns, convert.image(hdr, frame.depth, '32FC1'))
+                bag.write(f'{GROUND_TRUTH}/instances', ns,
+                          convert.image(hdr, frame.instances.astype(np.uint16), 'mono16'))
                 if previous_ns is not None:
                     bag.write(f'{GROUND_TRUTH}/flow', ns, convert.optical_flow(hdr, previous_ns, frame.flow))
                 bag.write(f'{GROUND_TRUTH}/detections', ns, convert.detections(

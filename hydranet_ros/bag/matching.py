@@ -24,7 +24,7 @@ def decode(kind: str, msg):
     """A ground-truth or prediction message as the arrays the metrics take."""
     from hydranet_ros.image_codec import ImageConversionError, image_to_numpy
     try:
-        if kind in ('segmentation', 'depth'):
+        if kind in ('segmentation', 'depth', 'instances'):
             return image_to_numpy(msg)   # a view on the message buffer; metrics only read it
         if kind == 'flow':
             return image_to_numpy(msg.flow), convert.stamp_ns(msg.previous_stamp)
@@ -33,6 +33,10 @@ def decode(kind: str, msg):
     except ImageConversionError as exc:
         raise BagError(f'a {kind} image in the bag is malformed: {exc}') from None
     raise KeyError(kind)
+
+
+#: where a side's segmentation waits for its instances (their classes)
+CLASSES_OF_INSTANCES = '_classes_of_instances'
 
 
 @dataclass
@@ -70,10 +74,14 @@ class Matcher:
 
     def _add(self, stamp: int, task: str, value, prediction: bool):
         entry = self.pending.setdefault(stamp, Pending())
-        (entry.pred if prediction else entry.gt)[task] = value
-        if task in entry.gt and task in entry.pred:
+        side = entry.pred if prediction else entry.gt
+        side[task] = value
+        if task == 'segmentation' and 'instances' in self.tasks:
+            side[CLASSES_OF_INSTANCES] = value          # an instance's class: its pixels' most common one
+        if task != 'instances' and task in entry.gt and task in entry.pred:
             self.score(task, entry.gt.pop(task), entry.pred.pop(task))
             entry.done.add(task)
+        self._score_instances(entry)
         self._settle(stamp)
         # Both streams come in stamp order: what waits at an earlier stamp for the other side
         # (ground truth for an output, an output for ground truth) will never be paired.
@@ -84,6 +92,14 @@ class Matcher:
             waiting.done.add(task)
             self.abandoned_flow += task == 'flow' and prediction
             self._settle(earlier)
+
+    def _score_instances(self, entry: Pending):
+        """Instances are scored once both sides have their ids and their segmentation."""
+        keys = ('instances', CLASSES_OF_INSTANCES)
+        if 'instances' in entry.done or not all(k in entry.gt and k in entry.pred for k in keys):
+            return
+        self.score('instances', tuple(entry.gt.pop(k) for k in keys), tuple(entry.pred.pop(k) for k in keys))
+        entry.done.add('instances')
 
     def _settle(self, stamp):
         if self.pending[stamp].done >= set(self.tasks):
@@ -120,6 +136,9 @@ class Matcher:
             if s.flow_epe_map.shape[:2] == gflow.shape[:2]:
                 s.flow_epe_map[..., 0] += err
                 s.flow_epe_map[..., 1] += valid
+        elif task == 'instances':
+            (gids, gseg), (pids, pseg) = gt, pred
+            s.pq.update(resize(pids, gids.shape, True), resize(pseg, gseg.shape, True), gids, gseg)
         elif task == 'detection':
             (gb, gs, gc), (pb, ps, pc) = gt, pred
             keep = pc >= 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hydranet_ros.bag.storage import BagError
-from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, SegmentationMetric
+from hydranet_ros.metrics import DepthMetric, DetectionMetric, FlowMetric, PanopticQuality, SegmentationMetric
 
 #: Relative depth error histogram bins and distance bins (metres) of the report.
 REL_ERROR_BINS = np.linspace(-1.0, 1.0, 81)
@@ -29,6 +29,7 @@ class Scores:
     depth: DepthMetric | None = None
     flow: FlowMetric | None = None
     det: DetectionMetric | None = None
+    pq: PanopticQuality | None = None               # instances over the thing classes
     depth_rel_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(REL_ERROR_BINS) - 1, np.int64))
     depth_by_distance: np.ndarray = field(default_factory=lambda: np.zeros((len(DISTANCE_BINS) - 1, 2)))
     flow_epe_map: np.ndarray | None = None        # [H, W, 2]: EPE sum, count
@@ -44,7 +45,7 @@ class Scores:
         self.bags += other.bags
         self.seg_classes = self.seg_classes or other.seg_classes
         self.det_classes = self.det_classes or other.det_classes
-        for name in ('seg', 'depth', 'flow', 'det'):
+        for name in ('seg', 'depth', 'flow', 'det', 'pq'):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is None:
                 continue
@@ -86,6 +87,8 @@ class Scores:
             names = self.det_classes or [str(i) for i in range(self.det.n)]
             out['detection'] = {'map50': m['map50'], 'map': m['map'],
                                 'per_class_ap50': dict(zip(names, m['per_class_ap50']))}
+        if self.pq is not None and self.scored.get('instances'):
+            out['instances'] = self.pq.compute()
         if self.latency:
             lat = np.array([r[2:] for r in self.latency], np.float64)
             out['latency_ms'] = {'total_p50': float(np.median(lat[:, 0])),
@@ -127,6 +130,9 @@ def format_table(summary: dict) -> str:
     if 'detection' in summary:
         rows += [('detection mAP@0.5', summary['detection']['map50']),
                  ('detection mAP@[.5:.95]', summary['detection']['map'])]
+    if 'instances' in summary and 'pq' in summary['instances']:
+        rows += [('instances PQ', summary['instances']['pq']), ('instances SQ', summary['instances']['sq']),
+                 ('instances RQ', summary['instances']['rq'])]
     if 'latency_ms' in summary:
         lat = summary['latency_ms']
         rows += [('latency p50 (ms)', lat['total_p50']), ('latency p95 (ms)', lat['total_p95'])]
