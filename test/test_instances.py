@@ -129,6 +129,23 @@ def test_joint_modes_train_the_trunk_and_an_unknown_mode_is_refused(tiny_checkpo
         train_instances(tiny_checkpoint, tmp_path / 'x.pt', seeds=[100], frames=2, steps=1, mode='nope')
 
 
+def test_the_head_trains_on_cityscapes_instance_ids_through_its_reader(tiny_checkpoint, tmp_path):
+    from test_real_datasets import write_cityscapes
+    from hydranet_ros.training.instances import cityscapes_frames
+    root = write_cityscapes(tmp_path / 'cs')
+    meta = load_checkpoint(tiny_checkpoint).metadata
+    (image, ids, previous), = cityscapes_frames(meta, root)
+    assert image.shape == (3, *meta.input_size) and ids.shape == tuple(meta.input_size) and previous is not None
+    assert meta.detection_classes == ['car', 'person'], 'the tiny model: its person is no pedestrian'
+    assert len(np.unique(ids)) == 3, 'the two cars apart, and no instance (the person is not a thing of the model)'
+    summary = train_instances(tiny_checkpoint, tmp_path / 'cs.pt', steps=2, batch_size=1, cityscapes=root,
+                              log=lambda line: None)
+    assert summary['data'] == {'type': 'cityscapes', 'root': str(root), 'frames': 1}
+    next(root.rglob('*_instanceIds.png')).unlink()
+    with pytest.raises(ValueError, match='no Cityscapes frames with gtFine instanceIds'):
+        cityscapes_frames(meta, root)
+
+
 def test_both_backends_give_the_same_instances(tiny_checkpoint, tmp_path):
     from hydranet_ros.inference import Predictor
     from hydranet_ros.inference.backends import OnnxOptions

@@ -190,6 +190,11 @@ def test_cityscapes_labels_instances_disparity_and_sequence(tmp_path):
     assert list(s['classes']) == [DETECTION_CLASSES.index('car')] * 2
     np.testing.assert_array_equal(s['ignore_boxes'], [[50, 5, 56, 40]])   # person: not mapped for detection
     assert s['depth'][35, 10] == pytest.approx(0.2 * 2000 / 20) and np.isnan(s['depth'][0, 0])
+    # the instance head's targets: the two cars (mapped for detection) apart, the unmapped person not
+    ids = s['instances']
+    assert ids.dtype == np.uint16 and set(np.unique(ids)) == {0, 1, 2}
+    assert ids[12, 8] != ids[12, 20] and ids[12, 8] > 0 and ids[20, 52] == 0 and ids[35, 0] == 0
+    assert cityscapes.instance_id_image(cityscapes.read_png(item['instance_ids']), {'car', 'person'}).max() == 3
 
 
 def test_class_map_names_are_checked():

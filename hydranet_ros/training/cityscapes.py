@@ -55,6 +55,18 @@ def instance_boxes(instance_ids: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def instance_id_image(instance_ids: np.ndarray, names) -> np.ndarray:
+    """[H, W] uint16 instance ids 1..n (in instanceIds order) of the instances whose class name
+    is in names, 0 elsewhere (stuff, crowd regions below 1000, other classes)."""
+    out = np.zeros(instance_ids.shape, np.uint16)
+    n = 0
+    for value in np.unique(instance_ids):
+        if value >= 1000 and INSTANCE_CLASSES.get(int(value) // 1000) in names:
+            n += 1
+            out[instance_ids == value] = n
+    return out
+
+
 def disparity_to_depth(raw: np.ndarray, baseline: float, fx: float) -> np.ndarray:
     """Cityscapes disparity PNG values -> depth in metres (NaN where invalid)."""
     d = (raw.astype(np.float32) - 1.0) / 256.0

@@ -2,6 +2,7 @@
 
     python -m hydranet_ros.training.instances --checkpoint models/hydranet_default.pt --output OUT.pt
            [--steps 300] [--batch-size 4] [--seeds 100-119] [--style varied] [--mode frozen|joint|lwf]
+           [--cityscapes ROOT]
     python -m hydranet_ros.training.instances --evaluate CKPT [--seeds 2000-2009]
            [--style varied --style heldout] [--json out.json]
 
@@ -101,6 +102,37 @@ def _frames(meta, seeds, frames: int, style: str, cameras=('kitti', 'vga')):
     return out
 
 
+#: Cityscapes' instance classes onto the bundled models' detection classes (the head's "things")
+CITYSCAPES_THINGS = {'car': 'car', 'person': 'pedestrian'}
+
+
+def cityscapes_frames(meta, root, split: str = 'train', limit: int | None = None):
+    """As _frames, from a Cityscapes folder as published (its reader, training/cityscapes.py): the
+    instanceIds of the classes in CITYSCAPES_THINGS, every frame resized to the input as the
+    trainer's real datasets are; the sequence's previous frame where the folder has it."""
+    from hydranet_ros.training import cityscapes
+    from hydranet_ros.training.real_data import ClassMap, RealDataset
+    items = cityscapes.frames(root, split)
+    items = [it for it in items if it.get('instance_ids') is not None][:limit]
+    if not items:
+        raise ValueError(f'{root}: no Cityscapes frames with gtFine instanceIds in split {split!r}')
+    names = [str(n) for n in meta.detection_classes]
+    cmap = ClassMap.from_names({'detection': {k: v for k, v in CITYSCAPES_THINGS.items() if v in names}},
+                               'cityscapes', meta.segmentation_classes, names)
+    data = RealDataset(items, 'cityscapes', meta.input_size, cmap, len(names))
+    mean = np.array(meta.normalization['mean'], np.float32)
+    std = np.array(meta.normalization['std'], np.float32)
+
+    def tensor(rgb):
+        return torch.from_numpy((rgb.astype(np.float32) / 255.0 - mean) / std).permute(2, 0, 1).contiguous()
+    out = []
+    for i, item in enumerate(items):
+        sample = data.load(i)
+        out.append((tensor(sample['image']), sample['instances'],
+                    tensor(sample['prev_image']) if item.get('previous') else None))
+    return out
+
+
 def distillation_loss(student: dict, teacher: dict) -> torch.Tensor:
     """Learning without forgetting's term, one form for any head: per old output, the mean absolute
     difference from the frozen original's, relative to the original's mean magnitude; summed."""
@@ -154,20 +186,27 @@ def _step_loss(model, head, teacher, mode, batch, targets, old_tasks, distill_we
 
 def train_instances(checkpoint, output, seeds=range(100, 120), frames: int = 8, style: str = 'varied',
                     steps: int = 300, batch_size: int = 4, lr: float = 2e-3, seed: int = 0, log=None,
-                    mode: str = 'frozen', trunk_lr: float = 2e-4, distill_weight: float = 1.0) -> dict:
+                    mode: str = 'frozen', trunk_lr: float = 2e-4, distill_weight: float = 1.0,
+                    cityscapes=None) -> dict:
     """Train the new head on rendered drives; write output; the run's summary.
 
     mode: 'frozen' (everything but the new head frozen: every other output bit-identical),
     'joint' (every weight trains on the instance loss, the old ones at trunk_lr) or 'lwf' (joint
-    plus distillation of every old head from the frozen original: learning without forgetting)."""
+    plus distillation of every old head from the frozen original: learning without forgetting).
+    cityscapes: a Cityscapes root to train on (its train split) instead of rendered drives."""
     log = log or (lambda line: print(line, flush=True))
     model, meta = with_instance_head(checkpoint)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     started = time.time()
-    data = _frames(meta, seeds, frames, style)
+    if cityscapes is not None:
+        data = cityscapes_frames(meta, cityscapes)
+        source = {'type': 'cityscapes', 'root': str(cityscapes), 'frames': len(data)}
+    else:
+        data = _frames(meta, seeds, frames, style)
+        source = {'type': 'synthetic', 'style': style, 'seeds': f'{len(list(seeds))} seeds x {frames} frames'}
     targets = [instance_targets(ids, tuple(meta.input_size)) for _, ids, _ in data]
-    log(f'rendered {len(data)} frames of {len(list(seeds))} drives ({style}) in {time.time() - started:.0f} s')
+    log(f'{len(data)} training frames ({source["type"]}) in {time.time() - started:.0f} s')
     head = model.heads[HEAD]
     old_tasks = [t for t in model.heads if t != HEAD]
     teacher = copy.deepcopy(model).eval().requires_grad_(False) if mode == 'lwf' else None
@@ -189,7 +228,7 @@ def train_instances(checkpoint, output, seeds=range(100, 120), frames: int = 8, 
     model.eval()
     summary = {'from': str(checkpoint), 'mode': mode, 'steps': steps, 'batch_size': batch_size, 'lr': lr,
                'train_seconds': round(time.time() - started, 1), 'final_loss': float(np.mean(losses[-25:], axis=0)[1]),
-               'data': {'type': 'synthetic', 'style': style, 'seeds': f'{len(list(seeds))} seeds x {frames} frames'}}
+               'data': source}
     if mode != 'frozen':
         summary.update(trunk_lr=trunk_lr, **({'distill_weight': distill_weight} if mode == 'lwf' else {}))
     new_meta = dataclasses.replace(meta, architecture=model.config.to_dict(), tasks=[*meta.tasks, HEAD],
@@ -239,6 +278,8 @@ def main(argv=None) -> int:
                         help='frozen: only the new head trains (default); joint: every weight; lwf: joint with '
                              'the old heads distilled from the original')
     parser.add_argument('--trunk-lr', type=float, default=2e-4, help='joint/lwf: learning rate of the old weights')
+    parser.add_argument('--cityscapes', metavar='ROOT', help='train on a Cityscapes folder (gtFine instanceIds) '
+                        'instead of rendered drives')
     parser.add_argument('--evaluate', metavar='CKPT', help='score a checkpoint that has the head instead')
     parser.add_argument('--seeds', help='default: 100-119 to train, 2000-2009 to evaluate')
     parser.add_argument('--style', action='append')
@@ -253,7 +294,7 @@ def main(argv=None) -> int:
                 parser.error('training needs --checkpoint and --output')
             result = train_instances(args.checkpoint, args.output, parse_seeds(args.seeds or '100-119'), args.frames,
                                      (args.style or ['varied'])[0], args.steps, args.batch_size, mode=args.mode,
-                                     trunk_lr=args.trunk_lr)
+                                     trunk_lr=args.trunk_lr, cityscapes=args.cityscapes)
     except (CheckpointError, OSError, ValueError) as exc:
         print(f'instances: {exc}', file=sys.stderr)
         return 2

@@ -66,15 +66,16 @@ class ClassMap:
 
 def resize_sample(sample: Sample, size) -> Sample:
     """Every label of a native-resolution sample onto the network input (h, w): images by area,
-    classes nearest, depth point by point, flow nearest with its vectors scaled, boxes scaled."""
+    classes and instance ids nearest, depth point by point, flow nearest with its vectors scaled, boxes scaled."""
     h, w = size
     H, W = sample['image'].shape[:2]
     sx, sy = w / W, h / H
     out = Sample(sample)
     for key in ('image', 'prev_image'):
         out[key] = cv2.resize(sample[key], (w, h), interpolation=cv2.INTER_AREA)
-    if sample.get('segmentation') is not None:
-        out['segmentation'] = cv2.resize(sample['segmentation'], (w, h), interpolation=cv2.INTER_NEAREST)
+    for key in ('segmentation', 'instances'):
+        if sample.get(key) is not None:
+            out[key] = cv2.resize(sample[key], (w, h), interpolation=cv2.INTER_NEAREST)
     if sample.get('depth') is not None:
         out['depth'] = resize_sparse_depth(sample['depth'], (h, w))
     if sample.get('flow') is not None:
@@ -126,15 +127,17 @@ def load_kitti(item: dict, class_map: ClassMap) -> Sample:
 
 
 def load_cityscapes(item: dict, class_map: ClassMap) -> Sample:
-    """One Cityscapes frame at native resolution."""
+    """One Cityscapes frame at native resolution; `instances`: uint16 ids of the instances of the
+    classes mapped for detection (the instance head's targets)."""
     image = _rgb(item['image'])
     sample = Sample(image=image, prev_image=_rgb(item['previous']) if item.get('previous') else image)
     if item.get('label_ids') is not None:
         train_ids = cityscapes.label_ids_to_train_ids(cityscapes.read_png(item['label_ids']))
         sample['segmentation'] = class_map.segmentation_lut()[train_ids]
     if item.get('instance_ids') is not None:
-        sample['boxes'], sample['classes'], sample['ignore_boxes'] = _boxes(
-            cityscapes.instance_boxes(cityscapes.read_png(item['instance_ids'])), class_map)
+        raw = cityscapes.read_png(item['instance_ids'])
+        sample['boxes'], sample['classes'], sample['ignore_boxes'] = _boxes(cityscapes.instance_boxes(raw), class_map)
+        sample['instances'] = cityscapes.instance_id_image(raw, set(class_map.detection))
     if item.get('disparity') is not None and item.get('camera') is not None:
         baseline, fx = cityscapes.read_camera(item['camera'])
         sample['depth'] = cityscapes.disparity_to_depth(cityscapes.read_png(item['disparity']), baseline, fx)
