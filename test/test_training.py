@@ -22,7 +22,7 @@ TINY = {'name': 'tiny', 'model': {'width_mult': 0.35, 'decoder_channels': 16},
 
 def _config(tmp_path, **train):
     cfg = json.loads(json.dumps(TINY))
-    cfg['train'].update(output=str(tmp_path / 'out' / 'tiny.pt'), **train)
+    cfg['train'].update({'output': str(tmp_path / 'out' / 'tiny.pt'), **train})
     path = tmp_path / 'train.yaml'
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -341,3 +341,26 @@ def test_zoom_setting_reaches_the_training_set_and_bad_ranges_are_refused(tmp_pa
     finally:
         trainer.make_datasets = real
     assert seen['train'].augmentation.zoom_range == (1.0, 1.6)
+
+
+def test_keep_trains_only_the_new_tasks_heads_and_every_kept_output_stays_bit_identical(tmp_path):
+    base = _config(tmp_path, tasks=['segmentation', 'depth', 'detection'], output=str(tmp_path / 'base.pt'))
+    assert _run(['-m', 'hydranet_ros.training.train', '--config', str(base), '--no-progress']).returncode == 0
+    cfg = _config(tmp_path, tasks=['detection'], keep=['segmentation', 'depth'], init_from=str(tmp_path / 'base.pt'),
+                  output=str(tmp_path / 'kept.pt'), lr=0.01)
+    out = _run(['-m', 'hydranet_ros.training.train', '--config', str(cfg), '--no-progress'])
+    assert out.returncode == 0, out.stderr
+    assert "keep ['segmentation', 'depth']" in out.stdout
+    before, after = load_checkpoint(tmp_path / 'base.pt'), load_checkpoint(tmp_path / 'kept.pt')
+    assert after.metadata.tasks == ['segmentation', 'depth', 'detection']
+    a, b = before.model.state_dict(), after.model.state_dict()
+    moved = sorted(k for k in a if not torch.equal(a[k], b[k]))
+    assert moved and all(k.startswith('heads.detection.') for k in moved), moved[:3]
+    x = torch.randn(1, 3, 64, 192)
+    with torch.no_grad():
+        ya, yb = before.model.eval()(x, ['segmentation', 'depth']), after.model.eval()(x, ['segmentation', 'depth'])
+    assert all(torch.equal(ya[t], yb[t]) for t in ya)
+    for bad, words in (({'keep': ['detection'], 'tasks': ['detection']}, 'train.keep must name'),
+                       ({'keep': ['segmentation'], 'tasks': ['detection']}, 'needs train.init_from')):
+        out = _run(['-m', 'hydranet_ros.training.train', '--config', str(_config(tmp_path, **bad)), '--no-progress'])
+        assert out.returncode == 2 and words in out.stderr and 'Traceback' not in out.stderr, out.stderr[-400:]

@@ -37,12 +37,16 @@ class EncoderRecipe:
     """What `train()` does to the encoder beyond plain fine-tuning (all off by default)."""
 
     def __init__(self, model: nn.Module, freeze_blocks: int = 0, freeze_bn: bool = False,
-                 feature_distance: float = 0.0, thing_classes: list[int] | None = None):
+                 feature_distance: float = 0.0, thing_classes: list[int] | None = None, keep=()):
+        """keep: tasks whose outputs stay as they start (train.keep): the encoder, the decoder and
+        those heads frozen, BatchNorm statistics included."""
         self.freeze_bn = bool(freeze_bn)
         self.weight = float(feature_distance)
         self.thing_classes = list(thing_classes or [])
         self._encoder = model.encoder
         self._frozen = _encoder_prefix(model.encoder, int(freeze_blocks)) if freeze_blocks else []
+        if keep:
+            self._frozen = [model.encoder, model.decoder, *(model.heads[t] for t in keep)]
         for module in self._frozen:
             module.requires_grad_(False)
         if self.freeze_bn:

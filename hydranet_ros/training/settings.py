@@ -115,6 +115,9 @@ class TrainSettings:
     amp_dtype: str = 'bf16'                              # bf16 (no loss scaling needed) or fp16
     channels_last: bool = True                           # CUDA only: NHWC convolutions
     tasks: tuple = TASKS
+    # tasks whose outputs must not change (docs/MODEL.md "Adding a head without forgetting"): the
+    # encoder, the decoder and these heads frozen (BatchNorm too), so only the heads of `tasks` train
+    keep: tuple = ()
     output: str = 'models/hydranet_trained.pt'
     resume: str | None = None
     init_from: str | None = None
@@ -191,6 +194,12 @@ class TrainSettings:
             raise ValueError(f'train.balancing must be one of {list(_BALANCING)}, got {self.balancing!r}')
         if not self.tasks or set(self.tasks) - set(TASKS):
             raise ValueError(f'train.tasks must be a non-empty subset of {list(TASKS)}, got {list(self.tasks)}')
+        if set(self.keep) - set(TASKS) or set(self.keep) & set(self.tasks):
+            raise ValueError(f'train.keep must name tasks of {list(TASKS)} that train.tasks does not train, '
+                             f'got keep {list(self.keep)} with tasks {list(self.tasks)}')
+        if self.keep and not (self.init_from or self.resume):
+            raise ValueError('train.keep keeps a trained network\'s outputs: it needs train.init_from (the checkpoint '
+                             'whose outputs to keep)')
         for table in ('weights', 'head_lr'):
             unknown = set(getattr(self, table)) - set(TASKS)
             if unknown:

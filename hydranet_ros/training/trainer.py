@@ -300,7 +300,9 @@ def _network_phase(run: _Run, movers, things, resuming: bool):
         from hydranet_ros.model.imagenet import load_encoder_weights
         run.log(load_encoder_weights(model.encoder, config.model['encoder_weights']))
     run.recipe = EncoderRecipe(model, tcfg.freeze_encoder_blocks, tcfg.freeze_encoder_bn, tcfg.feature_distance,
-                               things)
+                               things, keep=tuple(tcfg.keep))
+    if tcfg.keep:
+        run.log(f'keep {list(tcfg.keep)}: encoder, decoder and their heads frozen; training {run.tasks}')
     run.balancer = LossBalancer(run.tasks, tcfg.balancing, tcfg.weights).to(run.device)
     run.optimizer = _optimizer(model, run.balancer, tcfg)
     if tcfg.photometric > 0 or tcfg.flow_photometric > 0:
@@ -350,7 +352,8 @@ def _finish(run: _Run, step: int, history: list, elapsed: float) -> dict:
                'steps': step, 'batch_size': tcfg.batch_size, 'balancing': tcfg.balancing,
                'train_seconds': round(elapsed, 1), 'render_seconds': round(run.data_s, 1),
                'device': str(run.device), 'world_size': run.world, 'final': history[-1] if history else {}}
-    sha = _save_checkpoint(run.config, run.model, run.mcfg, run.tasks, run.seg_classes, tcfg, dcfg, summary,
+    tasks = [t for t in TASKS if t in run.tasks or t in tcfg.keep]     # the kept tasks are the model's too
+    sha = _save_checkpoint(run.config, run.model, run.mcfg, tasks, run.seg_classes, tcfg, dcfg, summary,
                            run.focal)
     run.log(f'saved {tcfg.output} (sha256 {sha[:12]}) after {step} steps in {elapsed:.0f} s')
     return {'sha256': sha, 'output': tcfg.output}
