@@ -8,7 +8,9 @@ difference), then, on those outputs, each planner output built as the node build
 included: points/obstacles + points/ground (one split, the ground plane fitted), free_space (the
 grid on that plane), the semantic cloud with its sigma field against without, the ego-motion flow
 (flow.mode ego_motion, with the drive's odometry) and the depth + flow velocities of every
-detection (detections_3d/motion's velocity_from_flow). Round-robin per
+detection (detections_3d/motion's velocity_from_flow); with the instance head (issue 32): the
+frame with `instances` as well (head and grouping), the ids made track ids, and the cloud's
+instance field. Round-robin per
 frame in this one process; medians (the first frame left out), and each cost as a share of the
 frame time of the same backend and size.
 """
@@ -35,6 +37,7 @@ from hydranet_ros.spatial.ground import GridSpec
 from hydranet_ros.spatial.motion import flow_velocity
 from hydranet_ros.spatial.objects3d import class_label_map
 from hydranet_ros.spatial.obstacles import GroundSettings, ground_scene
+from hydranet_ros.spatial.tracking import track_instance_ids
 from hydranet_ros.world import World
 
 SIZES = {'640x480': 'vga', '1242x375': 'kitti'}
@@ -87,6 +90,14 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
             timed('velocity_from_flow (every detection)', lambda: [
                 flow_velocity(b[:4], r.depth, r.flow, k, 0.1, r.segmentation, cmap.get(b[4], ())) for b in boxes])
         previous_pose = poses[i]
+        if 'instances' in predictor.tasks:
+            ri = timed('frame + instances', lambda: predictor.predict(
+                frame.rgb, tasks=(*TASKS, 'instances'), streams=['c'], stamps_ns=[stamp]))[0]
+            boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in ri.detections]).reshape(-1, 4)
+            timed('instances: track ids + message', lambda: messages.instance_image(
+                header, track_instance_ids(ri.instances, boxes, list(range(1, len(boxes) + 1)))))
+            timed('points (instance field)', lambda: messages.point_cloud(header, semantic_cloud(
+                ri.depth, k, frame.rgb, ri.segmentation, 2, instances=ri.instances)))
         if with_head:
             timed('points (with sigma)', lambda: messages.point_cloud(header, semantic_cloud(
                 r.depth, k, frame.rgb, r.segmentation, 2, sigma=r.depth_uncertainty)))
@@ -118,6 +129,10 @@ def main(argv=None):
             if 'frame + uncertainty' in med:
                 extra = med['frame + uncertainty'] - frame
                 print(f'| {size} | {backend} | depth/uncertainty (head) | {extra:.1f} | {100 * extra / frame:.1f}% |')
+            if 'frame + instances' in med:
+                extra = med['frame + instances'] - frame
+                print(f'| {size} | {backend} | instances (head + grouping) | {extra:.1f} | '
+                      f'{100 * extra / frame:.1f}% |')
             for name, value in med.items():
                 if not name.startswith('frame'):
                     print(f'| {size} | {backend} | {name} | {value:.2f} | {100 * value / frame:.1f}% |', flush=True)

@@ -49,11 +49,21 @@ def upsample_offsets(offsets: np.ndarray, size_hw) -> np.ndarray:
 
 
 def instance_boxes(ids: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
-    """{id: (x1, y1, x2, y2)} pixel boxes (x2, y2 exclusive) of each instance of an id image."""
-    out = {}
-    for i in np.unique(ids):
-        if i == 0:
-            continue
-        ys, xs = np.nonzero(ids == i)
-        out[int(i)] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return out
+    """{id: (x1, y1, x2, y2)} pixel boxes (x2, y2 exclusive) of each instance of an id image: one
+    pass over the instance pixels (which rows and columns each id occupies), not one per id."""
+    ys, xs = np.nonzero(ids)
+    if not len(ys):
+        return {}
+    values = ids[ys, xs].astype(np.int64)
+    labels = None
+    if values.max() >= 4096:                       # large ids (track ids): number them 0..n-1 first
+        labels, values = np.unique(values, return_inverse=True)
+    n = int(values.max()) + 1
+    h, w = ids.shape
+    rows, cols = np.zeros((n, h), bool), np.zeros((n, w), bool)
+    rows[values, ys] = True
+    cols[values, xs] = True
+    y1, y2 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
+    x1, x2 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
+    return {int(labels[i]) if labels is not None else int(i): (int(x1[i]), int(y1[i]), int(x2[i]), int(y2[i]))
+            for i in np.nonzero(rows.any(1))[0]}
