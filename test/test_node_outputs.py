@@ -77,9 +77,12 @@ def test_every_output_per_frame_with_the_input_header(active):
         assert det.results[0].hypothesis.class_id in ('0', '1')
         assert 0 <= det.results[0].hypothesis.score <= 1
         assert 0 <= det.bbox.center.position.x <= 200 and 0 <= det.bbox.center.position.y <= 120
+    # camera_info and stats follow the frame's other outputs: wait for the last frame's, not assume them
+    for topic in ('camera_info', 'stats'):
+        assert h.wait_for(lambda t=topic: any(m.header.stamp == last_stamp for m in h.received[f'{NS}/{t}'])), topic
     cam = next(m for m in h.received[f'{NS}/camera_info'] if m.header.stamp == last_stamp)
     assert (cam.width, cam.height, list(cam.k)) == (200, 120, list(info.k))
-    stats = h.received[f'{NS}/stats'][-1]
+    stats = next(m for m in h.received[f'{NS}/stats'] if m.header.stamp == last_stamp)
     assert set(stats.tasks_run) == {'segmentation', 'depth', 'flow', 'detection'}
     assert stats.device == 'cpu' and stats.model_id.startswith('tiny@')
     assert stats.frames_processed >= 2 and stats.total_ms >= stats.inference_ms > 0
