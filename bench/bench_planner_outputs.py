@@ -91,8 +91,14 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
                 flow_velocity(b[:4], r.depth, r.flow, k, 0.1, r.segmentation, cmap.get(b[4], ())) for b in boxes])
         previous_pose = poses[i]
         if 'instances' in predictor.tasks:
+            grouping = predictor._instances            # the grouping after the network, timed on its own
+
+            def timed_grouping(*args):
+                return timed('instances: grouping (peaks + offsets)', lambda: grouping(*args))
+            predictor._instances = timed_grouping
             ri = timed('frame + instances', lambda: predictor.predict(
                 frame.rgb, tasks=(*TASKS, 'instances'), streams=['c'], stamps_ns=[stamp]))[0]
+            predictor._instances = grouping
             boxes = np.array([[d.x1, d.y1, d.x2, d.y2] for d in ri.detections]).reshape(-1, 4)
             timed('instances: track ids + message', lambda: messages.instance_image(
                 header, track_instance_ids(ri.instances, boxes, list(range(1, len(boxes) + 1)))))
