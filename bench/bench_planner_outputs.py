@@ -2,17 +2,16 @@
 
     python bench/bench_planner_outputs.py [--checkpoint CKPT] [--frames 12] [--backend onnxruntime torch]
 
-For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor on all four
-heads (the frame time), the same with the depth uncertainty head and with the instance head as
-well (their costs are the differences; timed apart, _head_costs), then, on those outputs, each planner output built as the node builds it, message
-included: points/obstacles + points/ground (one split, the ground plane fitted), free_space (the
-grid on that plane), the semantic cloud with its sigma field against without, the ego-motion flow
-(flow.mode ego_motion, with the drive's odometry) and the depth + flow velocities of every
-detection (detections_3d/motion's velocity_from_flow); with the instance head (issue 32): the
-frame with `instances` as well (head and grouping), the ids made track ids, and the cloud's
-instance field. Round-robin per
-frame in this one process; medians (the first frame left out), and each cost as a share of the
-frame time of the same backend and size.
+For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor on all four heads
+(the frame time), the same with the depth uncertainty head and with the instance head as well (their
+costs are the differences; timed apart, _head_costs), then, on those outputs, each planner output
+built as the node builds it, message included: points/obstacles + points/ground (one split, the
+ground plane fitted), free_space (the grid on that plane), the semantic cloud with its sigma field
+against without, the ego-motion flow (flow.mode ego_motion, with the drive's odometry) and the depth
++ flow velocities of every detection (detections_3d/motion's velocity_from_flow); with the instance
+head (issue 32): the frame with `instances` as well (head and grouping), the ids made track ids, and
+the cloud's instance field. Round-robin per frame in this one process; medians (the first frame left
+out), and each cost as a share of the frame time of the same backend and size.
 """
 from __future__ import annotations
 
