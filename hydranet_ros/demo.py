@@ -53,7 +53,7 @@ def sample_bag(cache: Path, seed: int, frames: int, size, log=print) -> Path:
 
 def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
     """A PNG: one row per chosen frame, input | segmentation | depth | depth uncertainty | flow |
-    detections (with track ids) | a bird's-eye view of the semantic point cloud and the 3D boxes |
+    detections (with track ids) | instances | a bird's-eye view of the semantic point cloud and the 3D boxes |
     the free-space grid."""
     import cv2
 
@@ -66,6 +66,7 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
     wanted = {'/camera/image_raw': 'rgb', **{topics.absolute(ns, topics.TASK_TOPICS[t]): k for t, k in (
         ('segmentation', 'seg'), ('depth', 'depth'), ('flow', 'flow'), ('detection', 'det'))},
         topics.absolute(ns, topics.EXTRA_TOPICS['depth_uncertainty']): 'sigma',
+        topics.absolute(ns, topics.EXTRA_TOPICS['instances']): 'instances',
         topics.absolute(ns, topics.POINTS): 'points', topics.absolute(ns, topics.DETECTIONS_3D): 'det3d',
         topics.absolute(ns, topics.FREE_SPACE): 'free'}
     names, frames = {}, {}
@@ -102,11 +103,12 @@ def montage(recorded: Path, out: Path, rows: int = 4) -> Path:
                                 fit(visualize.depth_colormap(f['depth'], 0.5, 80.0)),
                                 fit(visualize.depth_colormap(np.clip(f['sigma'], 0.05, 20.0), 0.05, 20.0)),
                                 fit(visualize.flow_to_color(f['flow'])),
-                                visualize.draw_detections(rgb, dets, ids=ids or None), top,
+                                visualize.draw_detections(rgb, dets, ids=ids or None),
+                                visualize.instance_overlay(fit(f['instances']), rgb), top,
                                 _grid_picture(f['free'], (h, w))]))
     header = np.full((24, lines[0].shape[1], 3), 255, np.uint8)
     titles = ('input', 'segmentation', 'depth (0.5-80 m, log)', 'depth sigma (0.05-20 m, log)', 'optical flow',
-              'detections #track id', 'top view: points, 3D boxes', 'free space (grey unknown)')
+              'detections #track id', 'instances', 'top view: points, 3D boxes', 'free space (grey unknown)')
     for i, title in enumerate(titles):
         cv2.putText(header, title, (i * (lines[0].shape[1] // len(titles)) + 6, 17), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -219,7 +221,7 @@ def main(argv=None) -> int:
     print(f'report:        {report}')
     print(f'recorded bag:  {recorded}   (open with Foxglove, rosbags, or `ros2 bag info`)')
     print(f'picture:       {picture}   (rows: frames; input | segmentation | depth | depth sigma | flow | '
-          'detections #id | top view: points, 3D boxes | free space)')
+          'detections #id | instances | top view: points, 3D boxes | free space)')
     print(f'node log:      {out / "node.log"}')
     print(f'demo took {time.monotonic() - started:.0f} s')
     return 0 if outputs['stats'] > 0 else 1

@@ -27,6 +27,21 @@ def segmentation_overlay(seg: np.ndarray, colors, image: np.ndarray | None = Non
     return cv2.addWeighted(np.ascontiguousarray(image), 1 - alpha, colored, alpha, 0)
 
 
+def instance_overlay(ids: np.ndarray, image: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Each instance id its own colour (hues spread by the golden ratio, so neighbouring ids
+    differ) over the image; 0 (no instance) shows the image darkened."""
+    import cv2
+    ids = np.asarray(ids)
+    hue = ((ids.astype(np.float64) * 0.618034) % 1.0 * 180).astype(np.uint8)
+    hsv = np.stack([hue, np.full_like(hue, 220), np.full_like(hue, 255)], axis=-1)
+    colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    base = (np.asarray(image, np.float32) * 0.5)
+    on = ids > 0
+    out = base.copy()
+    out[on] = (1 - alpha) * np.asarray(image, np.float32)[on] + alpha * colour[on]
+    return out.clip(0, 255).astype(np.uint8)
+
+
 def depth_colormap(depth: np.ndarray, d_min: float | None = None, d_max: float | None = None) -> np.ndarray:
     """Metres [H, W] -> RGB (near warm, far cool, log scale); non-finite pixels black."""
     finite = np.isfinite(depth)
