@@ -306,3 +306,9 @@ def test_report_and_evaluate_do_not_import_each_other():
             'print("hydranet_ros.bag.evaluate" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == 'False', out.stderr
+
+
+def test_offline_model_that_is_not_its_pinned_file_is_refused(drive_bag):
+    from hydranet_ros.model.registry import weights
+    with pytest.raises(BagError, match='cannot load .*sha256'):
+        evaluate_bags([drive_bag], Options(offline_model=str(weights().path()), offline_sha256='0' * 64))

@@ -89,10 +89,10 @@ def _offline_predictor(opts: Options, tasks, scores: Scores):
     from hydranet_ros.inference import Predictor
     from hydranet_ros.model.checkpoint import load_checkpoint
     try:
-        if 'instances' in tasks and 'instances' not in load_checkpoint(opts.offline_model).metadata.tasks:
+        loaded = load_checkpoint(opts.offline_model, expected_sha256=opts.offline_sha256)
+        if 'instances' not in loaded.metadata.tasks:
             tasks = [t for t in tasks if t != 'instances']          # a model without the instance head
-        predictor = Predictor(opts.offline_model, device=opts.device, tasks=list(tasks),
-                              expected_sha256=opts.offline_sha256)
+        predictor = Predictor(loaded, device=opts.device, tasks=list(tasks))
     except Exception as exc:
         raise BagError(f'cannot load {opts.offline_model}: {exc}') from None
     scores.seg_classes = predictor.segmentation_names
@@ -125,7 +125,8 @@ def _make_metrics(scores: Scores, tasks, opts: Options):
     if 'flow' in tasks:
         scores.flow = FlowMetric()
     if 'instances' in tasks:
-        things = {i: n for i, n in enumerate(scores.seg_classes) if n in set(scores.det_classes)}
+        detected = set(scores.det_classes)
+        things = {i: n for i, n in enumerate(scores.seg_classes) if n in detected}
         if not things:
             raise BagError('instances: no segmentation class is a detection class (car, pedestrian, ...) to score')
         scores.pq = PanopticQuality(things)

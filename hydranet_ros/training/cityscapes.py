@@ -58,13 +58,11 @@ def instance_boxes(instance_ids: np.ndarray) -> list[tuple[str, np.ndarray]]:
 def instance_id_image(instance_ids: np.ndarray, names) -> np.ndarray:
     """[H, W] uint16 instance ids 1..n (in instanceIds order) of the instances whose class name
     is in names, 0 elsewhere (stuff, crowd regions below 1000, other classes)."""
-    out = np.zeros(instance_ids.shape, np.uint16)
-    n = 0
-    for value in np.unique(instance_ids):
-        if value >= 1000 and INSTANCE_CLASSES.get(int(value) // 1000) in names:
-            n += 1
-            out[instance_ids == value] = n
-    return out
+    values, inverse = np.unique(instance_ids, return_inverse=True)
+    kept = np.array([v >= 1000 and INSTANCE_CLASSES.get(int(v) // 1000) in names for v in values])
+    new_ids = np.zeros(len(values), np.uint16)
+    new_ids[kept] = np.arange(1, int(kept.sum()) + 1)
+    return new_ids[inverse].reshape(instance_ids.shape)
 
 
 def disparity_to_depth(raw: np.ndarray, baseline: float, fx: float) -> np.ndarray:

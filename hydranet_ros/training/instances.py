@@ -144,8 +144,6 @@ def distillation_loss(student: dict, teacher: dict) -> torch.Tensor:
 def _set_trainable(model, head, mode: str, lr: float, trunk_lr: float):
     """The optimizer for a mode: frozen trains the head alone; joint and lwf every weight, the
     old ones at trunk_lr. BatchNorm statistics stay frozen in every mode (batches of 4)."""
-    if mode not in MODES:
-        raise ValueError(f"mode '{mode}' is not one of {MODES}")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(mode != 'frozen')
@@ -194,6 +192,8 @@ def train_instances(checkpoint, output, seeds=range(100, 120), frames: int = 8, 
     'joint' (every weight trains on the instance loss, the old ones at trunk_lr) or 'lwf' (joint
     plus distillation of every old head from the frozen original: learning without forgetting).
     cityscapes: a Cityscapes root to train on (its train split) instead of rendered drives."""
+    if mode not in MODES:
+        raise ValueError(f"mode '{mode}' is not one of {MODES}")
     log = log or (lambda line: print(line, flush=True))
     model, meta = with_instance_head(checkpoint)
     torch.manual_seed(seed)
