@@ -22,6 +22,11 @@ def _relative_pose(world, previous_stamp: float, stamp: float) -> np.ndarray:
     return np.linalg.inv(world.scene.camera_to_world(previous_stamp)) @ world.scene.camera_to_world(stamp)
 
 
+#: a task -> the sample keys that hold its labels
+_LABEL_KEYS = {'segmentation': ('segmentation',), 'depth': ('depth',), 'flow': ('flow',),
+               'detection': ('boxes', 'classes')}
+
+
 class SyntheticDataset(Dataset):
     """Sequences of the synthetic world, one per seed, rendered once.
 
@@ -43,7 +48,7 @@ class SyntheticDataset(Dataset):
                  style: str = 'classic', cameras=None, letterbox: bool = False,
                  training_focal_px: float | None = None, normalise_depth: bool = True,
                  labels=('segmentation', 'depth', 'flow', 'detection'), odometry: bool = False,
-                 augmentation: Augmentation | None = None):
+                 augmentation: Augmentation | None = None, label_fraction: dict | None = None):
         self.samples: list[Sample] = []
         self.num_det = num_detection_classes
         self.mean, self.std, self.augment = mean, std, augment
@@ -72,8 +77,7 @@ class SyntheticDataset(Dataset):
                         depth_scale=1.0 if normalise_depth else float(ratio),
                         intrinsics=np.array(world.camera.k, np.float64).reshape(3, 3),
                         relative_pose=_relative_pose(world, prev.stamp, frame.stamp) if odometry else None))
-                    for task, keys in (('segmentation', ('segmentation',)), ('depth', ('depth',)),
-                                       ('flow', ('flow',)), ('detection', ('boxes', 'classes'))):
+                    for task, keys in _LABEL_KEYS.items():
                         if task not in labels:       # self-supervised runs: the label is withheld
                             for key in keys:
                                 self.samples[-1][key] = None
@@ -82,6 +86,24 @@ class SyntheticDataset(Dataset):
                 prev = frame
 
         self._link_next_frames(odometry)
+        self._thin_labels(label_fraction or {})
+
+    def _thin_labels(self, label_fraction: dict):
+        """Each task of label_fraction keeps its labels on that share of the samples (chosen by a
+        generator of its own, so every run and seed withholds the same ones), the rest withheld."""
+        for k, (task, share) in enumerate(sorted(label_fraction.items())):
+            keep = int(round(float(share) * len(self.samples)))
+            order = np.random.default_rng(1000 + k).permutation(len(self.samples))
+            for i in order[keep:]:
+                for key in _LABEL_KEYS[task]:
+                    self.samples[i][key] = None
+                if task == 'segmentation':
+                    self.samples[i]['prev_segmentation'] = self.samples[i]['next_segmentation'] = None
+
+    def labelled_indices(self, task: str) -> np.ndarray:
+        """The indices of the samples that carry task's labels (train.sampler task_balanced)."""
+        key = _LABEL_KEYS[task][0]
+        return np.array([i for i, s in enumerate(self.samples) if s.get(key) is not None], np.int64)
 
     def _link_next_frames(self, odometry: bool):
         """Each pair's next frame (the following pair's image, shared, not copied) and, with

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from hydranet_ros import IGNORE
-
+from hydranet_ros.training.self_supervised import rigid_flow
 
 
 def segmentation_loss(logits, target, has, weight=None):
@@ -106,6 +106,29 @@ def depth_edge_consistency(depth_pred, seg_target, has):
     same_x = (seg[:, :, 1:] == seg[:, :, :-1]) & (seg[:, :, 1:] != IGNORE)
     same_y = (seg[:, 1:, :] == seg[:, :-1, :]) & (seg[:, 1:, :] != IGNORE)
     return (gx * same_x).mean() + (gy * same_y).mean()
+
+
+def rigid_flow_consistency(flow_pred, depth_pred, seg_target, static_classes, k, pose, has,
+                           training_focal_px: float | None = None):
+    """Cross-task term: on pixels labelled with a static class, the flow head's flow should be the
+    rigid flow that the depth head's depth and the known camera motion give (previous -> this,
+    pixels); mean L1 over those pixels of the samples in has (with intrinsics and camera motion).
+    Both heads get its gradient. The depth head is metric for training_focal_px (pixels at the
+    input): the lens of each sample sees depth x (its focal / that one), as the Predictor scales it."""
+    if not has.any():
+        return flow_pred.sum() * 0.0 + depth_pred.sum() * 0.0
+    flow, depth = flow_pred[has].float(), depth_pred[has].float()
+    depth = depth if depth.dim() == 4 else depth.unsqueeze(1)
+    if depth.shape[-2:] != flow.shape[-2:]:
+        depth = F.interpolate(depth, size=flow.shape[-2:], mode='bilinear', align_corners=False)
+    k = k[has].float()
+    if training_focal_px:
+        depth = depth * (k[:, 0, 0] / float(training_focal_px)).view(-1, 1, 1, 1)
+    static = torch.isin(seg_target[has], torch.as_tensor(list(static_classes), device=seg_target.device))
+    if not static.any():
+        return flow_pred.sum() * 0.0 + depth_pred.sum() * 0.0
+    gap = (flow - rigid_flow(depth, k, pose[has].float())).abs().sum(dim=1)
+    return gap[static].mean()
 
 
 def depth_uncertainty_loss(scale, depth, target, has, depth_min: float, depth_max: float):

@@ -195,6 +195,11 @@ class MixtureDataset(Dataset):
         part = int(np.searchsorted(self.offsets, i, side='right') - 1)
         return self.parts[part][int(i - self.offsets[part])]
 
+    def labelled_indices(self, task: str):
+        """The global indices of the samples that carry task's labels (every part must say)."""
+        return np.concatenate([np.asarray(p.labelled_indices(task), np.int64) + int(off)
+                               for p, off in zip(self.parts, self.offsets)])
+
     def sample_index(self, rng) -> int:
         """A dataset by weight, then one of its samples uniformly: the global index."""
         part = int(rng.choice(len(self.parts), p=self.weights))

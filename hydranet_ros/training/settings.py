@@ -38,8 +38,18 @@ class TrainConfig:
 
     def resolved(self, check_paths: bool = True) -> tuple['TrainSettings', 'DataSettings']:
         """The train and data sections as checked, typed settings over their defaults."""
-        return (_settings(TrainSettings, self.train, 'train', check_paths),
-                _settings(DataSettings, self.data, 'data', check_paths))
+        train = _settings(TrainSettings, self.train, 'train', check_paths)
+        data = _settings(DataSettings, self.data, 'data', check_paths)
+        if train.consistency_rigid_flow > 0 and not data.has_odometry():
+            raise ValueError('train.consistency_rigid_flow compares the flow with the rigid flow of depth and the '
+                             'camera motion: it needs samples with odometry (data.odometry: true, or a synthetic '
+                             'source with odometry: true)')
+        kinds = {s.get('type') for s in data.sources if isinstance(s, dict)} if data.type == 'mixture' else {data.type}
+        if train.sampler == 'task_balanced' and kinds != {'synthetic'}:
+            raise ValueError(f'train.sampler task_balanced needs to know which samples carry which labels: synthetic '
+                             f'drives (or a mixture of them) say so, a {"/".join(sorted(kinds - {"synthetic"}))} '
+                             f'source does not')
+        return train, data
 
 
 _SECTIONS = ('model', 'data', 'train', 'name')
@@ -107,7 +117,16 @@ class TrainSettings:
     feature_distance_classes: tuple = ('car', 'pedestrian')   # where it applies (segmentation classes)
     balancing: str = 'fixed'                             # fixed, uncertainty, dwa
     weights: dict = field(default_factory=lambda: {'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0})
+    # cross-task consistency (docs/MODEL.md "Cross-task consistency"): log-depth smooth within labelled
+    # segments (jumps only at label boundaries), and the flow vs the rigid flow of the depth head's depth
+    # and the camera motion (odometry) on pixels labelled with a static class
     consistency: float = 0.0
+    consistency_rigid_flow: float = 0.0
+    static_classes: tuple = ('road', 'lane_marking', 'sidewalk', 'terrain', 'building', 'vegetation', 'pole')
+    # which samples a batch draws: dataset (every sample alike; a mixture's sources by their weights) or
+    # task_balanced (a task drawn uniformly for each slot, then a sample that labels it: rare labels
+    # come as often as common ones; synthetic drives and mixtures of them)
+    sampler: str = 'dataset'
     eval_every: int = 250
     eval_samples: int = 64
     seed: int = 0
@@ -153,8 +172,8 @@ class TrainSettings:
         for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every', 'photometric_scales'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
-        for name in ('lr', 'weight_decay', 'consistency', 'photometric', 'flow_photometric', 'smoothness',
-                     'rigid_flow', 'feature_distance'):
+        for name in ('lr', 'weight_decay', 'consistency', 'consistency_rigid_flow', 'photometric', 'flow_photometric',
+                     'smoothness', 'rigid_flow', 'feature_distance'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
         for name in ('color_jitter', 'hue_jitter', 'class_colour_jitter'):
@@ -190,6 +209,8 @@ class TrainSettings:
             raise ValueError(f"train.pose_source must be 'auto' or 'network', got {self.pose_source!r}")
         if self.amp_dtype not in ('bf16', 'fp16'):
             raise ValueError(f"train.amp_dtype must be 'bf16' or 'fp16', got {self.amp_dtype!r}")
+        if self.sampler not in ('dataset', 'task_balanced'):
+            raise ValueError(f"train.sampler must be 'dataset' or 'task_balanced', got {self.sampler!r}")
         if self.balancing not in _BALANCING:
             raise ValueError(f'train.balancing must be one of {list(_BALANCING)}, got {self.balancing!r}')
         if not self.tasks or set(self.tasks) - set(TASKS):
@@ -207,7 +228,7 @@ class TrainSettings:
 
 
 _SYNTHETIC_SOURCE_KEYS = ('type', 'weight', 'seeds', 'frames_per_seed', 'style', 'camera', 'cameras', 'labels',
-                          'odometry')
+                          'label_fraction', 'odometry')
 
 
 @dataclass(frozen=True)
@@ -239,6 +260,16 @@ class DataSettings:
     letterbox: bool = False
     labels: tuple = ('segmentation', 'depth', 'flow', 'detection')   # synthetic: the labels training may see
     odometry: bool = False                               # synthetic: samples carry their camera motion, as odometry
+    # synthetic: a task's labels kept on this share of the samples only (the rest withheld), e.g.
+    # {depth: 0.1}: rare labels, as when one task is ten times dearer to label
+    label_fraction: dict = field(default_factory=dict)
+
+    def has_odometry(self) -> bool:
+        """Whether some training samples carry their camera motion (synthetic odometry)."""
+        if self.type == 'mixture':
+            return any(isinstance(s, dict) and s.get('type') == 'synthetic' and s.get('odometry', False)
+                       for s in self.sources)
+        return self.type == 'synthetic' and bool(self.odometry)
 
     def training_focal_px(self) -> float | None:
         """The focal length (pixels at the network input) of the training camera (data.camera) for a
@@ -296,6 +327,21 @@ class DataSettings:
         if set(self.labels) - {'segmentation', 'depth', 'flow', 'detection'}:
             raise ValueError(f'data.labels must name tasks (segmentation, depth, flow, detection), got '
                              f'{list(self.labels)}')
+        fractions = [self.label_fraction] + [s.get('label_fraction') or {} for s in self.sources
+                                             if isinstance(s, dict)]
+        for table in fractions:
+            check_label_fraction(table)
+
+
+def check_label_fraction(table):
+    """data.label_fraction (or a synthetic source's): {task: share in (0, 1]}; ValueError otherwise."""
+    if not isinstance(table, dict):
+        raise ValueError(f'data.label_fraction must be a table {{task: share of samples}}, got {table!r}')
+    for task, share in table.items():
+        if task not in TASKS:
+            raise ValueError(f'data.label_fraction names {task!r}; tasks are {list(TASKS)}')
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ValueError(f'data.label_fraction.{task} must be a share in (0, 1], got {share!r}')
 
 
 #: Settings whose value is a table of the user's own keys (merged key by key).

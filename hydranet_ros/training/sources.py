@@ -58,7 +58,7 @@ def _synthetic(spec: dict, ctx: BuildContext) -> Dataset:
                             style=spec.get('style', 'classic'), cameras=spec.get('cameras') or None,
                             letterbox=data.letterbox, training_focal_px=ctx.focal_px,
                             labels=tuple(spec.get('labels', _ALL_LABELS)), odometry=bool(spec.get('odometry', False)),
-                            augmentation=ctx.augmentation)
+                            augmentation=ctx.augmentation, label_fraction=spec.get('label_fraction') or {})
 
 
 def _is_target(root, targets) -> bool:

@@ -42,10 +42,35 @@ def _weights(batch, key):
     return w
 
 
-def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float, ssl=None):
+@dataclass(frozen=True)
+class Consistency:
+    """The cross-task terms of a run (train.consistency, train.consistency_rigid_flow): weights, the
+    static classes' indices, and the focal length the depth head is metric for."""
+    edges: float = 0.0
+    rigid_flow: float = 0.0
+    static: tuple = ()
+    focal_px: float | None = None
+
+    def terms(self, out: dict, batch: dict):
+        """The weighted sum of the active terms, or None."""
+        extra = None
+        if self.edges > 0 and 'depth' in out:
+            extra = self.edges * L.depth_edge_consistency(out['depth'], batch['segmentation'],
+                                                          batch['has_segmentation'] & batch['has_depth'])
+        if self.rigid_flow > 0 and 'depth' in out and 'flow' in out:
+            has = batch['has_segmentation'] & batch['has_pose'] & batch['has_intrinsics']
+            term = self.rigid_flow * L.rigid_flow_consistency(out['flow'], out['depth'], batch['segmentation'],
+                                                              self.static, batch['intrinsics'], batch['pose'], has,
+                                                              self.focal_px)
+            extra = term if extra is None else extra + term
+        return extra
+
+
+def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: Consistency | float = 0.0, ssl=None):
     """({task: loss} for the tasks labelled in the batch, the extra terms added to the balanced
-    total (depth-segmentation consistency, weighted self-supervision) or None, {self-supervised
-    term: unweighted value})."""
+    total (cross-task consistency, weighted self-supervision) or None, {self-supervised term:
+    unweighted value}). A task no sample of the batch labels is left out of the dict, so it
+    neither counts as a zero loss in the running means (DWA) nor moves its learned weight."""
     out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:
@@ -61,10 +86,10 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: float,
                                                batch['det_offset'], batch['det_mask'], batch['has_detection'],
                                                cfg.num_detection_classes, ignore=batch.get('det_ignore'),
                                                weight=_weights(batch, 'det_weight'))
-    extra = None
-    if consistency > 0 and 'depth' in tasks:
-        extra = consistency * L.depth_edge_consistency(out['depth'], batch['segmentation'],
-                                                       batch['has_segmentation'] & batch['has_depth'])
+    losses = {t: v for t, v in losses.items() if bool(batch[f'has_{t}'].any())}
+    if not isinstance(consistency, Consistency):
+        consistency = Consistency(edges=float(consistency))
+    extra = consistency.terms(out, batch)
     terms = {}
     if ssl is not None:
         terms = ssl.terms(getattr(model, 'module', model), batch, out)
@@ -200,11 +225,11 @@ def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, run
 
 
 def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
-                ssl=None, recipe=None) -> dict:
+                ssl=None, recipe=None, consistency: Consistency | None = None) -> dict:
     """One optimisation step; the per-task losses and the self-supervised terms."""
     dtype = torch.bfloat16 if tcfg.amp_dtype == 'bf16' else torch.float16
     with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-        losses, extra, terms = compute_losses(net, batch, tasks, mcfg, float(tcfg.consistency), ssl)
+        losses, extra, terms = compute_losses(net, batch, tasks, mcfg, consistency or float(tcfg.consistency), ssl)
         distance = recipe.feature_distance(batch) if recipe is not None else None
         if distance is not None:
             extra = distance if extra is None else extra + distance
@@ -254,6 +279,8 @@ class _Run:
     balancer: LossBalancer = None
     optimizer: object = None
     ssl: object = None
+    consistency: Consistency = None
+    pools: dict = None                  # train.sampler task_balanced: task -> indices of its labelled samples
 
 
 def _settings_phase(config: TrainConfig, log) -> _Run:
@@ -289,6 +316,17 @@ def _data_phase(run: _Run):
             f'({run.data_s:.0f} s to render)')
 
 
+def _task_pools(run: _Run) -> dict:
+    """train.sampler task_balanced: each trained task's labelled samples (indices into the training set)."""
+    pools = {t: np.asarray(run.train_set.labelled_indices(t)) for t in run.tasks}
+    empty = [t for t, p in pools.items() if not len(p)]
+    if empty:
+        raise ValueError(f'train.sampler task_balanced: no training sample labels {empty}')
+    run.log('task-balanced sampling: ' + ', '.join(f'{t} {len(p)}' for t, p in pools.items())
+            + f' labelled samples of {len(run.train_set)}')
+    return pools
+
+
 def _network_phase(run: _Run, movers, things, resuming: bool):
     """The network and where its weights start, the encoder recipe, loss balancing, the optimiser
     and the self-supervised terms."""
@@ -320,7 +358,11 @@ def _network_phase(run: _Run, movers, things, resuming: bool):
 def _draw_batch(run: _Run, rng) -> dict:
     """This process's share of the next global batch (every process draws the same indices)."""
     train_set, tcfg = run.train_set, run.tcfg
-    if hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
+    if run.pools:                               # task-balanced: a task for each slot, then one of its samples
+        tasks = sorted(run.pools)
+        indices = [int(rng.choice(run.pools[tasks[int(rng.integers(0, len(tasks)))]]))
+                   for _ in range(int(tcfg.batch_size))]
+    elif hasattr(train_set, 'sample_index'):     # a mixture draws each dataset by its weight
         indices = [train_set.sample_index(rng) for _ in range(int(tcfg.batch_size))]
     else:
         indices = rng.integers(0, len(train_set), int(tcfg.batch_size))
@@ -368,7 +410,12 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     movers = _class_indices(tcfg.rigid_flow_movers, run.seg_classes, 'train.rigid_flow_movers')   # before any render
     things = _class_indices(tcfg.feature_distance_classes, run.seg_classes, 'train.feature_distance_classes') \
         if tcfg.feature_distance > 0 else []
+    run.consistency = Consistency(float(tcfg.consistency), float(tcfg.consistency_rigid_flow),
+                                  tuple(_class_indices(tcfg.static_classes, run.seg_classes, 'train.static_classes')),
+                                  run.focal)
     _data_phase(run)
+    if tcfg.sampler == 'task_balanced':
+        run.pools = _task_pools(run)
     resuming = bool(tcfg.resume and Path(tcfg.resume).is_file())
     _network_phase(run, movers, things, resuming)
     model, optimizer, balancer, ssl, device = run.model, run.optimizer, run.balancer, run.ssl, run.device
@@ -413,7 +460,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             g['lr'] = base * scale
         batch = _draw_batch(run, rng)
         losses = _train_step(net, model, batch, run.tasks, run.mcfg, tcfg, balancer, optimizer, scaler, use_amp,
-                             device, ssl, run.recipe)
+                             device, ssl, run.recipe, run.consistency)
         step += 1
         for t, v in losses.items():
             running.setdefault(t, []).append(float(v.detach()))

@@ -1,0 +1,110 @@
+"""Issue 32's open multi-task questions at equal steps: cross-task consistency (part 3) and one
+task's labels ten times rarer than the others' (part 4).
+
+    python -m experiments.multitask_questions --out runs/multitask [--steps 200] [--batch 4]
+           [--seeds 0 1] [--only NAME] [--json results.json]
+
+Every arm is the bundled model's recipe (`config/train_imagenet_lite0.yaml`: ImageNet encoder,
+heads from scratch) at the scale of `experiments.generalisation_ablation` (200 steps of batch 4,
+15 varied drives x 16 frame pairs), with odometry on every sample (the rigid-flow term needs it;
+the other arms ignore it), run once per training seed. Scored on drives 2000-2004 of the varied
+and held-out looks (that ablation's `score`). Finished arms are kept under --out and not trained
+again, so the experiment resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from experiments.generalisation_ablation import BASE, _slug, score
+from hydranet_ros.training.settings import TrainConfig, merge_config
+from hydranet_ros.training.trainer import train
+
+RARE = {'data': {'label_fraction': {'depth': 0.1}}}
+
+# name -> (part, what changes against the recipe at this scale)
+ARMS = {
+    'consistency off': (3, {}),
+    'depth edges within labelled segments (consistency 10)': (3, {'train': {'consistency': 10.0}}),
+    'flow vs rigid flow of depth on static classes (consistency_rigid_flow 0.1)':
+        (3, {'train': {'consistency_rigid_flow': 0.1}}),
+    'depth on 10%: dataset sampler, fixed weights': (4, RARE),
+    'depth on 10%: uncertainty weighting': (4, merge_config(RARE, {'train': {'balancing': 'uncertainty'}})),
+    'depth on 10%: DWA': (4, merge_config(RARE, {'train': {'balancing': 'dwa'}})),
+    'depth on 10%: task-balanced sampling': (4, merge_config(RARE, {'train': {'sampler': 'task_balanced'}})),
+}
+
+
+def arm_config(name: str, seed: int, args) -> TrainConfig:
+    base = TrainConfig.load(BASE)
+    raw = {'model': dict(base.model), 'data': dict(base.data), 'train': dict(base.train)}
+    raw = merge_config(raw, {
+        'data': {'train_seeds': list(range(args.train_seeds)), 'frames_per_seed': args.frames, 'odometry': True,
+                 'val_seeds': [1000], 'val_frames_per_seed': 4},
+        'train': {'steps': args.steps, 'batch_size': args.batch, 'eval_every': 10 ** 9, 'seed': seed,
+                  'output': str(Path(args.out) / f'{_slug(name)}_seed{seed}.pt')}})
+    raw = merge_config(raw, ARMS[name][1])
+    return TrainConfig(model=raw['model'], data=raw['data'], train=raw['train'], name=_slug(name))
+
+
+def run_arm(name: str, seed: int, args) -> dict:
+    done = Path(args.out) / f'{_slug(name)}_seed{seed}.json'
+    if done.exists():
+        return json.loads(done.read_text())
+    cfg = arm_config(name, seed, args)
+    print(f'== {name}, seed {seed} ({args.steps} steps x batch {args.batch})', flush=True)
+    started = time.monotonic()
+    summary = train(cfg, progress=False, log=lambda m: print('   ', m, flush=True))
+    result = {'arm': name, 'part': ARMS[name][0], 'seed': seed, 'steps': args.steps, 'batch': args.batch,
+              'train_seconds': summary['train_seconds'], 'wall_seconds': time.monotonic() - started,
+              'scores': score(cfg.train['output'], args.test_frames)}
+    done.write_text(json.dumps(result, indent=1))
+    print(f'   {name} seed {seed}: {result["scores"]}', flush=True)
+    return result
+
+
+def table(results: list) -> str:
+    """Mean over seeds (and each seed's value) per arm: headline metrics of both looks."""
+    keys = [('miou', 'mIoU', 3), ('abs_rel', 'AbsRel', 3), ('epe', 'EPE', 2), ('map50', 'mAP', 3)]
+    head = ' | '.join(f'{look} {label}' for _, label, _ in keys for look in ('varied', 'held-out'))
+    lines = [f'| arm | seeds | {head} | train s |', '|---' * (3 + 2 * len(keys)) + '|']
+    for name in dict.fromkeys(r['arm'] for r in results):
+        runs = [r for r in results if r['arm'] == name]
+        cells = []
+        for key, _, digits in keys:
+            for look in ('varied', 'heldout'):
+                values = [r['scores'][look][key] for r in runs]
+                each = ' / '.join(f'{v:.{digits}f}' for v in values)
+                cells.append(f'{np.mean(values):.{digits}f} ({each})' if len(values) > 1 else each)
+        seconds = np.mean([r['train_seconds'] for r in runs])
+        lines.append(f"| {name} | {','.join(str(r['seed']) for r in runs)} | {' | '.join(cells)} | {seconds:.0f} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--out', required=True, help="folder for the arms' checkpoints and scores")
+    parser.add_argument('--steps', type=int, default=200)
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='training seeds of every arm')
+    parser.add_argument('--train-seeds', type=int, default=15, help='training drives')
+    parser.add_argument('--frames', type=int, default=16, help='frame pairs per training drive')
+    parser.add_argument('--test-frames', type=int, default=8, help='frame pairs per test drive')
+    parser.add_argument('--only', action='append', choices=list(ARMS), help='run just these arms')
+    parser.add_argument('--json', help='write all results here too')
+    args = parser.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = [run_arm(name, seed, args) for seed in args.seeds for name in (args.only or ARMS)]
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
