@@ -411,7 +411,8 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     things = _class_indices(tcfg.feature_distance_classes, run.seg_classes, 'train.feature_distance_classes') \
         if tcfg.feature_distance > 0 else []
     run.consistency = Consistency(float(tcfg.consistency), float(tcfg.consistency_rigid_flow),
-                                  tuple(_class_indices(tcfg.static_classes, run.seg_classes, 'train.static_classes')),
+                                  tuple(_class_indices(tcfg.static_classes, run.seg_classes, 'train.static_classes')
+                                        if tcfg.consistency_rigid_flow > 0 else ()),
                                   run.focal)
     _data_phase(run)
     if tcfg.sampler == 'task_balanced':
