@@ -80,21 +80,26 @@ def score(checkpoint: str, frames: int) -> dict:
     return out
 
 
-def run_variant(name: str, args) -> dict:
-    """Train (unless its scores exist) and score one variant; the result is kept beside its checkpoint."""
-    done = Path(args.out) / f'{_slug(name)}.json'
+def trained_and_scored(cfg: TrainConfig, done: Path, label: str, fields: dict, args) -> dict:
+    """Train cfg and score its checkpoint, unless done (the result file) exists; the result (fields,
+    the scale, the timings and the scores) is written there and returned."""
     if done.exists():
         return json.loads(done.read_text())
-    cfg = variant_config(name, args)
-    print(f'== {name} ({args.steps} steps x batch {args.batch})', flush=True)
+    print(f'== {label} ({args.steps} steps x batch {args.batch})', flush=True)
     started = time.monotonic()
     summary = train(cfg, progress=False, log=lambda m: print('   ', m, flush=True))
-    result = {'variant': name, 'takes_out': VARIANTS[name][1], 'steps': args.steps, 'batch': args.batch,
+    result = {**fields, 'steps': args.steps, 'batch': args.batch,
               'train_seconds': summary['train_seconds'], 'wall_seconds': time.monotonic() - started,
               'scores': score(cfg.train['output'], args.test_frames)}
     done.write_text(json.dumps(result, indent=1))
-    print(f'   {name}: {result["scores"]}', flush=True)
+    print(f'   {label}: {result["scores"]}', flush=True)
     return result
+
+
+def run_variant(name: str, args) -> dict:
+    """Train (unless its scores exist) and score one variant; the result is kept beside its checkpoint."""
+    return trained_and_scored(variant_config(name, args), Path(args.out) / f'{_slug(name)}.json', name,
+                              {'variant': name, 'takes_out': VARIANTS[name][1]}, args)
 
 
 def table(results: list) -> str:
@@ -110,14 +115,19 @@ def table(results: list) -> str:
     return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', required=True, help='folder for the runs\' checkpoints and scores')
-    parser.add_argument('--steps', type=int, default=150)
+def scale_arguments(parser: argparse.ArgumentParser, steps: int) -> argparse.ArgumentParser:
+    """The options every small-scale training experiment shares: where, how many steps, how much data."""
+    parser.add_argument('--out', required=True, help="folder for the runs' checkpoints and scores")
+    parser.add_argument('--steps', type=int, default=steps)
     parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--train-seeds', type=int, default=15)
+    parser.add_argument('--train-seeds', type=int, default=15, help='training drives')
     parser.add_argument('--frames', type=int, default=16, help='frame pairs per training drive')
     parser.add_argument('--test-frames', type=int, default=8, help='frame pairs per test drive')
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = scale_arguments(argparse.ArgumentParser(description=__doc__.split('\n\n')[0]), steps=150)
     parser.add_argument('--only', action='append', choices=list(VARIANTS), help='run just these variants')
     parser.add_argument('--json', help='write all results here too')
     args = parser.parse_args(argv)

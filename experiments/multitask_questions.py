@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from experiments.generalisation_ablation import BASE, _slug, score
+from experiments.generalisation_ablation import BASE, _slug, scale_arguments, trained_and_scored
 from hydranet_ros.training.settings import TrainConfig, merge_config
-from hydranet_ros.training.trainer import train
 
 RARE = {'data': {'label_fraction': {'depth': 0.1}}}
 
@@ -53,19 +51,8 @@ def arm_config(name: str, seed: int, args) -> TrainConfig:
 
 
 def run_arm(name: str, seed: int, args) -> dict:
-    done = Path(args.out) / f'{_slug(name)}_seed{seed}.json'
-    if done.exists():
-        return json.loads(done.read_text())
-    cfg = arm_config(name, seed, args)
-    print(f'== {name}, seed {seed} ({args.steps} steps x batch {args.batch})', flush=True)
-    started = time.monotonic()
-    summary = train(cfg, progress=False, log=lambda m: print('   ', m, flush=True))
-    result = {'arm': name, 'part': ARMS[name][0], 'seed': seed, 'steps': args.steps, 'batch': args.batch,
-              'train_seconds': summary['train_seconds'], 'wall_seconds': time.monotonic() - started,
-              'scores': score(cfg.train['output'], args.test_frames)}
-    done.write_text(json.dumps(result, indent=1))
-    print(f'   {name} seed {seed}: {result["scores"]}', flush=True)
-    return result
+    return trained_and_scored(arm_config(name, seed, args), Path(args.out) / f'{_slug(name)}_seed{seed}.json',
+                              f'{name}, seed {seed}', {'arm': name, 'part': ARMS[name][0], 'seed': seed}, args)
 
 
 def table(results: list) -> str:
@@ -87,14 +74,8 @@ def table(results: list) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', required=True, help="folder for the arms' checkpoints and scores")
-    parser.add_argument('--steps', type=int, default=200)
-    parser.add_argument('--batch', type=int, default=4)
+    parser = scale_arguments(argparse.ArgumentParser(description=__doc__.split('\n\n')[0]), steps=200)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='training seeds of every arm')
-    parser.add_argument('--train-seeds', type=int, default=15, help='training drives')
-    parser.add_argument('--frames', type=int, default=16, help='frame pairs per training drive')
-    parser.add_argument('--test-frames', type=int, default=8, help='frame pairs per test drive')
     parser.add_argument('--only', action='append', choices=list(ARMS), help='run just these arms')
     parser.add_argument('--json', help='write all results here too')
     args = parser.parse_args(argv)
