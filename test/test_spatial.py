@@ -167,3 +167,18 @@ def test_a_duplicate_frame_keeps_its_tracks():
     first = tracker.update(boxes, [0, 1], 1_000)
     assert tracker.update(boxes, [0, 1], 1_000, flow=np.full((80, 160, 2), 30.0, np.float32)) == first
     assert set(tracker.update(boxes, [0, 1], 500)).isdisjoint(first)
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.int64])
+def test_label_selection_is_the_same_for_every_label_type(dtype):
+    """The lookup-table path (unsigned labels) and np.isin (others) keep and drop the same points."""
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(1, 30, (24, 32)).astype(np.float32)
+    labels = rng.integers(0, 12, (24, 32))
+    labels[0, :5] = 255
+    k = Intrinsics(20.0, 20.0, 16.0, 12.0, 24, 32)
+    kept = semantic_cloud(depth, k, labels=labels.astype(dtype), keep_labels=(1, 4, 255))
+    dropped = semantic_cloud(depth, k, labels=labels.astype(dtype), drop_labels=(1, 4, 255))
+    assert kept.xyz.shape[0] == int(np.isin(labels, [1, 4, 255]).sum())
+    assert set(np.unique(kept.label)) == {1, 4, 255} and not set(np.unique(dropped.label)) & {1, 4, 255}
+    assert kept.xyz.shape[0] + dropped.xyz.shape[0] == labels.size
