@@ -35,6 +35,8 @@ ARMS = {
     'depth on 10%: uncertainty weighting': (4, merge_config(RARE, {'train': {'balancing': 'uncertainty'}})),
     'depth on 10%: DWA': (4, merge_config(RARE, {'train': {'balancing': 'dwa'}})),
     'depth on 10%: task-balanced sampling': (4, merge_config(RARE, {'train': {'sampler': 'task_balanced'}})),
+    'depth on 10%: depth loss weight x10 (inverse label frequency)':
+        (4, merge_config(RARE, {'train': {'weights': {'depth': 10.0}}})),
 }
 
 
