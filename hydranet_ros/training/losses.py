@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from hydranet_ros import IGNORE
-from hydranet_ros.training.self_supervised import rigid_flow
 
 
 def segmentation_loss(logits, target, has, weight=None):
@@ -92,43 +91,6 @@ def detection_loss(maps, heat, size, offset, mask, has, num_classes: int,
     l_off = (torch.abs(pred_off - offset) * m).sum() / n
     return focal_heatmap_loss(pred_heat, heat, ignore=ignore, weight=weight) + size_weight * l_size + \
         offset_weight * l_off
-
-
-def depth_edge_consistency(depth_pred, seg_target, has):
-    """Cross-task term: predicted log-depth should be smooth inside a segment and may jump only
-    where segmentation labels change (penalises depth gradients away from label boundaries)."""
-    if not has.any():
-        return depth_pred.sum() * 0.0
-    logd = torch.log(depth_pred[has][:, 0] if depth_pred.dim() == 4 else depth_pred[has])
-    seg = seg_target[has]
-    gx = torch.abs(logd[:, :, 1:] - logd[:, :, :-1])
-    gy = torch.abs(logd[:, 1:, :] - logd[:, :-1, :])
-    same_x = (seg[:, :, 1:] == seg[:, :, :-1]) & (seg[:, :, 1:] != IGNORE)
-    same_y = (seg[:, 1:, :] == seg[:, :-1, :]) & (seg[:, 1:, :] != IGNORE)
-    return (gx * same_x).mean() + (gy * same_y).mean()
-
-
-def rigid_flow_consistency(flow_pred, depth_pred, seg_target, static_classes, k, pose, has,
-                           training_focal_px: float | None = None):
-    """Cross-task term: on pixels labelled with a static class, the flow head's flow should be the
-    rigid flow that the depth head's depth and the known camera motion give (previous -> this,
-    pixels); mean L1 over those pixels of the samples in has (with intrinsics and camera motion).
-    Both heads get its gradient. The depth head is metric for training_focal_px (pixels at the
-    input): the lens of each sample sees depth x (its focal / that one), as the Predictor scales it."""
-    if not has.any():
-        return flow_pred.sum() * 0.0 + depth_pred.sum() * 0.0
-    flow, depth = flow_pred[has].float(), depth_pred[has].float()
-    depth = depth if depth.dim() == 4 else depth.unsqueeze(1)
-    if depth.shape[-2:] != flow.shape[-2:]:
-        depth = F.interpolate(depth, size=flow.shape[-2:], mode='bilinear', align_corners=False)
-    k = k[has].float()
-    if training_focal_px:
-        depth = depth * (k[:, 0, 0] / float(training_focal_px)).view(-1, 1, 1, 1)
-    static = torch.isin(seg_target[has], torch.as_tensor(list(static_classes), device=seg_target.device))
-    if not static.any():
-        return flow_pred.sum() * 0.0 + depth_pred.sum() * 0.0
-    gap = (flow - rigid_flow(depth, k, pose[has].float())).abs().sum(dim=1)
-    return gap[static].mean()
 
 
 def depth_uncertainty_loss(scale, depth, target, has, depth_min: float, depth_max: float):

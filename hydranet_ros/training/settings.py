@@ -40,10 +40,6 @@ class TrainConfig:
         """The train and data sections as checked, typed settings over their defaults."""
         train = _settings(TrainSettings, self.train, 'train', check_paths)
         data = _settings(DataSettings, self.data, 'data', check_paths)
-        if train.consistency_rigid_flow > 0 and not data.has_odometry():
-            raise ValueError('train.consistency_rigid_flow compares the flow with the rigid flow of depth and the '
-                             'camera motion: it needs samples with odometry (data.odometry: true, or a synthetic '
-                             'source with odometry: true)')
         kinds = {s.get('type') for s in data.sources if isinstance(s, dict)} if data.type == 'mixture' else {data.type}
         if train.sampler == 'task_balanced' and kinds != {'synthetic'}:
             raise ValueError(f'train.sampler task_balanced needs to know which samples carry which labels: synthetic '
@@ -117,12 +113,6 @@ class TrainSettings:
     feature_distance_classes: tuple = ('car', 'pedestrian')   # where it applies (segmentation classes)
     balancing: str = 'fixed'                             # fixed, uncertainty, dwa
     weights: dict = field(default_factory=lambda: {'segmentation': 1.0, 'depth': 1.0, 'flow': 0.2, 'detection': 1.0})
-    # cross-task consistency (docs/MODEL.md "Cross-task consistency"): log-depth smooth within labelled
-    # segments (jumps only at label boundaries), and the flow vs the rigid flow of the depth head's depth
-    # and the camera motion (odometry) on pixels labelled with a static class
-    consistency: float = 0.0
-    consistency_rigid_flow: float = 0.0
-    static_classes: tuple = ('road', 'lane_marking', 'sidewalk', 'terrain', 'building', 'vegetation', 'pole')
     # which samples a batch draws: dataset (every sample alike; a mixture's sources by their weights) or
     # task_balanced (a task drawn uniformly for each slot, then a sample that labels it: rare labels
     # come as often as common ones; synthetic drives and mixtures of them)
@@ -172,8 +162,8 @@ class TrainSettings:
         for name in ('steps', 'batch_size', 'eval_every', 'eval_samples', 'log_every', 'photometric_scales'):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f'train.{name} must be an integer >= 1, got {getattr(self, name)!r}')
-        for name in ('lr', 'weight_decay', 'consistency', 'consistency_rigid_flow', 'photometric', 'flow_photometric',
-                     'smoothness', 'rigid_flow', 'feature_distance'):
+        for name in ('lr', 'weight_decay', 'photometric', 'flow_photometric', 'smoothness', 'rigid_flow',
+                     'feature_distance'):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise ValueError(f'train.{name} must be a number >= 0, got {getattr(self, name)!r}')
         for name in ('color_jitter', 'hue_jitter', 'class_colour_jitter'):
@@ -263,13 +253,6 @@ class DataSettings:
     # synthetic: a task's labels kept on this share of the samples only (the rest withheld), e.g.
     # {depth: 0.1}: rare labels, as when one task is ten times dearer to label
     label_fraction: dict = field(default_factory=dict)
-
-    def has_odometry(self) -> bool:
-        """Whether some training samples carry their camera motion (synthetic odometry)."""
-        if self.type == 'mixture':
-            return any(isinstance(s, dict) and s.get('type') == 'synthetic' and s.get('odometry', False)
-                       for s in self.sources)
-        return self.type == 'synthetic' and bool(self.odometry)
 
     def training_focal_px(self) -> float | None:
         """The focal length (pixels at the network input) of the training camera (data.camera) for a

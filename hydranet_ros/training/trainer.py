@@ -42,35 +42,12 @@ def _weights(batch, key):
     return w
 
 
-@dataclass(frozen=True)
-class Consistency:
-    """The cross-task terms of a run (train.consistency, train.consistency_rigid_flow): weights, the
-    static classes' indices, and the focal length the depth head is metric for."""
-    edges: float = 0.0
-    rigid_flow: float = 0.0
-    static: tuple = ()
-    focal_px: float | None = None
-
-    def terms(self, out: dict, batch: dict):
-        """The weighted sum of the active terms, or None."""
-        extra = None
-        if self.edges > 0 and 'depth' in out:
-            extra = self.edges * L.depth_edge_consistency(out['depth'], batch['segmentation'],
-                                                          batch['has_segmentation'] & batch['has_depth'])
-        if self.rigid_flow > 0 and 'depth' in out and 'flow' in out:
-            has = batch['has_segmentation'] & batch['has_pose'] & batch['has_intrinsics']
-            term = self.rigid_flow * L.rigid_flow_consistency(out['flow'], out['depth'], batch['segmentation'],
-                                                              self.static, batch['intrinsics'], batch['pose'], has,
-                                                              self.focal_px)
-            extra = term if extra is None else extra + term
-        return extra
-
-
-def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: Consistency | float = 0.0, ssl=None):
+def compute_losses(model, batch, tasks, cfg: HydraNetConfig, ssl=None):
     """({task: loss} for the tasks labelled in the batch, the extra terms added to the balanced
-    total (cross-task consistency, weighted self-supervision) or None, {self-supervised term:
-    unweighted value}). A task no sample of the batch labels is left out of the dict, so it
-    neither counts as a zero loss in the running means (DWA) nor moves its learned weight."""
+    total (weighted self-supervision) or None, {self-supervised term: unweighted value}). A task
+    no sample of the batch labels is left out of the dict, so it neither counts as a zero loss in
+    the running means (DWA) nor moves its learned weight. (Cross-task consistency terms were
+    measured and removed: docs/MODEL.md, "Cross-task consistency".)"""
     out = model(batch['image'], tasks, previous_images=batch['prev_image'] if 'flow' in tasks else None)
     losses = {}
     if 'segmentation' in tasks:
@@ -87,10 +64,7 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, consistency: Consis
                                                cfg.num_detection_classes, ignore=batch.get('det_ignore'),
                                                weight=_weights(batch, 'det_weight'))
     losses = {t: v for t, v in losses.items() if bool(batch[f'has_{t}'].any())}
-    if not isinstance(consistency, Consistency):
-        consistency = Consistency(edges=float(consistency))
-    extra = consistency.terms(out, batch)
-    terms = {}
+    extra, terms = None, {}
     if ssl is not None:
         terms = ssl.terms(getattr(model, 'module', model), batch, out)
         if terms:
@@ -225,11 +199,11 @@ def _resume(path, device, model, optimizer, balancer, rng=None, scaler=None, run
 
 
 def _train_step(net, model, batch, tasks, mcfg, tcfg, balancer, optimizer, scaler, use_amp, device,
-                ssl=None, recipe=None, consistency: Consistency | None = None) -> dict:
+                ssl=None, recipe=None) -> dict:
     """One optimisation step; the per-task losses and the self-supervised terms."""
     dtype = torch.bfloat16 if tcfg.amp_dtype == 'bf16' else torch.float16
     with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-        losses, extra, terms = compute_losses(net, batch, tasks, mcfg, consistency or float(tcfg.consistency), ssl)
+        losses, extra, terms = compute_losses(net, batch, tasks, mcfg, ssl)
         distance = recipe.feature_distance(batch) if recipe is not None else None
         if distance is not None:
             extra = distance if extra is None else extra + distance
@@ -279,7 +253,6 @@ class _Run:
     balancer: LossBalancer = None
     optimizer: object = None
     ssl: object = None
-    consistency: Consistency = None
     pools: dict = None                  # train.sampler task_balanced: task -> indices of its labelled samples
 
 
@@ -410,10 +383,6 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
     movers = _class_indices(tcfg.rigid_flow_movers, run.seg_classes, 'train.rigid_flow_movers')   # before any render
     things = _class_indices(tcfg.feature_distance_classes, run.seg_classes, 'train.feature_distance_classes') \
         if tcfg.feature_distance > 0 else []
-    run.consistency = Consistency(float(tcfg.consistency), float(tcfg.consistency_rigid_flow),
-                                  tuple(_class_indices(tcfg.static_classes, run.seg_classes, 'train.static_classes')
-                                        if tcfg.consistency_rigid_flow > 0 else ()),
-                                  run.focal)
     _data_phase(run)
     if tcfg.sampler == 'task_balanced':
         run.pools = _task_pools(run)
@@ -461,7 +430,7 @@ def train(config: TrainConfig, progress: bool = True, log=print) -> dict:
             g['lr'] = base * scale
         batch = _draw_batch(run, rng)
         losses = _train_step(net, model, batch, run.tasks, run.mcfg, tcfg, balancer, optimizer, scaler, use_amp,
-                             device, ssl, run.recipe, run.consistency)
+                             device, ssl, run.recipe)
         step += 1
         for t, v in losses.items():
             running.setdefault(t, []).append(float(v.detach()))
