@@ -77,3 +77,8 @@ def test_a_task_no_sample_labels_is_left_out_of_the_losses(drive):
     assert float(balancer.log_vars.grad[tasks.index('flow')]) != 0.0
     with_all, _, _ = compute_losses(net, drive, tasks, net.config)
     assert set(with_all) == set(tasks)
+
+
+def test_a_config_with_the_removed_consistency_key_is_told_why():
+    with pytest.raises(ValueError, match='Cross-task consistency'):
+        TrainConfig(train={'consistency': 0.0}).resolved()

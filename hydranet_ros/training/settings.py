@@ -331,11 +331,19 @@ def check_label_fraction(table):
 _OPEN_TABLES = {'weights', 'head_lr', 'class_map'}
 
 
+#: keys that existed once, and why they are gone (a config that still sets one is told so)
+_REMOVED = {'train.consistency': 'removed: the depth-segmentation consistency term was measured and made depth '
+                                 'worse (docs/MODEL.md, "Cross-task consistency"); delete the key'}
+
+
 def _settings(cls, given: dict, section: str, check_paths: bool = True):
     """cls from the defaults with `given` merged in: nested tables key by key (`weights:
     {segmentation: 2}` keeps the other tasks' weights); unknown keys and bad values refused."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(given or {}) - set(fields))
+    removed = [k for k in unknown if f'{section}.{k}' in _REMOVED]
+    if removed:
+        raise ValueError('; '.join(f'{section}.{k}: {_REMOVED[f"{section}.{k}"]}' for k in removed))
     if unknown:
         raise ValueError(f'{section}: unknown keys {unknown}; known: {sorted(fields)}')
     defaults = cls()
