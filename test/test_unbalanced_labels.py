@@ -70,13 +70,18 @@ def test_a_task_no_sample_labels_is_left_out_of_the_losses(drive):
     tasks = ['segmentation', 'depth', 'flow', 'detection']
     batch = dict(drive, has_depth=torch.zeros(1, dtype=torch.bool))
     losses, extra, _ = compute_losses(net, batch, tasks, net.config)
-    assert set(losses) == {'segmentation', 'flow', 'detection'} and extra is None
+    assert set(losses) == {'segmentation', 'flow', 'detection'} and float(extra.detach()) == 0.0
     balancer = LossBalancer(tasks, 'uncertainty')
     balancer(losses).backward()
     assert float(balancer.log_vars.grad[tasks.index('depth')]) == 0.0
     assert float(balancer.log_vars.grad[tasks.index('flow')]) != 0.0
-    with_all, _, _ = compute_losses(net, drive, tasks, net.config)
-    assert set(with_all) == set(tasks)
+    with_all, none, _ = compute_losses(net, drive, tasks, net.config)
+    assert set(with_all) == set(tasks) and none is None
+    # a batch that labels nothing: no losses, and still a (zero) graph to step through
+    nothing = dict(drive, **{f'has_{t}': torch.zeros(1, dtype=torch.bool) for t in tasks})
+    losses, extra, _ = compute_losses(net, nothing, tasks, net.config)
+    assert losses == {} and float(extra.detach()) == 0.0
+    (balancer(losses) + extra).backward()
 
 
 def test_a_config_with_the_removed_consistency_key_is_told_why():
