@@ -126,6 +126,14 @@ def scale_arguments(parser: argparse.ArgumentParser, steps: int) -> argparse.Arg
     return parser
 
 
+def report(results: list, markdown: str, args) -> int:
+    """Print an experiment's table and, with --json, write its results; the exit status."""
+    print(markdown)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = scale_arguments(argparse.ArgumentParser(description=__doc__.split('\n\n')[0]), steps=150)
     parser.add_argument('--only', action='append', choices=list(VARIANTS), help='run just these variants')
@@ -133,10 +141,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = [run_variant(name, args) for name in (args.only or VARIANTS)]
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    return 0
+    return report(results, table(results), args)
 
 
 if __name__ == '__main__':

@@ -16,13 +16,12 @@ help and were removed (docs/MODEL.md, "Cross-task consistency").
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from experiments.generalisation_ablation import BASE, _slug, scale_arguments, trained_and_scored
+from experiments.generalisation_ablation import BASE, _slug, report, scale_arguments, trained_and_scored
 from hydranet_ros.training.settings import TrainConfig, merge_config
 
 RARE = {'data': {'label_fraction': {'depth': 0.1}}}
@@ -82,10 +81,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = [run_arm(name, seed, args) for seed in args.seeds for name in (args.only or ARMS)]
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    return 0
+    return report(results, table(results), args)
 
 
 if __name__ == '__main__':
