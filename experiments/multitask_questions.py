@@ -1,5 +1,5 @@
-"""Issue 32's open multi-task question that left code behind: one task's labels ten times rarer
-than the others' (part 4), under each sampler and loss weighting, at equal steps.
+"""Issue 32, part 4: one task's labels ten times rarer than the others', under each sampler and
+loss weighting the trainer has, at equal steps.
 
     python -m experiments.multitask_questions --out runs/multitask [--steps 200] [--batch 4]
            [--seeds 0 1] [--only NAME] [--json results.json]

@@ -26,6 +26,21 @@ def test_a_bad_label_fraction_is_refused(table, message):
         TrainConfig(data={'label_fraction': table}).resolved()
 
 
+@pytest.mark.parametrize('data', [
+    {'type': 'folder', 'root': '/x', 'label_fraction': {'depth': 0.1}},
+    {'type': 'mixture', 'label_fraction': {'depth': 0.1}, 'sources': [{'type': 'synthetic', 'seeds': [1]}]},
+    {'type': 'mixture', 'sources': [{'type': 'kitti_raw', 'root': '/x', 'label_fraction': {'depth': 0.1}}]}])
+def test_label_fraction_is_refused_where_it_would_do_nothing(data):
+    with pytest.raises(ValueError, match='label_fraction'):
+        TrainConfig(data=data).resolved(check_paths=False)
+
+
+def test_label_fraction_on_a_synthetic_source_of_a_mixture_is_taken():
+    _, data = TrainConfig(data={'type': 'mixture', 'sources': [
+        {'type': 'synthetic', 'seeds': [1], 'label_fraction': {'depth': 0.1}}]}).resolved()
+    assert data.sources[0]['label_fraction'] == {'depth': 0.1}
+
+
 def test_task_balanced_sampling_is_refused_where_labels_are_unknown():
     cfg = TrainConfig(data={'type': 'folder', 'root': '/nonexistent'}, train={'sampler': 'task_balanced'})
     with pytest.raises(ValueError, match='task_balanced'):
@@ -40,6 +55,11 @@ def test_label_fraction_keeps_the_same_share_in_every_build():
     assert [bool(a[i]['has_depth']) for i in range(len(a))] == [i in kept for i in range(len(a))]
     assert all(bool(a[i]['has_segmentation']) and bool(a[i]['has_flow']) for i in range(len(a)))
     assert len(a.labelled_indices('flow')) == len(a)
+    # one task's withheld samples do not depend on what else the table thins
+    c = SyntheticDataset([1, 2], 4, (32, 64), 'kitti', 2, label_fraction={'flow': 0.5, 'depth': 0.25})
+    d = SyntheticDataset([1, 2], 4, (32, 64), 'kitti', 2, label_fraction={'flow': 0.5})
+    assert list(c.labelled_indices('depth')) == list(kept) and len(c.labelled_indices('flow')) == 4
+    assert list(c.labelled_indices('flow')) == list(d.labelled_indices('flow'))
     mix = MixtureDataset([(a, 1.0), (b, 1.0)])
     assert list(mix.labelled_indices('depth')) == list(kept) + [len(a) + int(i) for i in kept]
 
@@ -87,3 +107,14 @@ def test_a_task_no_sample_labels_is_left_out_of_the_losses(drive):
 def test_a_config_with_the_removed_consistency_key_is_told_why():
     with pytest.raises(ValueError, match='Cross-task consistency'):
         TrainConfig(train={'consistency': 0.0}).resolved()
+
+
+def test_task_balanced_sampling_refuses_a_task_no_sample_labels(tmp_path):
+    from hydranet_ros.training.trainer import train
+    cfg = TrainConfig(name='tb', model={'width_mult': 0.25, 'decoder_channels': 16, 'crp_stages': 1},
+                      data={'input_size': [32, 64], 'train_seeds': [1], 'frames_per_seed': 2, 'val_seeds': [500],
+                            'val_frames_per_seed': 1, 'labels': ['segmentation']},
+                      train={'steps': 1, 'batch_size': 2, 'threads': 1, 'tasks': ['segmentation', 'depth'],
+                             'sampler': 'task_balanced', 'output': str(tmp_path / 'tb.pt')})
+    with pytest.raises(ValueError, match=r"no training sample labels \['depth'\]"):
+        train(cfg, progress=False, log=lambda *a: None)

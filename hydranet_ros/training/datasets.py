@@ -91,9 +91,9 @@ class SyntheticDataset(Dataset):
     def _thin_labels(self, label_fraction: dict):
         """Each task of label_fraction keeps its labels on that share of the samples (chosen by a
         generator of its own, so every run and seed withholds the same ones), the rest withheld."""
-        for k, (task, share) in enumerate(sorted(label_fraction.items())):
+        for task, share in label_fraction.items():
             keep = int(round(float(share) * len(self.samples)))
-            order = np.random.default_rng(1000 + k).permutation(len(self.samples))
+            order = np.random.default_rng(1000 + list(_LABEL_KEYS).index(task)).permutation(len(self.samples))
             for i in order[keep:]:
                 for key in _LABEL_KEYS[task]:
                     self.samples[i][key] = None

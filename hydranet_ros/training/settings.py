@@ -310,13 +310,19 @@ class DataSettings:
         if set(self.labels) - {'segmentation', 'depth', 'flow', 'detection'}:
             raise ValueError(f'data.labels must name tasks (segmentation, depth, flow, detection), got '
                              f'{list(self.labels)}')
-        fractions = [self.label_fraction] + [s.get('label_fraction') or {} for s in self.sources
-                                             if isinstance(s, dict)]
-        for table in fractions:
-            check_label_fraction(table)
+        if self.label_fraction and self.type != 'synthetic':
+            raise ValueError('data.label_fraction thins the labels of synthetic drives; '
+                             + ('set it on the mixture\'s synthetic sources' if self.type == 'mixture'
+                                else f'a {self.type} dataset has the labels it has'))
+        _check_label_fraction(self.label_fraction)
+        for src in (s for s in self.sources if isinstance(s, dict) and 'label_fraction' in s):
+            if src.get('type') != 'synthetic':
+                raise ValueError(f"data.sources: label_fraction thins synthetic drives' labels, not a "
+                                 f"{src.get('type')} source's")
+            _check_label_fraction(src['label_fraction'])
 
 
-def check_label_fraction(table):
+def _check_label_fraction(table):
     """data.label_fraction (or a synthetic source's): {task: share in (0, 1]}; ValueError otherwise."""
     if not isinstance(table, dict):
         raise ValueError(f'data.label_fraction must be a table {{task: share of samples}}, got {table!r}')

@@ -63,11 +63,12 @@ def compute_losses(model, batch, tasks, cfg: HydraNetConfig, ssl=None):
                                                batch['det_offset'], batch['det_mask'], batch['has_detection'],
                                                cfg.num_detection_classes, ignore=batch.get('det_ignore'),
                                                weight=_weights(batch, 'det_weight'))
-    unlabelled = [v for t, v in losses.items() if not bool(batch[f'has_{t}'].any())]
-    losses = {t: v for t, v in losses.items() if bool(batch[f'has_{t}'].any())}
-    # their zero terms (0 x the outputs) stay in the total: a batch that labels nothing still has a
-    # graph to step through, and every DDP process the same parameters in it
-    extra = sum(unlabelled[1:], unlabelled[0]) if unlabelled else None
+    labelled = {t: bool(batch[f'has_{t}'].any()) for t in losses}
+    # the unlabelled tasks' zero terms (0 x the outputs) stay in the total: a batch that labels
+    # nothing still has a graph to step through, and every DDP process the same parameters in it
+    unlabelled = [v for t, v in losses.items() if not labelled[t]]
+    losses = {t: v for t, v in losses.items() if labelled[t]}
+    extra = sum(unlabelled) if unlabelled else None
     terms = {}
     if ssl is not None:
         terms = ssl.terms(getattr(model, 'module', model), batch, out)
