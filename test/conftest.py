@@ -25,6 +25,9 @@ TEST_DIR = Path(__file__).resolve().parent
 if str(TEST_DIR) not in sys.path:
     sys.path.insert(0, str(TEST_DIR))
 
+# the hang watchdog's hooks (see hang_watchdog.py), registered by being names of this conftest
+from hang_watchdog import pytest_configure, pytest_runtest_protocol  # noqa: E402,F401
+
 
 @pytest.fixture
 def ros_node():

@@ -430,5 +430,8 @@ def test_lifecycle_churn_leaks_nothing(tiny_checkpoint):
         h.close()
     warm = samples[min(3, len(samples) - 1)]
     last = samples[-1]
-    assert last[1:] == warm[1:], f'threads/subscriptions/publishers grew: {warm[1:]} -> {last[1:]}'
+    # Threads may only not grow: one that an earlier test (or the xdist worker's channel) left
+    # running can end during the churn, which is not this node's doing.
+    assert last[1] <= warm[1], f'threads grew: {warm[1]} -> {last[1]}'
+    assert last[2:] == warm[2:], f'subscriptions/publishers/subscribers changed: {warm[2:]} -> {last[2:]}'
     assert last[0] - warm[0] < 40, f'memory grew {last[0] - warm[0]:.1f} MB over {CHURN_CYCLES} cycles'
