@@ -5,8 +5,10 @@
 For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor on all four heads
 (the frame time), the same with the depth uncertainty head and with the instance head as well (their
 costs are the differences; timed apart, _head_costs), then, on those outputs, each planner output
-built as the node builds it, message included: points/obstacles + points/ground (one split, the
-ground plane fitted), free_space (the grid on that plane), the semantic cloud with its sigma field
+built as the node builds it, message included: points/ground, points/obstacles (without and with a
+height band over the fitted plane) and free_space each subscribed alone (the node splits the frame
+only as far as the subscribed outputs need), all three together (one split), free_space's grid and
+message from an existing split, the semantic cloud with its sigma field
 against without, the ego-motion flow (flow.mode ego_motion, with the drive's odometry) and the depth
 + flow velocities of every detection (detections_3d/motion's velocity_from_flow); with the instance
 head (issue 32): the frame with `instances` as well (head and grouping), the ids made track ids, and
@@ -85,15 +87,22 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
         r = predictor.predict(frame.rgb, tasks=(*TASKS, 'depth_uncertainty') if with_head else TASKS,
                               streams=['b'], stamps_ns=[stamp])[0]
 
-        def split():
-            scene = ground_scene(r.depth, r.segmentation, k, settings, frame.rgb, 2, sigma=r.depth_uncertainty)
-            messages.point_cloud(header, scene.obstacles)
-            messages.point_cloud(header, scene.ground)
+        def split(parts, band=(0.0, 0.0)):      # what the node does with these outputs subscribed
+            scene = ground_scene(r.depth, r.segmentation, k, settings, frame.rgb, 2, sigma=r.depth_uncertainty,
+                                 parts=parts)
+            if 'ground' in parts:
+                messages.point_cloud(header, scene.ground)
+            if 'obstacles' in parts:
+                messages.point_cloud(header, scene.obstacles_between(*band))
+            if 'grid' in parts:
+                messages.occupancy_grid(header, scene.grid(spec, 0.2, 2.5))
             return scene
-        scene = timed('points/obstacles + points/ground', split)
+        timed('points/ground alone', lambda: split({'ground'}))
+        timed('points/obstacles alone', lambda: split({'obstacles'}))
+        timed('points/obstacles alone, 0.2-2.5 m band', lambda: split({'obstacles', 'plane'}, (0.2, 2.5)))
+        timed('free_space alone (its split)', lambda: split({'grid'}))
+        scene = timed('all three (one split)', lambda: split({'ground', 'obstacles', 'grid'}))
         timed('free_space (grid + message)', lambda: messages.occupancy_grid(header, scene.grid(spec, 0.2, 2.5)))
-        timed('free_space with its split', lambda: messages.occupancy_grid(
-            header, ground_scene(r.depth, r.segmentation, k, settings, None, 2).grid(spec, 0.2, 2.5)))
         timed('points (no sigma)', lambda: messages.point_cloud(header, semantic_cloud(
             r.depth, k, frame.rgb, r.segmentation, 2)))
         if r.flow is not None and previous_pose is not None:

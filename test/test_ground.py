@@ -105,7 +105,8 @@ def test_grid_agreement_is_one_for_the_same_grid_and_drops_when_shifted():
     assert grid_agreement(moved, truth)['free_iou_0_10m'] < 0.8
 
 
-def test_ground_scene_splits_by_class_and_fits_the_plane():
+def _road_and_building(**settings):
+    """A frame of flat road (1.5 m below the camera) under a building front 20 m away, a strip of sky."""
     h, w, f = 96, 128, 100.0
     k = Intrinsics(f, f, w / 2, h / 2, h, w)
     v = np.arange(h)[:, None] + 0.5
@@ -114,15 +115,60 @@ def test_ground_scene_splits_by_class_and_fits_the_plane():
     labels = np.where(v > h / 2, 0, 4) * np.ones((1, w), np.uint8)                    # road below, building above
     labels[:, :10] = 7                                                                # sky: neither set
     settings = GroundSettings.from_names(['road', 'x', 'y', 'z', 'building', 'a', 'b', 'sky'], ['road', 'terrain'],
-                                         ['building', 'car'], camera_height_m=1.2)
+                                         ['building', 'car'], **{'camera_height_m': 1.2, **settings})
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return depth.astype(np.float32), labels.astype(np.uint8), k, settings, rgb
+
+
+def test_ground_scene_splits_by_class_and_fits_the_plane():
+    depth, labels, k, settings, _ = _road_and_building()
     assert settings.ground_ids == (0,) and settings.obstacle_ids == (4,)
-    scene = ground_scene(depth.astype(np.float32), labels.astype(np.uint8), k, settings, stride=2)
+    scene = ground_scene(depth, labels, k, settings, stride=2)
     assert set(scene.ground.label.tolist()) == {0} and set(scene.obstacles.label.tolist()) == {4}
     assert scene.plane.fitted and scene.plane.offset == pytest.approx(1.5, abs=0.02)
     tall = scene.obstacles_between(min_height_m=3.0)
     assert 0 < len(tall) < len(scene.obstacles)
     assert (scene.plane.height(tall.xyz) >= 3.0).all()
     assert np.array_equal(tall.rows % 2, np.zeros(len(tall), int))
+
+
+@pytest.mark.parametrize('plane', ['fit', 'fixed'])
+def test_ground_scene_computes_what_its_parts_need_and_the_same_as_the_whole_split(plane):
+    depth, labels, k, settings, rgb = _road_and_building(plane=plane)
+    whole = ground_scene(depth, labels, k, settings, rgb, stride=2)
+    spec = GridSpec(0.5, 20.0, 10.0)
+    obstacles = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles'})
+    assert obstacles.ground is None and not obstacles.plane.fitted            # nothing needed the plane
+    assert np.array_equal(obstacles.obstacles.xyz, whole.obstacles.xyz)
+    assert np.array_equal(obstacles.obstacles.rgb, whole.obstacles.rgb)
+    ground = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'ground'})
+    assert ground.obstacles is None and np.array_equal(ground.ground.rgb, whole.ground.rgb)
+    heights = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles', 'plane'})
+    assert np.array_equal(heights.plane.normal, whole.plane.normal) and heights.plane.offset == whole.plane.offset
+    assert heights.plane.fitted == (plane == 'fit')
+    assert (heights.ground is None) == (plane == 'fixed')                     # a fixed plane needs no ground
+    assert heights.ground is None or heights.ground.rgb is None               # fitted on, not published
+    assert len(heights.obstacles_between(3.0)) == len(whole.obstacles_between(3.0)) > 0
+    grid = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'grid'})
+    assert grid.ground.rgb is None and grid.obstacles.rgb is None              # points for the grid only
+    assert np.array_equal(grid.grid(spec, 0.2, 2.5).cells, whole.grid(spec, 0.2, 2.5).cells)
+    with pytest.raises(ValueError, match="without 'grid'"):
+        obstacles.grid(spec, 0.2, 2.5)
+    with pytest.raises(ValueError, match="without 'obstacles'"):
+        ground.obstacles_between()
+    with pytest.raises(ValueError, match='unknown scene parts'):
+        ground_scene(depth, labels, k, settings, parts={'points'})
+
+
+def test_fit_skips_non_finite_points_as_if_they_were_not_given():
+    rng = np.random.default_rng(3)
+    pts = _camera_points(_ground(800), 1.7, 2.0) + rng.normal(0, 0.02, (800, 3))
+    prior = GroundPlane.from_mount(1.6, 0.0)
+    holed = pts.copy()
+    holed[::7, 1], holed[3::11, 2] = np.nan, np.inf
+    kept = pts[np.isfinite(holed).all(axis=1)]
+    a, b = fit_ground_plane(holed, prior), fit_ground_plane(kept, prior)
+    assert a.fitted and np.array_equal(a.normal, b.normal) and a.offset == b.offset
 
 
 def test_keep_labels_needs_labels():

@@ -77,3 +77,27 @@ def test_obstacle_and_ground_clouds_and_the_free_space_grid(node, drive):
     assert (grid.cells == FREE).sum() > 0.5 * (truth.cells == FREE).sum()
     depth = image_to_numpy(depth_msg)
     assert depth.shape == frame.depth.shape
+
+
+def test_points_obstacles_alone_with_a_height_band_keeps_only_points_above_the_ground(node, drive):
+    """Only points/obstacles subscribed: the split computes the obstacle cloud and, for the height
+    band, the plane (not the ground cloud's message nor the grid), and the band holds."""
+    from rclpy.parameter import Parameter
+    h = node
+    # a mount 0.9 m off the world's camera height: only the fitted plane puts the band where it belongs
+    for name, value in (('ground.camera_height_m', 2.5), ('obstacles.max_height_m', 2.0),
+                        ('obstacles.min_height_m', 1.0)):
+        assert h.node.set_parameters([Parameter(name, value=value)])[0].successful, name
+    topic = f'{NS}/points/obstacles'
+    h.subscribe(PointCloud2, topic)
+    got = run_drive(h, drive, [topic], frames=1)
+    assert h.node.count_subscribers(f'{NS}/free_space') == 0 and h.node.count_subscribers(f'{NS}/points/ground') == 0
+    cloud = _points(got[topic][-1])
+    assert len(cloud) > 100 and set(np.unique(cloud['label'])) <= OBSTACLES
+    assert np.any(cloud['rgb'] != 0)                             # published clouds keep their colours
+    world = World(2000)
+    plane = GroundPlane.from_mount(world.scene.camera_height, -world.scene.pitch)
+    xyz = np.stack([cloud['x'], cloud['y'], cloud['z']], axis=1).astype(np.float64)
+    height = plane.height(xyz)
+    in_band = (height >= 0.7) & (height <= 2.3)                  # [1, 2] m, with the fit's error
+    assert np.mean(in_band) > 0.9, np.percentile(height, [5, 50, 95])

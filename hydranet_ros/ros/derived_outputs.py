@@ -133,17 +133,20 @@ class DerivedOutputs:
                 m.use_flow_velocity(v)
 
     def _publish_ground(self, header, result, labels, intrinsics, rgb, params, pub):
-        """points/obstacles, points/ground and free_space from one split of the frame."""
+        """points/obstacles, points/ground and free_space from one split of the frame, computed as
+        far as the subscribed ones need it."""
         depth = result.depth
         h, w = depth.shape
-        colors = rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
+        parts = scene_parts(pub, params)
+        colored = parts & {'ground', 'obstacles'}
+        colors = None if not colored else rgb if rgb.shape[:2] == (h, w) else _resize(rgb, (w, h))
         settings = GroundSettings.from_names(self._seg_names, params.ground_classes, params.obstacles_classes,
                                              plane=params.ground_plane, camera_height_m=params.ground_camera_height_m,
                                              camera_pitch_deg=params.ground_camera_pitch_deg,
                                              max_tilt_deg=params.ground_max_tilt_deg)
         scene = ground_scene(depth, labels, intrinsics, settings, colors, params.points_stride, params.points_min_m,
                              params.points_max_m or float('inf'), result.depth_uncertainty,
-                             params.points_max_sigma or float('inf'))
+                             params.points_max_sigma or float('inf'), parts=parts)
         if topics.POINTS_GROUND in pub:
             pub[topics.POINTS_GROUND].publish(messages.point_cloud(header, scene.ground))
         if topics.POINTS_OBSTACLES in pub:
@@ -153,6 +156,20 @@ class DerivedOutputs:
             spec = GridSpec(params.free_space_resolution_m, params.free_space_range_m, params.free_space_width_m)
             grid = scene.grid(spec, params.free_space_min_obstacle_height_m, params.free_space_max_obstacle_height_m)
             pub[topics.FREE_SPACE].publish(messages.occupancy_grid(header, grid))
+
+
+def scene_parts(pub, params) -> frozenset:
+    """What of the frame's split the subscribed planner outputs need (obstacles.SCENE_PARTS)."""
+    parts = set()
+    if topics.POINTS_GROUND in pub:
+        parts.add('ground')
+    if topics.POINTS_OBSTACLES in pub:
+        parts.add('obstacles')
+        if params.obstacles_min_height_m or params.obstacles_max_height_m:
+            parts.add('plane')
+    if topics.FREE_SPACE in pub:
+        parts.add('grid')
+    return frozenset(parts)
 
 
 def _resize(rgb, size_wh):

@@ -12,6 +12,7 @@ ROS-free: numpy in, dataclasses out.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -59,7 +60,8 @@ def fit_ground_plane(xyz: np.ndarray, prior: GroundPlane, max_tilt_deg: float = 
     the prior itself (fitted=False) when fewer than min_points points are given or none fits.
     Deterministic (seeded), so one frame always gives one plane."""
     xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
-    xyz = xyz[np.isfinite(xyz).all(axis=1)]
+    if not np.isfinite(xyz).all():                 # the row-wise filter only where it has work
+        xyz = xyz[np.isfinite(xyz).all(axis=1)]
     if len(xyz) < max(min_points, 3):
         return prior
     rng = np.random.default_rng(seed)
@@ -76,7 +78,9 @@ def fit_ground_plane(xyz: np.ndarray, prior: GroundPlane, max_tilt_deg: float = 
     ok &= (offsets > 0.5 * prior.offset) & (offsets < 2.0 * prior.offset)
     if not ok.any():
         return prior
-    residual = np.abs(xyz @ normals[ok].T + offsets[ok])          # [N, candidates]
+    residual = xyz @ np.ascontiguousarray(normals[ok].T)           # [N, candidates]; in place below:
+    residual += offsets[ok]                                        # a fresh temporary per step costs
+    np.abs(residual, out=residual)                                 # more than the product itself
     counts = (residual < inlier_m).sum(axis=0)
     best = int(np.argmax(counts))
     inliers = xyz[residual[:, best] < inlier_m]
@@ -161,6 +165,34 @@ def _cell_index(xyz: np.ndarray, origin: np.ndarray, axes: np.ndarray, resolutio
     return row, col, (row >= 0) & (row < shape[0]) & (col >= 0) & (col < shape[1])
 
 
+@functools.lru_cache(maxsize=8)
+def _angular_cells(spec: GridSpec) -> tuple:
+    """What _seen_free needs of a grid that does not depend on the frame (cached per spec): the
+    angle bins' width and count, the cells grouped by the sparse-table level their angular extent
+    needs (level, flat cell indices, first bin, last bin), and each cell's near-edge distance."""
+    rows, cols = spec.shape
+    res = spec.resolution_m
+    step = 0.5 * res / math.hypot(spec.range_m, 0.5 * spec.width_m)
+    n = int(math.ceil(math.pi / step)) + 1
+    ca = np.arange(cols + 1) * res                      # cell corners, forward from the foot
+    cb = np.arange(rows + 1) * res - 0.5 * spec.width_m  # and leftwards
+    corner = np.arctan2(cb[:, None], np.maximum(ca[None, :], 1e-9))
+    quad = np.stack([corner[:-1, :-1], corner[:-1, 1:], corner[1:, :-1], corner[1:, 1:]])
+    lo = np.clip(((quad.min(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1).ravel()
+    hi = np.clip(((quad.max(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1).ravel()
+    k = np.floor(np.log2(hi - lo + 1)).astype(np.int64)
+    groups = []
+    for level in np.unique(k):
+        cells = np.flatnonzero(k == level)
+        groups.append((int(level), cells, lo[cells], hi[cells] - 2 ** int(level) + 1))
+    centre = np.hypot((np.arange(cols) + 0.5)[None, :] * res, (np.arange(rows) + 0.5)[:, None] * res
+                      - 0.5 * spec.width_m)
+    near_edge = (centre - res / math.sqrt(2)).ravel()
+    for array in (near_edge, *(a for g in groups for a in g[1:])):
+        array.flags.writeable = False                   # shared by every frame of this spec
+    return step, n, tuple(groups), near_edge
+
+
 def _seen_free(ground_xyz: np.ndarray, plane: GroundPlane, origin: np.ndarray, axes: np.ndarray,
                spec: GridSpec) -> np.ndarray:
     """[rows, cols] bool: the cells a line of sight from the camera's foot to a seen ground point
@@ -176,8 +208,7 @@ def _seen_free(ground_xyz: np.ndarray, plane: GroundPlane, origin: np.ndarray, a
     a, b = a[ahead], b[ahead]
     if not len(a):
         return np.zeros((rows, cols), bool)
-    step = 0.5 * spec.resolution_m / math.hypot(spec.range_m, 0.5 * spec.width_m)
-    n = int(math.ceil(math.pi / step)) + 1
+    step, n, groups, near_edge = _angular_cells(spec)
     farthest = np.zeros(n)
     np.maximum.at(farthest, np.clip(((np.arctan2(b, a) + math.pi / 2) / step).astype(np.int64), 0, n - 1),
                   np.hypot(a, b))
@@ -186,22 +217,11 @@ def _seen_free(ground_xyz: np.ndarray, plane: GroundPlane, origin: np.ndarray, a
     while 2 ** len(levels) <= n:
         last, width = levels[-1], 2 ** (len(levels) - 1)
         levels.append(np.maximum(last[:-width], last[width:]))
-    res = spec.resolution_m
-    ca = np.arange(cols + 1) * res                      # cell corners, forward from the foot
-    cb = np.arange(rows + 1) * res - 0.5 * spec.width_m  # and leftwards
-    corner = np.arctan2(cb[:, None], np.maximum(ca[None, :], 1e-9))
-    quad = np.stack([corner[:-1, :-1], corner[:-1, 1:], corner[1:, :-1], corner[1:, 1:]])
-    lo = np.clip(((quad.min(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1)
-    hi = np.clip(((quad.max(axis=0) + math.pi / 2) / step).astype(np.int64), 0, n - 1)
-    k = np.floor(np.log2(hi - lo + 1)).astype(np.int64)
-    reach = np.zeros((rows, cols))
-    for level in np.unique(k):
-        m = k == level
+    reach = np.empty(rows * cols)
+    for level, cells, first, second in groups:
         table = levels[level]
-        reach[m] = np.maximum(table[lo[m]], table[hi[m] - 2 ** level + 1])
-    centre = np.hypot((np.arange(cols) + 0.5)[None, :] * res, (np.arange(rows) + 0.5)[:, None] * res
-                      - 0.5 * spec.width_m)
-    return reach >= centre - res / math.sqrt(2)
+        reach[cells] = np.maximum(table[first], table[second])
+    return (reach >= near_edge).reshape(rows, cols)
 
 
 def free_space_grid(ground_xyz: np.ndarray, obstacle_xyz: np.ndarray, plane: GroundPlane, spec: GridSpec,

@@ -39,16 +39,25 @@ class GroundSettings:
         return GroundPlane.from_mount(self.camera_height_m, math.radians(self.camera_pitch_deg))
 
 
+#: What a caller can ask of ground_scene: the two clouds as outputs ('ground', 'obstacles'), the
+#: plane under them ('plane': heights over the ground) and the free-space grid ('grid': both
+#: clouds' points and the plane).
+SCENE_PARTS = frozenset({'ground', 'obstacles', 'plane', 'grid'})
+
+
 @dataclass
 class GroundScene:
-    """The ground and obstacle points of one frame and the plane under them."""
-    ground: SemanticCloud
-    obstacles: SemanticCloud
+    """The ground and obstacle points of one frame and the plane under them; a cloud no asked-for
+    part needs is None (see ground_scene)."""
+    ground: SemanticCloud | None
+    obstacles: SemanticCloud | None
     plane: GroundPlane
 
     def obstacles_between(self, min_height_m: float = 0.0, max_height_m: float = 0.0) -> SemanticCloud:
         """The obstacle points whose height over the plane is >= min_height_m and, when
         max_height_m > 0, <= max_height_m; 0 and 0: all of them."""
+        if self.obstacles is None:
+            raise ValueError("this scene was split without 'obstacles'")
         if min_height_m == 0.0 and max_height_m == 0.0:
             return self.obstacles
         h = self.plane.height(self.obstacles.xyz)
@@ -58,6 +67,9 @@ class GroundScene:
         return self.obstacles.subset(keep)
 
     def grid(self, spec: GridSpec, min_obstacle_height_m: float, max_obstacle_height_m: float) -> GroundGrid:
+        """The free-space grid of this frame (see ground.free_space_grid)."""
+        if self.ground is None or self.obstacles is None:
+            raise ValueError("this scene was split without 'grid'")
         return free_space_grid(self.ground.xyz, self.obstacles.xyz, self.plane, spec, min_obstacle_height_m,
                                max_obstacle_height_m)
 
@@ -65,17 +77,27 @@ class GroundScene:
 def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, settings: GroundSettings,
                  rgb: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
                  max_m: float = float('inf'), sigma: np.ndarray | None = None,
-                 max_sigma: float = float('inf')) -> GroundScene:
+                 max_sigma: float = float('inf'), parts=SCENE_PARTS) -> GroundScene:
     """Split a frame's depth by class into ground and obstacle clouds (points whose depth
-    uncertainty sigma is above max_sigma left out) and find the plane."""
+    uncertainty sigma is above max_sigma left out) and find the plane, as far as `parts` (a subset
+    of SCENE_PARTS) needs: the ground cloud for 'ground', 'grid' and a fitted 'plane'; the obstacle
+    cloud for 'obstacles' and 'grid'; the fit for 'plane' and 'grid' (otherwise the mount's plane).
+    rgb colours only the clouds asked for as outputs."""
+    parts = frozenset(parts)
+    if not parts <= SCENE_PARTS:
+        raise ValueError(f'unknown scene parts {sorted(parts - SCENE_PARTS)}; known: {sorted(SCENE_PARTS)}')
+    fit = settings.plane == 'fit' and bool(parts & {'plane', 'grid'})
     common = dict(sigma=sigma, max_sigma=max_sigma)
-    ground = semantic_cloud(depth, intrinsics, rgb, labels, stride, min_m, max_m, keep_labels=settings.ground_ids,
-                            **common)
-    obstacles = semantic_cloud(depth, intrinsics, rgb, labels, stride, min_m, max_m,
-                               keep_labels=settings.obstacle_ids, **common)
+    ground = obstacles = None
+    if parts & {'ground', 'grid'} or fit:
+        ground = semantic_cloud(depth, intrinsics, rgb if 'ground' in parts else None, labels, stride, min_m, max_m,
+                                keep_labels=settings.ground_ids, **common)
+    if parts & {'obstacles', 'grid'}:
+        obstacles = semantic_cloud(depth, intrinsics, rgb if 'obstacles' in parts else None, labels, stride, min_m,
+                                   max_m, keep_labels=settings.obstacle_ids, **common)
     prior = settings.mount()
     plane = prior
-    if settings.plane == 'fit':
+    if fit:
         near = ground.xyz[ground.xyz[:, 2] <= FIT_RANGE_M]
         plane = fit_ground_plane(near, prior, max_tilt_deg=settings.max_tilt_deg)
     return GroundScene(ground, obstacles, plane)
