@@ -156,15 +156,23 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
         if max_sigma < float('inf'):
             with np.errstate(invalid='ignore'):
                 keep &= sub_sigma <= max_sigma
-    # boolean masks over the subsampled grid (cheaper than gathering by index)
-    z = sub[keep]
+    # The kept pixels as flat indices (row-major, the order boolean indexing gives), gathered with
+    # take from the full-resolution arrays: a boolean mask over a strided view costs several
+    # times more per array.
+    rows, cols = np.divmod(np.flatnonzero(keep), keep.shape[1])
+    full = rows * (stride * w) + cols * stride
+
+    def at(array):
+        a = np.ascontiguousarray(array)
+        return a.reshape(h * w, *a.shape[2:]).take(full, axis=0)
+    z = at(depth)
     x_ray = ((np.arange(0, w, stride, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx))
     y_ray = ((np.arange(0, h, stride, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy))
     xyz = np.empty((z.size, 3), np.float32)
-    xyz[:, 0] = np.broadcast_to(x_ray[None, :], sub.shape)[keep] * z
-    xyz[:, 1] = np.broadcast_to(y_ray[:, None], sub.shape)[keep] * z
+    xyz[:, 0] = x_ray.take(cols) * z
+    xyz[:, 1] = y_ray.take(rows) * z
     xyz[:, 2] = z
-    return SemanticCloud(xyz, None if rgb is None else rgb[::stride, ::stride][keep],
-                         None if lab is None else lab[keep].astype(np.uint8, copy=False), keep, stride,
-                         None if sub_sigma is None else sub_sigma[keep],
-                         None if instances is None else np.asarray(instances, np.uint16)[::stride, ::stride][keep])
+    return SemanticCloud(xyz, None if rgb is None else at(rgb),
+                         None if labels is None else at(labels).astype(np.uint8, copy=False), keep, stride,
+                         None if sigma is None else at(np.asarray(sigma, np.float32)),
+                         None if instances is None else at(np.asarray(instances, np.uint16)))
