@@ -46,6 +46,23 @@ def test_stride_range_and_dropped_classes():
         semantic_cloud(depth[:40], K)
 
 
+def test_a_subset_keeps_its_points_pixels_and_fields_in_order():
+    rng = np.random.default_rng(2)
+    depth = rng.uniform(1, 30, (48, 64)).astype(np.float32)
+    labels = rng.integers(0, 5, (48, 64)).astype(np.uint8)
+    rgb = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    cloud = semantic_cloud(depth, K, rgb, labels, stride=3, drop_labels=[4])
+    mask = cloud.xyz[:, 2] > 15.0
+    part = cloud.subset(mask)
+    assert 0 < len(part) < len(cloud)
+    assert np.array_equal(part.xyz, cloud.xyz[mask]) and np.array_equal(part.rgb, cloud.rgb[mask])
+    assert np.array_equal(part.label, cloud.label[mask])
+    assert np.array_equal(part.rows, cloud.rows[mask]) and np.array_equal(part.cols, cloud.cols[mask])
+    assert np.array_equal(depth[part.rows, part.cols], part.xyz[:, 2])    # each point still its own pixel
+    with pytest.raises(ValueError, match='booleans'):
+        cloud.subset(mask[:-1])
+
+
 def test_a_box_lifts_to_its_class_pixels_not_the_background():
     """A car 8 m away fills the middle of a box whose edges show a wall at 30 m."""
     depth = np.full((48, 64), 30.0, np.float32)

@@ -101,12 +101,16 @@ class SemanticCloud:
     def subset(self, mask: np.ndarray) -> SemanticCloud:
         """The points where mask [N] is true, in order."""
         mask = np.asarray(mask, bool)
-        keep = self._keep.copy()
-        keep[keep] = mask
-        return SemanticCloud(self.xyz[mask], None if self.rgb is None else self.rgb[mask],
-                             None if self.label is None else self.label[mask], keep, self._stride,
-                             None if self.sigma is None else self.sigma[mask],
-                             None if self.instance is None else self.instance[mask])
+        if mask.shape != (len(self.xyz),):
+            raise ValueError(f'mask must be [{len(self.xyz)}] booleans, got shape {mask.shape}')
+        index = np.flatnonzero(mask)                   # a gather by index: cheaper than by mask
+        keep = np.zeros(self._keep.size, bool)
+        keep[np.flatnonzero(self._keep)[index]] = True
+
+        def pick(array):
+            return None if array is None else array.take(index, axis=0)
+        return SemanticCloud(pick(self.xyz), pick(self.rgb), pick(self.label), keep.reshape(self._keep.shape),
+                             self._stride, pick(self.sigma), pick(self.instance))
 
 
 def _label_mask(labels: np.ndarray, ids) -> np.ndarray:

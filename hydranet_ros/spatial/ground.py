@@ -59,7 +59,7 @@ def fit_ground_plane(xyz: np.ndarray, prior: GroundPlane, max_tilt_deg: float = 
     normal within max_tilt_deg of the prior's and its height between half and twice the prior's;
     the prior itself (fitted=False) when fewer than min_points points are given or none fits.
     Deterministic (seeded), so one frame always gives one plane."""
-    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    xyz = np.asarray(xyz).reshape(-1, 3)
     if not np.isfinite(xyz).all():                 # the row-wise filter only where it has work
         xyz = xyz[np.isfinite(xyz).all(axis=1)]
     if len(xyz) < max(min_points, 3):
@@ -67,6 +67,7 @@ def fit_ground_plane(xyz: np.ndarray, prior: GroundPlane, max_tilt_deg: float = 
     rng = np.random.default_rng(seed)
     if len(xyz) > max_points:
         xyz = xyz[rng.choice(len(xyz), max_points, replace=False)]
+    xyz = np.asarray(xyz, np.float64)              # after the sample: only its points are converted
     triples = xyz[rng.integers(0, len(xyz), size=(iterations, 3))]
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     norm = np.linalg.norm(normals, axis=1)

@@ -90,7 +90,9 @@ def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, 
     common = dict(sigma=sigma, max_sigma=max_sigma)
     ground = obstacles = None
     if parts & {'ground', 'grid'} or fit:
-        ground = semantic_cloud(depth, intrinsics, rgb if 'ground' in parts else None, labels, stride, min_m, max_m,
+        # for the fit alone, only the points it uses (those within FIT_RANGE_M)
+        ground = semantic_cloud(depth, intrinsics, rgb if 'ground' in parts else None, labels, stride, min_m,
+                                max_m if parts & {'ground', 'grid'} else min(max_m, FIT_RANGE_M),
                                 keep_labels=settings.ground_ids, **common)
     if parts & {'obstacles', 'grid'}:
         obstacles = semantic_cloud(depth, intrinsics, rgb if 'obstacles' in parts else None, labels, stride, min_m,
@@ -98,6 +100,8 @@ def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, 
     prior = settings.mount()
     plane = prior
     if fit:
-        near = ground.xyz[ground.xyz[:, 2] <= FIT_RANGE_M]
+        near = ground.xyz
+        if not near.size or near[:, 2].max() > FIT_RANGE_M:
+            near = near[near[:, 2] <= FIT_RANGE_M]
         plane = fit_ground_plane(near, prior, max_tilt_deg=settings.max_tilt_deg)
     return GroundScene(ground, obstacles, plane)
