@@ -1,7 +1,7 @@
 """How well the free-space grid and the ground plane hold up, on synthetic drives with exact truth.
 
     python -m hydranet_ros.spatial.free_space_evaluation [--seeds 2000-2009] [--frames 6]
-           [--style varied --style heldout] [--model NAME|PATH] [--json out.json]
+           [--style varied --style heldout] [--model NAME|PATH] [--also-stride 3] [--json out.json]
 
 Per frame, the node's grid (the network's depth and segmentation, the ground plane fitted per
 frame with the parameters' default mount as prior, and with the plane fixed to the true mount) is
@@ -33,9 +33,15 @@ def _mean(rows, key):
     return round(float(np.mean(vals)), 3) if vals else None
 
 
+#: the truth's pixel stride (the node's default `points.stride`), whatever stride is scored
+TRUTH_STRIDE = 2
+
+
 def evaluate(model=None, seeds=range(2000, 2010), frames: int = 6, styles=('varied', 'heldout'),
-             backend: str = 'onnxruntime', stride: int = 2) -> dict:
-    """The report: per style, mean IoUs by band for the fitted and the true-mount plane, plane errors."""
+             backend: str = 'onnxruntime', stride: int = 2, other_strides=()) -> dict:
+    """The report: per style, mean IoUs by band for the fitted and the true-mount plane, plane errors;
+    for each of other_strides, the fitted plane's grid from every that-many-th pixel, labelled
+    'fit, stride N' (the truth always from every TRUTH_STRIDE-th pixel)."""
     from hydranet_ros.inference import Predictor
     from hydranet_ros.model.registry import resolve
     from hydranet_ros.world import World
@@ -45,7 +51,7 @@ def evaluate(model=None, seeds=range(2000, 2010), frames: int = 6, styles=('vari
     spec = GridSpec()
     report = {'model': predictor.model_id, 'seeds': list(seeds), 'frames_per_drive': frames, 'grid': vars(spec)}
     for style in styles:
-        rows = {'fit': [], 'true mount': []}
+        rows = {'fit': [], 'true mount': [], **{f'fit, stride {n}': [] for n in other_strides}}
         height_err, pitch_err = [], []
         for seed in seeds:
             world = World(seed, style=style)
@@ -58,7 +64,7 @@ def evaluate(model=None, seeds=range(2000, 2010), frames: int = 6, styles=('vari
                 if frame.index % 4:
                     continue
                 result, = predictor.predict(frame.rgb, tasks=('segmentation', 'depth'), focal_px=cam.fx)
-                truth = ground_scene(frame.depth, frame.segmentation, k, truth_settings, stride=stride)
+                truth = ground_scene(frame.depth, frame.segmentation, k, truth_settings, stride=TRUTH_STRIDE)
                 truth_grid = truth.grid(spec, 0.2, 2.5)
                 for label, settings in (('fit', GroundSettings.from_names(names, GROUND_CLASSES, OBSTACLE_CLASSES)),
                                         ('true mount', GroundSettings.from_names(names, GROUND_CLASSES,
@@ -69,6 +75,10 @@ def evaluate(model=None, seeds=range(2000, 2010), frames: int = 6, styles=('vari
                     if label == 'fit':
                         height_err.append(abs(scene.plane.offset - truth.plane.offset))
                         pitch_err.append(abs(math.degrees(scene.plane.pitch_rad - truth.plane.pitch_rad)))
+                fit = GroundSettings.from_names(names, GROUND_CLASSES, OBSTACLE_CLASSES)
+                for n in other_strides:
+                    scene = ground_scene(result.depth, result.segmentation, k, fit, stride=n, parts={'grid'})
+                    rows[f'fit, stride {n}'].append(grid_agreement(scene.grid(spec, 0.2, 2.5), truth_grid))
         report[style] = {label: {key: _mean(r, key) for key in r[0]} for label, r in rows.items()}
         report[style]['plane_height_error_m_median'] = round(float(np.median(height_err)), 3)
         report[style]['plane_pitch_error_deg_median'] = round(float(np.median(pitch_err)), 2)
@@ -85,9 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument('--seeds', default='2000-2009')
     parser.add_argument('--frames', type=int, default=6, help='frames per drive (every 4th of the drive)')
     parser.add_argument('--style', action='append', help='world style(s); default varied and heldout')
+    parser.add_argument('--also-stride', type=int, action='append', default=[],
+                        help='also score the fitted grid from every N-th pixel (repeatable)')
     parser.add_argument('--json')
     args = parser.parse_args(argv)
-    report = evaluate(args.model, parse_seeds(args.seeds), args.frames, tuple(args.style or ('varied', 'heldout')))
+    report = evaluate(args.model, parse_seeds(args.seeds), args.frames, tuple(args.style or ('varied', 'heldout')),
+                      other_strides=tuple(args.also_stride))
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
