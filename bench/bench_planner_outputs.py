@@ -5,7 +5,8 @@
 For 640x480 and 1242x375 frames of a synthetic drive, per backend: the Predictor on all four heads
 (the frame time), the same with the depth uncertainty head and with the instance head as well (their
 costs are the differences; timed apart, _head_costs), then, on those outputs, each planner output
-built as the node builds it, message included: points/ground, points/obstacles (without and with a
+built as the node builds it (default parameters: clouds from every 2nd pixel, the plane fit and the
+grid from every 4th), message included: points/ground, points/obstacles (without and with a
 height band over the fitted plane) and free_space each subscribed alone (the node splits the frame
 only as far as the subscribed outputs need), all three together (one split), free_space's grid and
 message from an existing split, the semantic cloud with its sigma field
@@ -34,6 +35,7 @@ from hydranet_ros.model.registry import weights
 from hydranet_ros.ros import messages
 from hydranet_ros.spatial import Intrinsics, semantic_cloud
 from hydranet_ros.spatial.ego_motion import ego_motion_flow
+from hydranet_ros.spatial.free_space_evaluation import GROUND_STRIDE
 from hydranet_ros.spatial.ground import GridSpec
 from hydranet_ros.spatial.motion import flow_velocity
 from hydranet_ros.spatial.objects3d import class_label_map
@@ -89,7 +91,7 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
 
         def split(parts, band=(0.0, 0.0)):      # what the node does with these outputs subscribed
             scene = ground_scene(r.depth, r.segmentation, k, settings, frame.rgb, 2, sigma=r.depth_uncertainty,
-                                 parts=parts)
+                                 parts=parts, grid_stride=GROUND_STRIDE)
             if 'ground' in parts:
                 messages.point_cloud(header, scene.ground)
             if 'obstacles' in parts:

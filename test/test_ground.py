@@ -146,11 +146,10 @@ def test_ground_scene_computes_what_its_parts_need_and_the_same_as_the_whole_spl
     heights = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles', 'plane'})
     assert np.array_equal(heights.plane.normal, whole.plane.normal) and heights.plane.offset == whole.plane.offset
     assert heights.plane.fitted == (plane == 'fit')
-    assert (heights.ground is None) == (plane == 'fixed')                     # a fixed plane needs no ground
-    assert heights.ground is None or heights.ground.rgb is None               # fitted on, not published
+    assert heights.ground is None and heights.grid_points is None             # fitted on, not published
     assert len(heights.obstacles_between(3.0)) == len(whole.obstacles_between(3.0)) > 0
     grid = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'grid'})
-    assert grid.ground.rgb is None and grid.obstacles.rgb is None              # points for the grid only
+    assert grid.ground is None and grid.obstacles is None                      # points for the grid only
     assert np.array_equal(grid.grid(spec, 0.2, 2.5).cells, whole.grid(spec, 0.2, 2.5).cells)
     with pytest.raises(ValueError, match="without 'grid'"):
         obstacles.grid(spec, 0.2, 2.5)
@@ -158,6 +157,28 @@ def test_ground_scene_computes_what_its_parts_need_and_the_same_as_the_whole_spl
         ground.obstacles_between()
     with pytest.raises(ValueError, match='unknown scene parts'):
         ground_scene(depth, labels, k, settings, parts={'points'})
+
+
+def test_the_plane_and_grid_come_from_their_own_stride_and_the_clouds_from_theirs():
+    depth, labels, k, settings, rgb = _road_and_building()
+    spec = GridSpec(0.5, 20.0, 10.0)
+    coarse = ground_scene(depth, labels, k, settings, rgb, stride=4)                   # everything at 4
+    mixed = ground_scene(depth, labels, k, settings, rgb, stride=2, grid_stride=4)     # clouds 2, grid 4
+    fine = ground_scene(depth, labels, k, settings, rgb, stride=2)
+    assert np.array_equal(mixed.ground.xyz, fine.ground.xyz) and np.array_equal(mixed.obstacles.rgb, fine.obstacles.rgb)
+    assert np.array_equal(mixed.plane.normal, coarse.plane.normal) and mixed.plane.offset == coarse.plane.offset
+    assert np.array_equal(mixed.grid(spec, 0.2, 2.5).cells, coarse.grid(spec, 0.2, 2.5).cells)
+    assert len(mixed.grid_points[0]) < len(fine.grid_points[0])                       # a quarter of the pixels
+    alone = ground_scene(depth, labels, k, settings, rgb, stride=2, grid_stride=4, parts={'grid'})
+    assert np.array_equal(alone.grid(spec, 0.2, 2.5).cells, coarse.grid(spec, 0.2, 2.5).cells)
+
+
+def test_the_evaluation_scores_the_nodes_default_ground_stride():
+    import inspect
+
+    from hydranet_ros.ros.parameters import BY_NAME
+    from hydranet_ros.spatial.free_space_evaluation import GROUND_STRIDE, evaluate
+    assert inspect.signature(evaluate).parameters['stride'].default == GROUND_STRIDE == BY_NAME['ground.stride'].default
 
 
 def test_fit_skips_non_finite_points_as_if_they_were_not_given():

@@ -82,6 +82,7 @@ class NodeParams:
     ground_plane: str = _default('ground.plane')
     ground_camera_height_m: float = _default('ground.camera_height_m')
     ground_camera_pitch_deg: float = _default('ground.camera_pitch_deg')
+    ground_stride: int = _default('ground.stride')
     ground_max_tilt_deg: float = _default('ground.max_tilt_deg')
     # obstacles.*
     obstacles_classes: tuple[str, ...] = _default('obstacles.classes')

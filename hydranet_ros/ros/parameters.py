@@ -163,6 +163,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('ground.camera_pitch_deg', 'double', 0.0,
               'Camera pitch against flat ground (degrees, REP 103: positive looks down): the mount.',
               min=-60.0, max=60.0, dynamic=True),
+    ParamSpec('ground.stride', 'int', 4,
+              'The ground plane\'s fit and the `free_space` grid use one pixel per stride x stride of the dense '
+              'outputs (`points.stride` sets the published clouds\'). 4 scores as well as 2 in the free-space '
+              'evaluation (docs/MODEL.md) from a quarter of the pixels.', min=1, max=64, dynamic=True),
     ParamSpec('ground.max_tilt_deg', 'double', 15.0,
               'A fitted plane whose normal is farther than this from the mount\'s is refused (the mount is used).',
               min=0.0, max=60.0, dynamic=True),

@@ -1,7 +1,8 @@
 """How well the free-space grid and the ground plane hold up, on synthetic drives with exact truth.
 
     python -m hydranet_ros.spatial.free_space_evaluation [--seeds 2000-2009] [--frames 6]
-           [--style varied --style heldout] [--model NAME|PATH] [--also-stride 3] [--json out.json]
+           [--style varied --style heldout] [--model NAME|PATH] [--stride 4] [--also-stride 2]
+           [--json out.json]
 
 Per frame, the node's grid (the network's depth and segmentation, the ground plane fitted per
 frame with the parameters' default mount as prior, and with the plane fixed to the true mount) is
@@ -35,13 +36,16 @@ def _mean(rows, key):
 
 #: the truth's pixel stride (the node's default `points.stride`), whatever stride is scored
 TRUTH_STRIDE = 2
+#: the node's default `ground.stride`: the pixels its plane fit and grid use
+GROUND_STRIDE = 4
 
 
 def evaluate(model=None, seeds=range(2000, 2010), frames: int = 6, styles=('varied', 'heldout'),
-             backend: str = 'onnxruntime', stride: int = 2, other_strides=()) -> dict:
-    """The report: per style, mean IoUs by band for the fitted and the true-mount plane, plane errors;
-    for each of other_strides, the fitted plane's grid from every that-many-th pixel, labelled
-    'fit, stride N' (the truth always from every TRUTH_STRIDE-th pixel)."""
+             backend: str = 'onnxruntime', stride: int = GROUND_STRIDE, other_strides=()) -> dict:
+    """The report: per style, mean IoUs by band for the fitted and the true-mount plane (the plane
+    and grid from every stride-th pixel), plane errors; for each of other_strides, the fitted
+    plane's grid from every that-many-th pixel, labelled 'fit, stride N' (the truth always from
+    every TRUTH_STRIDE-th pixel)."""
     from hydranet_ros.inference import Predictor
     from hydranet_ros.model.registry import resolve
     from hydranet_ros.world import World
@@ -95,12 +99,14 @@ def main(argv=None) -> int:
     parser.add_argument('--seeds', default='2000-2009')
     parser.add_argument('--frames', type=int, default=6, help='frames per drive (every 4th of the drive)')
     parser.add_argument('--style', action='append', help='world style(s); default varied and heldout')
+    parser.add_argument('--stride', type=int, default=GROUND_STRIDE,
+                        help="the plane's and grid's pixel stride (the node's ground.stride)")
     parser.add_argument('--also-stride', type=int, action='append', default=[],
                         help='also score the fitted grid from every N-th pixel (repeatable)')
     parser.add_argument('--json')
     args = parser.parse_args(argv)
     report = evaluate(args.model, parse_seeds(args.seeds), args.frames, tuple(args.style or ('varied', 'heldout')),
-                      other_strides=tuple(args.also_stride))
+                      stride=args.stride, other_strides=tuple(args.also_stride))
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -47,11 +47,12 @@ SCENE_PARTS = frozenset({'ground', 'obstacles', 'plane', 'grid'})
 
 @dataclass
 class GroundScene:
-    """The ground and obstacle points of one frame and the plane under them; a cloud no asked-for
-    part needs is None (see ground_scene)."""
+    """The ground and obstacle clouds of one frame (None where no asked-for part publishes them),
+    the plane under them, and the points the free-space grid is built from (see ground_scene)."""
     ground: SemanticCloud | None
     obstacles: SemanticCloud | None
     plane: GroundPlane
+    grid_points: tuple[np.ndarray, np.ndarray] | None = None     # ground xyz, obstacle xyz
 
     def obstacles_between(self, min_height_m: float = 0.0, max_height_m: float = 0.0) -> SemanticCloud:
         """The obstacle points whose height over the plane is >= min_height_m and, when
@@ -68,40 +69,46 @@ class GroundScene:
 
     def grid(self, spec: GridSpec, min_obstacle_height_m: float, max_obstacle_height_m: float) -> GroundGrid:
         """The free-space grid of this frame (see ground.free_space_grid)."""
-        if self.ground is None or self.obstacles is None:
+        if self.grid_points is None:
             raise ValueError("this scene was split without 'grid'")
-        return free_space_grid(self.ground.xyz, self.obstacles.xyz, self.plane, spec, min_obstacle_height_m,
-                               max_obstacle_height_m)
+        return free_space_grid(*self.grid_points, self.plane, spec, min_obstacle_height_m, max_obstacle_height_m)
 
 
 def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, settings: GroundSettings,
                  rgb: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
                  max_m: float = float('inf'), sigma: np.ndarray | None = None,
-                 max_sigma: float = float('inf'), parts=SCENE_PARTS) -> GroundScene:
+                 max_sigma: float = float('inf'), parts=SCENE_PARTS, grid_stride: int | None = None) -> GroundScene:
     """Split a frame's depth by class into ground and obstacle clouds (points whose depth
     uncertainty sigma is above max_sigma left out) and find the plane, as far as `parts` (a subset
-    of SCENE_PARTS) needs: the ground cloud for 'ground', 'grid' and a fitted 'plane'; the obstacle
-    cloud for 'obstacles' and 'grid'; the fit for 'plane' and 'grid' (otherwise the mount's plane).
-    rgb colours only the clouds asked for as outputs."""
+    of SCENE_PARTS) needs: the clouds 'ground' and 'obstacles' from every stride-th pixel, coloured
+    by rgb; the plane (for 'plane' and 'grid'; fitted to the ground points within FIT_RANGE_M, or
+    the mount's) and the grid's points from every grid_stride-th pixel (default: stride; the clouds
+    serve where the strides agree)."""
     parts = frozenset(parts)
     if not parts <= SCENE_PARTS:
         raise ValueError(f'unknown scene parts {sorted(parts - SCENE_PARTS)}; known: {sorted(SCENE_PARTS)}')
+    grid_stride = stride if grid_stride is None else int(grid_stride)
     fit = settings.plane == 'fit' and bool(parts & {'plane', 'grid'})
-    common = dict(sigma=sigma, max_sigma=max_sigma)
-    ground = obstacles = None
-    if parts & {'ground', 'grid'} or fit:
+
+    def cloud(ids, step, colour=False, far=max_m):
+        return semantic_cloud(depth, intrinsics, rgb if colour else None, labels, step, min_m, far, keep_labels=ids,
+                              sigma=sigma, max_sigma=max_sigma)
+    ground = cloud(settings.ground_ids, stride, True) if 'ground' in parts else None
+    obstacles = cloud(settings.obstacle_ids, stride, True) if 'obstacles' in parts else None
+    reuse = grid_stride == stride
+    ground_points = obstacle_points = None
+    if 'grid' in parts or fit:
         # for the fit alone, only the points it uses (those within FIT_RANGE_M)
-        ground = semantic_cloud(depth, intrinsics, rgb if 'ground' in parts else None, labels, stride, min_m,
-                                max_m if parts & {'ground', 'grid'} else min(max_m, FIT_RANGE_M),
-                                keep_labels=settings.ground_ids, **common)
-    if parts & {'obstacles', 'grid'}:
-        obstacles = semantic_cloud(depth, intrinsics, rgb if 'obstacles' in parts else None, labels, stride, min_m,
-                                   max_m, keep_labels=settings.obstacle_ids, **common)
+        far = max_m if 'grid' in parts else min(max_m, FIT_RANGE_M)
+        ground_points = ground if reuse and ground is not None else cloud(settings.ground_ids, grid_stride, far=far)
+    if 'grid' in parts:
+        obstacle_points = obstacles if reuse and obstacles is not None else cloud(settings.obstacle_ids, grid_stride)
     prior = settings.mount()
     plane = prior
     if fit:
-        near = ground.xyz
+        near = ground_points.xyz
         if not near.size or near[:, 2].max() > FIT_RANGE_M:
             near = near[near[:, 2] <= FIT_RANGE_M]
         plane = fit_ground_plane(near, prior, max_tilt_deg=settings.max_tilt_deg)
-    return GroundScene(ground, obstacles, plane)
+    grid_points = (ground_points.xyz, obstacle_points.xyz) if 'grid' in parts else None
+    return GroundScene(ground, obstacles, plane, grid_points)
