@@ -113,10 +113,19 @@ class SemanticCloud:
                              self._stride, pick(self.sigma), pick(self.instance))
 
 
-def _label_mask(labels: np.ndarray, ids) -> np.ndarray:
-    """labels in ids: a lookup table for 8- and 16-bit unsigned labels (one gather, where np.isin
-    sorts), np.isin for any other type."""
+#: up to this many ids, label_mask compares each (a pass per id costs less than one gather)
+_FEW_IDS = 8
+
+
+def label_mask(labels: np.ndarray, ids) -> np.ndarray:
+    """labels in ids: one comparison per id for a few ids of integer labels, a lookup table for
+    more of 8- and 16-bit unsigned labels (one gather, where np.isin sorts), np.isin otherwise."""
     ids = np.asarray(list(ids), dtype=np.int64)
+    if labels.dtype.kind in 'ui' and len(ids) <= _FEW_IDS:
+        mask = np.zeros(labels.shape, bool)
+        for i in np.unique(ids).tolist():
+            np.logical_or(mask, labels == i, out=mask)
+        return mask
     if labels.dtype.kind != 'u' or labels.dtype.itemsize > 2:
         return np.isin(labels, ids)
     table = np.zeros(1 << (8 * labels.dtype.itemsize), bool)
@@ -149,9 +158,9 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     if labels is not None:
         lab = labels[::stride, ::stride]
         if len(drop_labels):
-            keep &= ~_label_mask(lab, drop_labels)
+            keep &= ~label_mask(lab, drop_labels)
         if keep_labels is not None:
-            keep &= _label_mask(lab, keep_labels)
+            keep &= label_mask(lab, keep_labels)
     elif keep_labels is not None:
         raise ValueError('keep_labels needs labels')
     sub_sigma = None

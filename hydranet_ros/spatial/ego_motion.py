@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydranet_ros.spatial.cloud import Intrinsics
+from hydranet_ros.spatial.cloud import Intrinsics, label_mask
 
 #: the optical frame's axes in the camera body's (columns: x right = -y, y down = -z, z forward = x)
 OPTICAL_IN_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -164,26 +164,40 @@ def camera_motion(base_previous: np.ndarray, base_current: np.ndarray, mount: Mo
 
 @functools.lru_cache(maxsize=8)
 def _rays(k: Intrinsics, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel (float32): u, v, and the ray (u - cx) / fx, (v - cy) / fy (cached per grid)."""
-    u = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
-    v = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    """u [1, W], v [H, 1] (float32) and the ray (u - cx) / fx [1, W], (v - cy) / fy [H, 1], cached
+    per grid: a row and a column, broadcast where they meet a full plane."""
+    u = np.arange(w, dtype=np.float32)[None, :]
+    v = np.arange(h, dtype=np.float32)[:, None]
     return u, v, (u - np.float32(k.cx)) / np.float32(k.fx), (v - np.float32(k.cy)) / np.float32(k.fy)
 
 
 def _rigid_uv(depth: np.ndarray, k: Intrinsics, current_to_previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rigid_flow's two channels as contiguous [H, W] arrays."""
+    """rigid_flow's two channels as contiguous [H, W] arrays. Written pass by pass into a few
+    buffers (a fresh full-frame temporary per operation costs more than the arithmetic)."""
     h, w = depth.shape
     u, v, rx, ry = _rays(k, h, w)
     r, t = current_to_previous[:3, :3].astype(np.float32), current_to_previous[:3, 3].astype(np.float32)
     with np.errstate(divide='ignore', invalid='ignore', over='ignore'):   # sky (inf) and holes (NaN): NaN out
-        z = depth.astype(np.float32, copy=False)
+        z = np.asarray(depth, np.float32)
         z = np.where(z > 0, z, np.float32(np.nan))
-        # the moved point: z * (R @ ray) + t, ray = (rx, ry, 1)
-        zp = z * (r[2, 0] * rx + r[2, 1] * ry + r[2, 2]) + t[2]
+        zp, inv, fu, fv = (np.empty((h, w), np.float32) for _ in range(4))
+
+        def moved(i, out):       # z * (R[i] @ ray) + t[i], ray = (rx, ry, 1)
+            np.add(r[i, 0] * rx, r[i, 1] * ry, out=out)
+            out += r[i, 2]
+            out *= z
+            out += t[i]
+            return out
         # behind the previous camera, or no depth: NaN; an infinite depth (sky) gives inf * 0 = NaN below
-        inv = np.where(zp > 1e-3, np.float32(1.0) / zp, np.float32(np.nan))
-        fu = u - (np.float32(k.fx) * (z * (r[0, 0] * rx + r[0, 1] * ry + r[0, 2]) + t[0]) * inv + np.float32(k.cx))
-        fv = v - (np.float32(k.fy) * (z * (r[1, 0] * rx + r[1, 1] * ry + r[1, 2]) + t[1]) * inv + np.float32(k.cy))
+        moved(2, zp)
+        np.divide(np.float32(1.0), zp, out=inv)
+        inv[~(zp > 1e-3)] = np.float32(np.nan)
+        for i, f, focal, centre, pixel in ((0, fu, k.fx, k.cx, u), (1, fv, k.fy, k.cy, v)):
+            moved(i, f)
+            f *= np.float32(focal)
+            f *= inv
+            f += np.float32(centre)
+            np.subtract(pixel, f, out=f)
     return fu, fv
 
 
@@ -205,8 +219,6 @@ def ego_motion_flow(network_flow: np.ndarray, depth: np.ndarray, labels: np.ndar
     fu, fv = _rigid_uv(depth, k, current_to_previous)
     keep = np.isnan(fu)
     if labels is not None and len(mover_ids):
-        lut = np.zeros(max(256, int(labels.max()) + 1), bool)
-        lut[list(mover_ids)] = True
-        keep |= lut[labels]
+        keep |= label_mask(labels, mover_ids)
     # channel by channel on contiguous planes (masking the interleaved [H, W, 2] is several times slower)
     return np.stack([np.where(keep, network_flow[..., 0], fu), np.where(keep, network_flow[..., 1], fv)], axis=-1)
