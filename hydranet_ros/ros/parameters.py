@@ -134,7 +134,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
                                        ('pitch', 'pitch (positive: looking down)', 'rad', -6.3, 6.3),
                                        ('yaw', 'yaw (positive: looking left)', 'rad', -6.3, 6.3))),
     ParamSpec('points.stride', 'int', 2,
-              '`points`: one point per stride x stride pixels of the dense outputs.', min=1, max=64, dynamic=True),
+              '`points`, `points/ground`, `points/obstacles`: one point per stride x stride pixels of the dense '
+              'outputs.', min=1, max=64, dynamic=True),
     ParamSpec('points.min_m', 'double', 0.0, '`points`: leave out points closer than this; 0: no limit.',
               min=0.0, dynamic=True),
     ParamSpec('points.max_m', 'double', 0.0, '`points`: leave out points farther than this; 0: no limit.',
