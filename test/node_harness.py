@@ -88,7 +88,11 @@ class NodeHarness:
                 self.node.trigger_cleanup()
         finally:
             self._stop.set()
-            self.thread.join(timeout=10)
+            self.thread.join(timeout=30)
+            if self.thread.is_alive():
+                # tearing the executor and nodes down under a spinning thread can hang or crash
+                # inside rclpy (ros2/rclpy#663): leave them to the process and say so
+                raise RuntimeError('the harness spin thread did not stop within 30 s; nodes left alive')
             self.executor.shutdown()
             self.node.destroy_node()
             self.peer.destroy_node()
