@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -54,8 +55,13 @@ class NodeHarness:
     def _spin(self):
         # Not executor.spin(): close() stops this loop before shutting the executor down, so no
         # callback is ever submitted to an executor that is already shut down.
+        # InvalidHandle: a publisher or subscription destroyed by a transition in the test's thread
+        # while the wait was being built (rclpy's race; hydranet_ros/ros/spinning.py): wait again.
         while not self._stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except InvalidHandle:
+                continue
 
     def subscribe(self, msg_type, topic, qos=RELIABLE):
         self.received.setdefault(topic, [])

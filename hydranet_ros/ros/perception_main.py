@@ -27,7 +27,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 
 from hydranet_ros import topics
-from hydranet_ros.ros import transport
+from hydranet_ros.ros import spinning, transport
 from hydranet_ros.ros.bag_common import ignore_late_interrupts
 from hydranet_ros.ros.parameters import NODE_NAME
 
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     log.info(f'DDS transport profile: {profile} ({why})' if profile else f'DDS transport profile not loaded ({why})')
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    # not executor.spin itself: rclpy's destruction race would end this thread (ros/spinning.py)
+    spinner = threading.Thread(target=spinning.spin, args=(executor, log.warning), daemon=True)
     spinner.start()
     code = 0
     stop = threading.Event()
