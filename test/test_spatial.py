@@ -186,6 +186,20 @@ def test_a_duplicate_frame_keeps_its_tracks():
     assert set(tracker.update(boxes, [0, 1], 500)).isdisjoint(first)
 
 
+@pytest.mark.parametrize('ids', [(4,), (1, 4, 255), (1, 4, 255, 300, -1), tuple(range(0, 24, 2)) + (255,)],
+                         ids=['one', 'few', 'out of range', 'many'])
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.int32, np.int64])
+def test_label_mask_is_np_isin_on_every_path(dtype, ids):
+    """Comparisons (a few ids), the lookup table (more, unsigned labels) and np.isin (more, other
+    types) select the same pixels, strided views included; ids the type cannot hold select none."""
+    from hydranet_ros.spatial.cloud import label_mask
+    labels = np.random.default_rng(4).integers(0, 24, (30, 40))
+    labels[0, :5] = 255
+    for view in (labels.astype(dtype), labels.astype(dtype)[::3, ::2]):
+        expected = np.isin(view.astype(np.int64), [i for i in ids if 0 <= i <= np.iinfo(dtype).max])
+        assert np.array_equal(label_mask(view, ids), expected), (dtype, ids)
+
+
 @pytest.mark.parametrize('dtype', [np.uint8, np.uint16, np.int64])
 def test_label_selection_is_the_same_for_every_label_type(dtype):
     """The lookup-table path (unsigned labels) and np.isin (others) keep and drop the same points."""
