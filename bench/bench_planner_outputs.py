@@ -91,7 +91,7 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
 
         def split(parts, band=(0.0, 0.0)):      # what the node does with these outputs subscribed
             scene = ground_scene(r.depth, r.segmentation, k, settings, frame.rgb, 2, sigma=r.depth_uncertainty,
-                                 parts=parts, grid_stride=GROUND_STRIDE)
+                                 parts=parts, grid_stride=GROUND_STRIDE, obstacle_band=band)
             if 'ground' in parts:
                 messages.point_cloud(header, scene.ground)
             if 'obstacles' in parts:

@@ -159,6 +159,31 @@ def test_ground_scene_computes_what_its_parts_need_and_the_same_as_the_whole_spl
         ground_scene(depth, labels, k, settings, parts={'points'})
 
 
+@pytest.mark.parametrize('band', [(3.0, 0.0), (1.0, 4.0)])
+def test_an_obstacle_band_cut_while_splitting_gives_the_points_the_whole_split_keeps(band):
+    """The band applied while the obstacle cloud is built (the plane first) keeps exactly the points
+    the unbanded cloud's subset keeps, with every field and pixel; the grid still sees all
+    obstacles; the scene serves that band alone."""
+    depth, labels, k, settings, rgb = _road_and_building()
+    sigma = np.random.default_rng(1).uniform(0.1, 2.0, depth.shape).astype(np.float32)
+    whole = ground_scene(depth, labels, k, settings, rgb, stride=2, sigma=sigma)
+    cut = ground_scene(depth, labels, k, settings, rgb, stride=2, sigma=sigma, parts={'obstacles', 'grid'},
+                       obstacle_band=band)
+    expected = whole.obstacles_between(*band)
+    got = cut.obstacles_between(*band)
+    assert 0 < len(got) < len(whole.obstacles)
+    for field in ('xyz', 'rgb', 'label', 'sigma', 'rows', 'cols'):
+        assert np.array_equal(getattr(got, field), getattr(expected, field)), field
+    heights = cut.plane.height(got.xyz)
+    assert (heights >= band[0]).all() and (band[1] == 0 or (heights <= band[1]).all())
+    spec = GridSpec(0.5, 20.0, 10.0)
+    assert np.array_equal(cut.grid(spec, 0.2, 2.5).cells, whole.grid(spec, 0.2, 2.5).cells)
+    alone = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles'}, obstacle_band=band)
+    assert alone.plane.fitted and np.array_equal(alone.obstacles.xyz, expected.xyz)   # the band fits the plane
+    with pytest.raises(ValueError, match='split with the obstacle band'):
+        cut.obstacles_between()
+
+
 def test_the_plane_and_grid_come_from_their_own_stride_and_the_clouds_from_theirs():
     depth, labels, k, settings, rgb = _road_and_building()
     spec = GridSpec(0.5, 20.0, 10.0)

@@ -146,7 +146,8 @@ class DerivedOutputs:
                                              max_tilt_deg=params.ground_max_tilt_deg)
         scene = ground_scene(depth, labels, intrinsics, settings, colors, params.points_stride, params.points_min_m,
                              params.points_max_m or float('inf'), result.depth_uncertainty,
-                             params.points_max_sigma or float('inf'), parts=parts, grid_stride=params.ground_stride)
+                             params.points_max_sigma or float('inf'), parts=parts, grid_stride=params.ground_stride,
+                             obstacle_band=(params.obstacles_min_height_m, params.obstacles_max_height_m))
         if topics.POINTS_GROUND in pub:
             pub[topics.POINTS_GROUND].publish(messages.point_cloud(header, scene.ground))
         if topics.POINTS_OBSTACLES in pub:

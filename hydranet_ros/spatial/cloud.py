@@ -137,11 +137,15 @@ def label_mask(labels: np.ndarray, ids) -> np.ndarray:
 def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | None = None,
                    labels: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
                    max_m: float = float('inf'), drop_labels=(), keep_labels=None, sigma: np.ndarray | None = None,
-                   max_sigma: float = float('inf'), instances: np.ndarray | None = None) -> SemanticCloud:
+                   max_sigma: float = float('inf'), instances: np.ndarray | None = None,
+                   band: tuple | None = None) -> SemanticCloud:
     """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m], a label not
     in drop_labels and, when keep_labels is given, in keep_labels, and, when sigma (the depth's
     uncertainty, metres) is given, a sigma <= max_sigma, back-projected. rgb, labels, sigma and
-    instances (uint16 ids), when given, must have depth's size."""
+    instances (uint16 ids), when given, must have depth's size. band, (normal [3], offset,
+    min_height_m, max_height_m): only the points whose height over that plane (normal . p + offset,
+    as ground.GroundPlane.height) is >= min_height_m and, when max_height_m > 0, <= max_height_m;
+    the other arrays are gathered for those points alone."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     if (h, w) != (intrinsics.height, intrinsics.width):
@@ -173,7 +177,8 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     # The kept pixels as flat indices (row-major, the order boolean indexing gives), gathered with
     # take from the full-resolution arrays: a boolean mask over a strided view costs several
     # times more per array.
-    rows, cols = np.divmod(np.flatnonzero(keep), keep.shape[1])
+    flat = np.flatnonzero(keep)
+    rows, cols = np.divmod(flat, keep.shape[1])
     full = rows * (stride * w) + cols * stride
 
     def at(array):
@@ -186,7 +191,22 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     xyz[:, 0] = x_ray.take(cols) * z
     xyz[:, 1] = y_ray.take(rows) * z
     xyz[:, 2] = z
+    if band is not None:
+        inside = _in_band(xyz, *band)
+        if not inside.all():
+            np.put(keep, flat[~inside], False)
+            index = np.flatnonzero(inside)
+            xyz, full = xyz.take(index, axis=0), full.take(index)
     return SemanticCloud(xyz, None if rgb is None else at(rgb),
                          None if labels is None else at(labels).astype(np.uint8, copy=False), keep, stride,
                          None if sigma is None else at(np.asarray(sigma, np.float32)),
                          None if instances is None else at(np.asarray(instances, np.uint16)))
+
+
+def _in_band(xyz: np.ndarray, normal, offset: float, min_height_m: float, max_height_m: float) -> np.ndarray:
+    """Which points lie in the band over the plane normal . p + offset = 0 (see semantic_cloud)."""
+    height = np.asarray(xyz, np.float64) @ np.asarray(normal, np.float64) + float(offset)
+    inside = height >= min_height_m
+    if max_height_m > 0.0:
+        inside &= height <= max_height_m
+    return inside

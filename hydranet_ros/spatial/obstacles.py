@@ -53,14 +53,19 @@ class GroundScene:
     obstacles: SemanticCloud | None
     plane: GroundPlane
     grid_points: tuple[np.ndarray, np.ndarray] | None = None     # ground xyz, obstacle xyz
+    obstacle_band: tuple[float, float] = (0.0, 0.0)              # the band `obstacles` was cut to
 
     def obstacles_between(self, min_height_m: float = 0.0, max_height_m: float = 0.0) -> SemanticCloud:
         """The obstacle points whose height over the plane is >= min_height_m and, when
-        max_height_m > 0, <= max_height_m; 0 and 0: all of them."""
+        max_height_m > 0, <= max_height_m; 0 and 0: all of them. A scene split with an
+        obstacle_band serves that band alone."""
         if self.obstacles is None:
             raise ValueError("this scene was split without 'obstacles'")
-        if min_height_m == 0.0 and max_height_m == 0.0:
+        band = (float(min_height_m), float(max_height_m))
+        if band == self.obstacle_band:
             return self.obstacles
+        if self.obstacle_band != (0.0, 0.0):
+            raise ValueError(f'this scene was split with the obstacle band {self.obstacle_band}, not {band}')
         h = self.plane.height(self.obstacles.xyz)
         keep = h >= min_height_m
         if max_height_m > 0.0:
@@ -77,38 +82,48 @@ class GroundScene:
 def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, settings: GroundSettings,
                  rgb: np.ndarray | None = None, stride: int = 1, min_m: float = 0.0,
                  max_m: float = float('inf'), sigma: np.ndarray | None = None,
-                 max_sigma: float = float('inf'), parts=SCENE_PARTS, grid_stride: int | None = None) -> GroundScene:
+                 max_sigma: float = float('inf'), parts=SCENE_PARTS, grid_stride: int | None = None,
+                 obstacle_band: tuple[float, float] = (0.0, 0.0)) -> GroundScene:
     """Split a frame's depth by class into ground and obstacle clouds (points whose depth
     uncertainty sigma is above max_sigma left out) and find the plane, as far as `parts` (a subset
     of SCENE_PARTS) needs: the clouds 'ground' and 'obstacles' from every stride-th pixel, coloured
     by rgb; the plane (for 'plane' and 'grid'; fitted to the ground points within FIT_RANGE_M, or
     the mount's) and the grid's points from every grid_stride-th pixel (default: stride; the clouds
-    serve where the strides agree)."""
+    serve where the strides agree). obstacle_band (min, max height over the plane, m; as
+    GroundScene.obstacles_between): the obstacle cloud cut to it while it is built (the plane is
+    found first), so the points outside cost no gathering."""
     parts = frozenset(parts)
     if not parts <= SCENE_PARTS:
         raise ValueError(f'unknown scene parts {sorted(parts - SCENE_PARTS)}; known: {sorted(SCENE_PARTS)}')
     grid_stride = stride if grid_stride is None else int(grid_stride)
+    obstacle_band = (float(obstacle_band[0]), float(obstacle_band[1]))
+    banded = 'obstacles' in parts and obstacle_band != (0.0, 0.0)
+    if banded:
+        parts |= {'plane'}
     fit = settings.plane == 'fit' and bool(parts & {'plane', 'grid'})
 
-    def cloud(ids, step, colour=False, far=max_m):
+    def cloud(ids, step, colour=False, far=max_m, band=None):
         return semantic_cloud(depth, intrinsics, rgb if colour else None, labels, step, min_m, far, keep_labels=ids,
-                              sigma=sigma, max_sigma=max_sigma)
+                              sigma=sigma, max_sigma=max_sigma, band=band)
     ground = cloud(settings.ground_ids, stride, True) if 'ground' in parts else None
-    obstacles = cloud(settings.obstacle_ids, stride, True) if 'obstacles' in parts else None
     reuse = grid_stride == stride
     ground_points = obstacle_points = None
     if 'grid' in parts or fit:
         # for the fit alone, only the points it uses (those within FIT_RANGE_M)
         far = max_m if 'grid' in parts else min(max_m, FIT_RANGE_M)
         ground_points = ground if reuse and ground is not None else cloud(settings.ground_ids, grid_stride, far=far)
-    if 'grid' in parts:
-        obstacle_points = obstacles if reuse and obstacles is not None else cloud(settings.obstacle_ids, grid_stride)
-    prior = settings.mount()
-    plane = prior
+    plane = settings.mount()
     if fit:
         near = ground_points.xyz
         if not near.size or near[:, 2].max() > FIT_RANGE_M:
             near = near[near[:, 2] <= FIT_RANGE_M]
-        plane = fit_ground_plane(near, prior, max_tilt_deg=settings.max_tilt_deg)
+        plane = fit_ground_plane(near, plane, max_tilt_deg=settings.max_tilt_deg)
+    obstacles = None
+    if 'obstacles' in parts:
+        obstacles = cloud(settings.obstacle_ids, stride, True,
+                          band=(plane.normal, plane.offset, *obstacle_band) if banded else None)
+    if 'grid' in parts:
+        obstacle_points = (obstacles if reuse and obstacles is not None and not banded
+                           else cloud(settings.obstacle_ids, grid_stride))
     grid_points = (ground_points.xyz, obstacle_points.xyz) if 'grid' in parts else None
-    return GroundScene(ground, obstacles, plane, grid_points)
+    return GroundScene(ground, obstacles, plane, grid_points, obstacle_band if banded else (0.0, 0.0))
