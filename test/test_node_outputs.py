@@ -54,8 +54,11 @@ def test_every_output_per_frame_with_the_input_header(active):
             if h.wait_for(done, timeout=0.3):
                 break
         assert done()
-    assert h.wait_for(lambda: h.received[f'{NS}/flow'], timeout=10)
     last_stamp = frames[1].header.stamp
+    # each output has its own topic: wait for the last frame's on each, not assume them
+    for topic in ('segmentation', 'flow'):
+        assert h.wait_for(lambda t=topic: any(m.header.stamp == last_stamp for m in h.received[f'{NS}/{t}']),
+                          timeout=10), topic
     seg = next(m for m in h.received[f'{NS}/segmentation'] if m.header.stamp == last_stamp)
     assert (seg.encoding, seg.width, seg.height, seg.header.frame_id) == ('mono8', 200, 120, 'cam_front')
     assert image_to_numpy(seg).max() < TINY.num_classes
