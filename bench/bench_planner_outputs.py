@@ -95,13 +95,13 @@ def _measure(predictor: Predictor, frames, k, header, poses) -> dict:
             if 'ground' in parts:
                 messages.point_cloud(header, scene.ground)
             if 'obstacles' in parts:
-                messages.point_cloud(header, scene.obstacles_between(*band))
+                messages.point_cloud(header, scene.obstacles)
             if 'grid' in parts:
                 messages.occupancy_grid(header, scene.grid(spec, 0.2, 2.5))
             return scene
         timed('points/ground alone', lambda: split({'ground'}))
         timed('points/obstacles alone', lambda: split({'obstacles'}))
-        timed('points/obstacles alone, 0.2-2.5 m band', lambda: split({'obstacles', 'plane'}, (0.2, 2.5)))
+        timed('points/obstacles alone, 0.2-2.5 m band', lambda: split({'obstacles'}, (0.2, 2.5)))
         timed('free_space alone (its split)', lambda: split({'grid'}))
         scene = timed('all three (one split)', lambda: split({'ground', 'obstacles', 'grid'}))
         timed('free_space (grid + message)', lambda: messages.occupancy_grid(header, scene.grid(spec, 0.2, 2.5)))

@@ -126,7 +126,7 @@ def test_ground_scene_splits_by_class_and_fits_the_plane():
     scene = ground_scene(depth, labels, k, settings, stride=2)
     assert set(scene.ground.label.tolist()) == {0} and set(scene.obstacles.label.tolist()) == {4}
     assert scene.plane.fitted and scene.plane.offset == pytest.approx(1.5, abs=0.02)
-    tall = scene.obstacles_between(min_height_m=3.0)
+    tall = ground_scene(depth, labels, k, settings, stride=2, obstacle_band=(3.0, 0.0)).obstacles
     assert 0 < len(tall) < len(scene.obstacles)
     assert (scene.plane.height(tall.xyz) >= 3.0).all()
     assert np.array_equal(tall.rows % 2, np.zeros(len(tall), int))
@@ -147,41 +147,38 @@ def test_ground_scene_computes_what_its_parts_need_and_the_same_as_the_whole_spl
     assert np.array_equal(heights.plane.normal, whole.plane.normal) and heights.plane.offset == whole.plane.offset
     assert heights.plane.fitted == (plane == 'fit')
     assert heights.ground is None and heights.grid_points is None             # fitted on, not published
-    assert len(heights.obstacles_between(3.0)) == len(whole.obstacles_between(3.0)) > 0
+    banded = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles'}, obstacle_band=(3.0, 0.0))
+    assert np.array_equal(banded.plane.normal, whole.plane.normal) and banded.plane.offset == whole.plane.offset
+    assert 0 < len(banded.obstacles) < len(whole.obstacles)
     grid = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'grid'})
     assert grid.ground is None and grid.obstacles is None                      # points for the grid only
     assert np.array_equal(grid.grid(spec, 0.2, 2.5).cells, whole.grid(spec, 0.2, 2.5).cells)
     with pytest.raises(ValueError, match="without 'grid'"):
         obstacles.grid(spec, 0.2, 2.5)
-    with pytest.raises(ValueError, match="without 'obstacles'"):
-        ground.obstacles_between()
     with pytest.raises(ValueError, match='unknown scene parts'):
         ground_scene(depth, labels, k, settings, parts={'points'})
 
 
 @pytest.mark.parametrize('band', [(3.0, 0.0), (1.0, 4.0)])
-def test_an_obstacle_band_cut_while_splitting_gives_the_points_the_whole_split_keeps(band):
-    """The band applied while the obstacle cloud is built (the plane first) keeps exactly the points
-    the unbanded cloud's subset keeps, with every field and pixel; the grid still sees all
-    obstacles; the scene serves that band alone."""
+def test_an_obstacle_band_cut_while_splitting_keeps_exactly_the_points_in_it(band):
+    """The band applied while the obstacle cloud is built (the plane first) keeps exactly the
+    unbanded cloud's points whose height over the plane is in it, with every field and pixel; the
+    grid still sees all obstacles; the band alone makes the plane be fitted."""
     depth, labels, k, settings, rgb = _road_and_building()
     sigma = np.random.default_rng(1).uniform(0.1, 2.0, depth.shape).astype(np.float32)
     whole = ground_scene(depth, labels, k, settings, rgb, stride=2, sigma=sigma)
     cut = ground_scene(depth, labels, k, settings, rgb, stride=2, sigma=sigma, parts={'obstacles', 'grid'},
                        obstacle_band=band)
-    expected = whole.obstacles_between(*band)
-    got = cut.obstacles_between(*band)
+    heights = whole.plane.height(whole.obstacles.xyz)
+    inside = (heights >= band[0]) & ((heights <= band[1]) if band[1] > 0 else True)
+    got = cut.obstacles
     assert 0 < len(got) < len(whole.obstacles)
     for field in ('xyz', 'rgb', 'label', 'sigma', 'rows', 'cols'):
-        assert np.array_equal(getattr(got, field), getattr(expected, field)), field
-    heights = cut.plane.height(got.xyz)
-    assert (heights >= band[0]).all() and (band[1] == 0 or (heights <= band[1]).all())
+        assert np.array_equal(getattr(got, field), getattr(whole.obstacles, field)[inside]), field
     spec = GridSpec(0.5, 20.0, 10.0)
     assert np.array_equal(cut.grid(spec, 0.2, 2.5).cells, whole.grid(spec, 0.2, 2.5).cells)
     alone = ground_scene(depth, labels, k, settings, rgb, stride=2, parts={'obstacles'}, obstacle_band=band)
-    assert alone.plane.fitted and np.array_equal(alone.obstacles.xyz, expected.xyz)   # the band fits the plane
-    with pytest.raises(ValueError, match='split with the obstacle band'):
-        cut.obstacles_between()
+    assert alone.plane.fitted and np.array_equal(alone.obstacles.xyz, got.xyz)
 
 
 def test_the_plane_and_grid_come_from_their_own_stride_and_the_clouds_from_theirs():

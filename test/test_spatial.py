@@ -46,21 +46,23 @@ def test_stride_range_and_dropped_classes():
         semantic_cloud(depth[:40], K)
 
 
-def test_a_subset_keeps_its_points_pixels_and_fields_in_order():
+def test_a_height_band_keeps_the_points_in_it_with_their_pixels_and_fields():
+    from hydranet_ros.spatial.ground import GroundPlane
     rng = np.random.default_rng(2)
     depth = rng.uniform(1, 30, (48, 64)).astype(np.float32)
     labels = rng.integers(0, 5, (48, 64)).astype(np.uint8)
     rgb = rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)
-    cloud = semantic_cloud(depth, K, rgb, labels, stride=3, drop_labels=[4])
-    mask = cloud.xyz[:, 2] > 15.0
-    part = cloud.subset(mask)
-    assert 0 < len(part) < len(cloud)
-    assert np.array_equal(part.xyz, cloud.xyz[mask]) and np.array_equal(part.rgb, cloud.rgb[mask])
-    assert np.array_equal(part.label, cloud.label[mask])
-    assert np.array_equal(part.rows, cloud.rows[mask]) and np.array_equal(part.cols, cloud.cols[mask])
-    assert np.array_equal(depth[part.rows, part.cols], part.xyz[:, 2])    # each point still its own pixel
-    with pytest.raises(ValueError, match='booleans'):
-        cloud.subset(mask[:-1])
+    sigma = rng.uniform(0.1, 1.0, (48, 64)).astype(np.float32)
+    cloud = semantic_cloud(depth, K, rgb, labels, stride=3, drop_labels=[4], sigma=sigma)
+    plane = GroundPlane.from_mount(1.5, 0.05)
+    heights = plane.height(cloud.xyz)
+    for low, high in ((0.5, 0.0), (-1.0, 2.0)):
+        part = semantic_cloud(depth, K, rgb, labels, stride=3, drop_labels=[4], sigma=sigma, band=(plane, low, high))
+        mask = (heights >= low) & ((heights <= high) if high > 0 else True)
+        assert 0 < len(part) < len(cloud)
+        for field in ('xyz', 'rgb', 'label', 'sigma', 'rows', 'cols'):
+            assert np.array_equal(getattr(part, field), getattr(cloud, field)[mask]), field
+        assert np.array_equal(depth[part.rows, part.cols], part.xyz[:, 2])    # each point still its own pixel
 
 
 def test_a_box_lifts_to_its_class_pixels_not_the_background():

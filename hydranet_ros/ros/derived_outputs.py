@@ -151,8 +151,7 @@ class DerivedOutputs:
         if topics.POINTS_GROUND in pub:
             pub[topics.POINTS_GROUND].publish(messages.point_cloud(header, scene.ground))
         if topics.POINTS_OBSTACLES in pub:
-            cloud = scene.obstacles_between(params.obstacles_min_height_m, params.obstacles_max_height_m)
-            pub[topics.POINTS_OBSTACLES].publish(messages.point_cloud(header, cloud))
+            pub[topics.POINTS_OBSTACLES].publish(messages.point_cloud(header, scene.obstacles))
         if topics.FREE_SPACE in pub:
             spec = GridSpec(params.free_space_resolution_m, params.free_space_range_m, params.free_space_width_m)
             grid = scene.grid(spec, params.free_space_min_obstacle_height_m, params.free_space_max_obstacle_height_m)
@@ -165,9 +164,7 @@ def scene_parts(pub, params) -> frozenset:
     if topics.POINTS_GROUND in pub:
         parts.add('ground')
     if topics.POINTS_OBSTACLES in pub:
-        parts.add('obstacles')
-        if params.obstacles_min_height_m or params.obstacles_max_height_m:
-            parts.add('plane')
+        parts.add('obstacles')          # with a height band, ground_scene fits the plane for it
     if topics.FREE_SPACE in pub:
         parts.add('grid')
     return frozenset(parts)

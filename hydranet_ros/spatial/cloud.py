@@ -98,20 +98,6 @@ class SemanticCloud:
     def cols(self) -> np.ndarray:
         return np.nonzero(self._keep)[1] * self._stride
 
-    def subset(self, mask: np.ndarray) -> SemanticCloud:
-        """The points where mask [N] is true, in order."""
-        mask = np.asarray(mask, bool)
-        if mask.shape != (len(self.xyz),):
-            raise ValueError(f'mask must be [{len(self.xyz)}] booleans, got shape {mask.shape}')
-        index = np.flatnonzero(mask)                   # a gather by index: cheaper than by mask
-        keep = np.zeros(self._keep.size, bool)
-        keep[np.flatnonzero(self._keep)[index]] = True
-
-        def pick(array):
-            return None if array is None else array.take(index, axis=0)
-        return SemanticCloud(pick(self.xyz), pick(self.rgb), pick(self.label), keep.reshape(self._keep.shape),
-                             self._stride, pick(self.sigma), pick(self.instance))
-
 
 #: up to this many ids, label_mask compares each (a pass per id costs less than one gather)
 _FEW_IDS = 8
@@ -142,10 +128,10 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     """Every stride-th pixel (rows and columns) with a finite depth in (min_m, max_m], a label not
     in drop_labels and, when keep_labels is given, in keep_labels, and, when sigma (the depth's
     uncertainty, metres) is given, a sigma <= max_sigma, back-projected. rgb, labels, sigma and
-    instances (uint16 ids), when given, must have depth's size. band, (normal [3], offset,
-    min_height_m, max_height_m): only the points whose height over that plane (normal . p + offset,
-    as ground.GroundPlane.height) is >= min_height_m and, when max_height_m > 0, <= max_height_m;
-    the other arrays are gathered for those points alone."""
+    instances (uint16 ids), when given, must have depth's size. band, (plane, min_height_m,
+    max_height_m) with plane a ground.GroundPlane: only the points whose plane.height is >=
+    min_height_m and, when max_height_m > 0, <= max_height_m; the other arrays are gathered for
+    those points alone."""
     depth = np.asarray(depth, dtype=np.float32)
     h, w = depth.shape
     if (h, w) != (intrinsics.height, intrinsics.width):
@@ -192,7 +178,11 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
     xyz[:, 1] = y_ray.take(rows) * z
     xyz[:, 2] = z
     if band is not None:
-        inside = _in_band(xyz, *band)
+        plane, low, high = band
+        height = plane.height(xyz)
+        inside = height >= low
+        if high > 0.0:
+            inside &= height <= high
         if not inside.all():
             np.put(keep, flat[~inside], False)
             index = np.flatnonzero(inside)
@@ -202,11 +192,3 @@ def semantic_cloud(depth: np.ndarray, intrinsics: Intrinsics, rgb: np.ndarray | 
                          None if sigma is None else at(np.asarray(sigma, np.float32)),
                          None if instances is None else at(np.asarray(instances, np.uint16)))
 
-
-def _in_band(xyz: np.ndarray, normal, offset: float, min_height_m: float, max_height_m: float) -> np.ndarray:
-    """Which points lie in the band over the plane normal . p + offset = 0 (see semantic_cloud)."""
-    height = np.asarray(xyz, np.float64) @ np.asarray(normal, np.float64) + float(offset)
-    inside = height >= min_height_m
-    if max_height_m > 0.0:
-        inside &= height <= max_height_m
-    return inside

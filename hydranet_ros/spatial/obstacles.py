@@ -53,24 +53,6 @@ class GroundScene:
     obstacles: SemanticCloud | None
     plane: GroundPlane
     grid_points: tuple[np.ndarray, np.ndarray] | None = None     # ground xyz, obstacle xyz
-    obstacle_band: tuple[float, float] = (0.0, 0.0)              # the band `obstacles` was cut to
-
-    def obstacles_between(self, min_height_m: float = 0.0, max_height_m: float = 0.0) -> SemanticCloud:
-        """The obstacle points whose height over the plane is >= min_height_m and, when
-        max_height_m > 0, <= max_height_m; 0 and 0: all of them. A scene split with an
-        obstacle_band serves that band alone."""
-        if self.obstacles is None:
-            raise ValueError("this scene was split without 'obstacles'")
-        band = (float(min_height_m), float(max_height_m))
-        if band == self.obstacle_band:
-            return self.obstacles
-        if self.obstacle_band != (0.0, 0.0):
-            raise ValueError(f'this scene was split with the obstacle band {self.obstacle_band}, not {band}')
-        h = self.plane.height(self.obstacles.xyz)
-        keep = h >= min_height_m
-        if max_height_m > 0.0:
-            keep &= h <= max_height_m
-        return self.obstacles.subset(keep)
 
     def grid(self, spec: GridSpec, min_obstacle_height_m: float, max_obstacle_height_m: float) -> GroundGrid:
         """The free-space grid of this frame (see ground.free_space_grid)."""
@@ -89,9 +71,10 @@ def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, 
     of SCENE_PARTS) needs: the clouds 'ground' and 'obstacles' from every stride-th pixel, coloured
     by rgb; the plane (for 'plane' and 'grid'; fitted to the ground points within FIT_RANGE_M, or
     the mount's) and the grid's points from every grid_stride-th pixel (default: stride; the clouds
-    serve where the strides agree). obstacle_band (min, max height over the plane, m; as
-    GroundScene.obstacles_between): the obstacle cloud cut to it while it is built (the plane is
-    found first), so the points outside cost no gathering."""
+    serve where the strides agree). obstacle_band (min, max height over the plane, m; 0 and 0: no
+    band; max 0: no upper bound): 'obstacles' holds only the points in it, cut while the cloud is
+    built (the plane is found first), so the points outside cost no gathering; the grid still gets
+    every obstacle point."""
     parts = frozenset(parts)
     if not parts <= SCENE_PARTS:
         raise ValueError(f'unknown scene parts {sorted(parts - SCENE_PARTS)}; known: {sorted(SCENE_PARTS)}')
@@ -121,9 +104,9 @@ def ground_scene(depth: np.ndarray, labels: np.ndarray, intrinsics: Intrinsics, 
     obstacles = None
     if 'obstacles' in parts:
         obstacles = cloud(settings.obstacle_ids, stride, True,
-                          band=(plane.normal, plane.offset, *obstacle_band) if banded else None)
+                          band=(plane, *obstacle_band) if banded else None)
     if 'grid' in parts:
         obstacle_points = (obstacles if reuse and obstacles is not None and not banded
                            else cloud(settings.obstacle_ids, grid_stride))
     grid_points = (ground_points.xyz, obstacle_points.xyz) if 'grid' in parts else None
-    return GroundScene(ground, obstacles, plane, grid_points, obstacle_band if banded else (0.0, 0.0))
+    return GroundScene(ground, obstacles, plane, grid_points)
