@@ -7,8 +7,8 @@ each with its own flow stream), all four heads, flow from the second frame on: t
 median and p90 ms per call (preprocessing, network and the outputs at the images' size, as the
 node calls it) for torch fp32, torch fp16 (autocast), onnxruntime with the CUDA provider and
 onnxruntime with TensorRT fp16, each where this machine has it; a row says why where it does not.
-Then the network alone at each frame's own resolution (rounded up to a multiple of 32; random
-input, torch fp16, batch 1 and 2), the cost of a model trained at that size. Written to run once
+Then the bundled network alone at each frame's own resolution (rounded up to a multiple of 32;
+random input, torch fp16, batch 1 and 2), the cost of a model trained at that size. Written to run once
 in a short device lease: no training, graphs exported once each. `--device cpu` runs the same
 script on the CPU (a dry run of its logic; CPU numbers belong to the other benches).
 """
@@ -71,10 +71,10 @@ def time_predictor(path, frames, cameras, device, backend, precision, providers,
             'backend': predictor.backend_description}
 
 
-def time_network(size_hw, batch, device, n) -> float:
-    """The default architecture alone at size_hw (random weights: the cost does not depend on them)."""
-    from hydranet_ros.model import HydraNet, HydraNetConfig
-    model = HydraNet(HydraNetConfig()).eval().to(device)
+def time_network(path, size_hw, batch, device, n) -> float:
+    """The bundled model's network alone at size_hw, four heads (its weights: the architecture it ships)."""
+    from hydranet_ros.model.checkpoint import load_checkpoint
+    model = load_checkpoint(path).model.eval().to(device)
     x = torch.rand(batch, 3, *size_hw, device=device)
     dtype = torch.float16 if device.startswith('cuda') else torch.bfloat16
     times = []
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     print('|---|---|---|---|')
     for size_hw in ((480, 640), (384, 1248)):
         for batch in (1, 2):
-            ms = time_network(size_hw, batch, args.device, max(5, args.frames // 2))
+            ms = time_network(path, size_hw, batch, args.device, max(5, args.frames // 2))
             report['rows'].append({'network_hw': size_hw, 'batch': batch, 'median_ms': ms})
             print(f'| {size_hw[1]}x{size_hw[0]} | {batch} | {args.device} | {ms:.2f} |', flush=True)
     if args.json:
