@@ -19,6 +19,7 @@ from node_harness import NodeHarness, rgb_image
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 MS = 1_000_000
+STANDBY = [ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE]
 
 
 # --- frames lost upstream, from sequence numbers or stamps (ROS-free) ----------------------------
@@ -27,7 +28,8 @@ def test_sequence_gaps_per_publisher_are_lost_frames():
     assert [loss.observe(i * 100 * MS, b'a', seq) for i, seq in enumerate([1, 2, 3, 6, 7, 10])] == [0, 0, 0, 2, 0, 2]
     assert loss.observe(0, b'b', 50) == 0          # another publisher has its own numbers
     assert loss.observe(0, b'b', 52) == 1
-    assert loss.observe(0, b'a', 9) == 0           # late or repeated: nothing new
+    assert loss.observe(0, b'a', 9) is None        # late or repeated: nothing new
+    assert loss.observe(0, b'a', 10) is None and loss.lost == 5
     assert loss.lost == 5
 
 
@@ -56,8 +58,8 @@ def _subscription_reliability(h, topic):
     return [i.qos_profile.reliability for i in infos]
 
 
-def _processed_frame_ids(h):
-    return {s.header.frame_id for s in h.received['/qos/stats']}
+def _processed_frame_ids(h, topic='/qos/stats'):
+    return {s.header.frame_id for s in h.received[topic]}
 
 
 def test_auto_reliability_follows_the_publishers_and_receives_from_each(tiny_checkpoint):
@@ -66,7 +68,8 @@ def test_auto_reliability_follows_the_publishers_and_receives_from_each(tiny_che
         h.configure_activate()
         h.subscribe(InferenceStats, '/qos/stats')
         topic = '/qos/input/image'
-        assert _subscription_reliability(h, topic) == [ReliabilityPolicy.BEST_EFFORT]   # no publisher yet
+        # no publisher yet: best effort (matches any camera) with a reliable standby beside it
+        assert sorted(_subscription_reliability(h, topic)) == sorted(STANDBY)
         reliable = h.publisher(Image, topic, RELIABLE)
         assert h.wait_for(lambda: _subscription_reliability(h, topic) == [ReliabilityPolicy.RELIABLE], timeout=10)
         assert h.wait_for(lambda: (reliable.publish(rgb_image(32, 48, frame_id='reliable')) or True)
@@ -106,6 +109,89 @@ def test_a_camera_in_another_process_is_subscribed_reliably_from_the_start(tiny_
     finally:
         if camera is not None:
             stop_process(camera)
+        h.close()
+
+
+def _node_warnings(h, words):
+    return [m.msg for m in h.received['/rosout'] if m.name.endswith('hydranet') and words in m.msg]
+
+
+def test_a_reliable_camera_started_after_activation_loses_at_most_the_frames_in_flight(tiny_checkpoint):
+    """A reliable camera that comes up after the node is active (a driver restarted, a bag played
+    later), in its own process, sending 640x480 frames at 30 Hz once it has matched the node: the
+    best-effort subscription `auto` starts with has a reliable standby that receives the camera from
+    its first frame and takes over as soon as the camera is matched, not at the next once-a-second
+    check (which lost 6-20 frames here), so nothing is lost; and a loss would be explained as the
+    subscription's late switch, never blamed on the camera's (reliable) QoS."""
+    from rcl_interfaces.msg import Log
+    from rostest_util import start_python, stop_process
+    h = NodeHarness(tiny_checkpoint, namespace='latecam', always_run=True)
+    camera = None
+    try:
+        h.subscribe(Log, '/rosout', QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        h.subscribe(InferenceStats, '/latecam/stats')
+        h.configure_activate()
+        topic = '/latecam/input/image'
+        # the camera starts sending once it has matched every subscription the node has on the topic
+        readers = len(_subscription_reliability(h, topic))
+        camera = start_python('camera_peer.py', topic, '60', '30', '640', '480', 'reliable', str(readers))
+        assert camera.stdout.readline().strip() == 'published 60'
+        assert h.wait_for(lambda: _subscription_reliability(h, topic) == [ReliabilityPolicy.RELIABLE], timeout=10)
+        assert h.wait_for(lambda: 'frame59' in _processed_frame_ids(h, '/latecam/stats'), timeout=20)
+        counters = h.node.counters
+        delivered = counters['processed'] + counters['dropped']      # dropped: replaced by a newer frame
+        assert delivered == 60, f'{60 - delivered} frames of a reliable camera lost to the late switch'
+        time.sleep(0.5)                                                    # /rosout is a topic too
+        assert not _node_warnings(h, 'camera publishes best effort'), 'the reliable camera was blamed'
+        said = _node_warnings(h, 'lost before reaching the node')
+        assert all('still best effort' in m for m in said), said
+    finally:
+        if camera is not None:
+            stop_process(camera)
+        h.close()
+
+
+def test_a_best_effort_camera_is_still_named_as_the_cause_of_lost_frames(tiny_checkpoint):
+    """The advice the other way round: with a best-effort camera, frames lost upstream are the
+    camera's QoS and the warning says so."""
+    from rcl_interfaces.msg import Log
+    h = NodeHarness(tiny_checkpoint, namespace='becam')
+    try:
+        h.subscribe(Log, '/rosout', QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        h.configure_activate()
+        camera = h.publisher(Image, '/becam/input/image', BEST_EFFORT)
+        assert h.wait_matched(camera)
+        gid = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': list(range(16))}
+        for seq in (1, 2, 5):
+            h.node._on_image('', rgb_image(32, 48, stamp=(1, seq * 1000)),
+                             {'publication_sequence_number': seq, 'publisher_gid': gid})
+        assert h.wait_for(lambda: _node_warnings(h, 'lost before reaching the node'), timeout=10)
+        said = _node_warnings(h, 'lost before reaching the node')
+        assert 'camera publishes best effort' in said[0] and 'still best effort' not in said[0], said
+    finally:
+        h.close()
+
+
+def test_a_gap_right_after_the_switch_to_a_reliable_camera_is_explained_as_the_switch(tiny_checkpoint):
+    """Frames that went missing while `auto` was still best effort, found by the first frame after
+    the switch, are said to be the switch's gap, not the (reliable) camera's QoS."""
+    from rcl_interfaces.msg import Log
+    h = NodeHarness(tiny_checkpoint, namespace='gapcam')
+    try:
+        h.subscribe(Log, '/rosout', QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        h.configure_activate()
+        topic = '/gapcam/input/image'
+        camera = h.publisher(Image, topic, RELIABLE)
+        assert h.wait_for(lambda: _subscription_reliability(h, topic) == [ReliabilityPolicy.RELIABLE], timeout=10)
+        gid = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': list(range(16))}
+        for seq in (1, 2, 9):           # 1-2 came best effort, 3-8 lost before the switch
+            h.node._on_image('', rgb_image(32, 48, stamp=(1, seq * 1000)),
+                             {'publication_sequence_number': seq, 'publisher_gid': gid})
+        assert h.wait_for(lambda: _node_warnings(h, 'lost before reaching the node'), timeout=10)
+        said = _node_warnings(h, 'lost before reaching the node')[0]
+        assert '6 frame(s)' in said and 'still best effort' in said and 'camera publishes best effort' not in said
+        assert camera.get_subscription_count() == 1
+    finally:
         h.close()
 
 

@@ -29,14 +29,18 @@ class UpstreamLoss:
         self._last_stamp_ns: int | None = None
         self._intervals = collections.deque(maxlen=_PERIODS)
 
-    def observe(self, stamp_ns: int, publisher=None, sequence: int | None = None) -> int:
-        """Record one received message; returns how many were newly found missing before it."""
+    def observe(self, stamp_ns: int, publisher=None, sequence: int | None = None) -> int | None:
+        """Record one received message; returns how many were newly found missing before it, or None
+        when this publisher's sample was already seen (a second subscription delivering it while the
+        input is resubscribed, or a best-effort sample overtaken by a newer one): nothing new."""
         missing = 0
         if publisher is not None and sequence:
             last = self._last_seq.get(publisher)
+            if last is not None and sequence <= last:
+                return None
             if last is not None and sequence > last + 1:
                 missing = sequence - last - 1
-            self._last_seq[publisher] = sequence if last is None else max(last, sequence)
+            self._last_seq[publisher] = sequence
         else:
             missing = self._from_stamps(stamp_ns)
         self.lost += missing

@@ -53,8 +53,9 @@ class NodeHealth:
         with self._lock:
             self._latency_ms.append(total_ms)
 
-    def input_seen(self, camera: str, stamp_ns: int, publisher=None, sequence=None) -> int:
-        """An input message arrived; returns how many frames were newly found lost before it."""
+    def input_seen(self, camera: str, stamp_ns: int, publisher=None, sequence=None) -> int | None:
+        """An input message arrived; returns how many frames were newly found lost before it (None:
+        this sample was already seen, see UpstreamLoss.observe)."""
         with self._lock:
             loss = self._upstream.setdefault(camera, UpstreamLoss())
         return loss.observe(stamp_ns, publisher, sequence)

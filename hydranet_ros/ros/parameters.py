@@ -228,13 +228,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'Images wider or taller than this many pixels are rejected (protects memory).', min=32, max=16384),
     ParamSpec('input_reliability', 'string', 'auto',
               'Reliability of the input subscriptions. `auto`: reliable while every publisher of the topic is '
-              'reliable (nothing lost in transport), best effort otherwise (re-checked every second, as '
-              '`ros2 bag record` adapts); `best_effort` or `reliable` force one.',
+              'reliable (nothing lost in transport), best effort otherwise (adapted as soon as a publisher is '
+              'matched, and re-checked every second, as `ros2 bag record` adapts); `best_effort` or `reliable` '
+              'force one.',
               choices=('auto', 'best_effort', 'reliable')),
     ParamSpec('input_discovery_wait_s', 'double', 3.0,
               'With `input_reliability: auto`, how long activation waits for the cameras already running to be '
               'discovered (it ends as soon as every input has a publisher), so that the first subscription '
-              'already has their reliability; a camera found later is adapted to within a second.',
+              'already has their reliability; a camera found later is adapted to as soon as it is matched.',
               min=0.0, max=60.0),
     ParamSpec('output_reliability', 'string', 'reliable', 'Reliability of the output publishers.',
               choices=('best_effort', 'reliable')),

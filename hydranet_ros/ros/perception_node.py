@@ -145,6 +145,8 @@ class PerceptionNode(LifecycleNode):
             missing = self._health.input_seen(cam, messages.stamp_to_ns(stamp),
                                               publisher=bytes(gid['data']) if gid else None,
                                               sequence=info.get('publication_sequence_number'))
+            if missing is None:
+                return     # already delivered by the subscription this one replaces
             if missing:
                 self.get_logger().warning(
                     f'{self.resolve_topic_name(self._image_topic(cam))}: {missing} frame(s) lost before reaching '
