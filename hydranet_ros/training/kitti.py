@@ -22,11 +22,14 @@ The pair is therefore used time-reversed: previous = frame 11, current = frame 1
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+_NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
+_LABEL_TOKEN = re.compile(r'[A-Za-z_][A-Za-z_0-9]*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 #: KITTI object types in label files.
 KITTI_TYPES = ('Car', 'Van', 'Truck', 'Pedestrian', 'Person_sitting', 'Cyclist', 'Tram', 'Misc')
 
@@ -114,13 +117,25 @@ def read_tracking_labels(path) -> dict[int, list[dict]]:
 
 
 def read_object_labels(path) -> list[dict]:
-    """An object-benchmark label_2/<frame>.txt -> [{type, truncated, occluded, box}]."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        f = line.split()
-        if len(f) >= 8:
-            out.append({'type': f[0], 'truncated': float(f[1]), 'occluded': int(float(f[2])),
-                        'box': np.array([float(v) for v in f[4:8]], np.float32)})
+    """An object-benchmark label_2/<frame>.txt -> [{type, truncated, occluded, box}].
+
+    Read as tokens, a record starting at each type name: some exports (the nuScenes frames in
+    KITTI layout among them) run records together without a newline. A record with fewer than
+    the 8 leading fields is an error naming the file."""
+    text = Path(path).read_text()
+    out, record = [], None
+    for token in _LABEL_TOKEN.findall(text) + ['']:
+        if not token or not _NUMBER.fullmatch(token):
+            if record is not None:
+                if len(record) < 8:
+                    raise ValueError(f'{path}: a {record[0]!r} record has {len(record) - 1} fields, 7 or more needed')
+                out.append({'type': record[0], 'truncated': float(record[1]), 'occluded': int(float(record[2])),
+                            'box': np.array([float(v) for v in record[4:8]], np.float32)})
+            record = [token]
+        elif record is None:
+            raise ValueError(f'{path}: starts with a number ({token}), not an object type')
+        else:
+            record.append(token)
     return out
 
 
