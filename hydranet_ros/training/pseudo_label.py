@@ -164,12 +164,27 @@ def _scale_source(path, teachers: dict, opts: Options, k):
     return scale_source
 
 
+def merged_segmentation(teachers, luts, rgb):
+    """(labels, confidence) of several segmentation teachers, each knowing some of our classes: per
+    pixel, the most confident teacher that gives one of our classes there; a pixel none of them
+    labels (a class no teacher knows) stays 255."""
+    labels = conf = None
+    for teacher, lut in zip(teachers, luts):
+        theirs, sure = teacher.segmentation(rgb, lut)
+        if labels is None:
+            labels, conf = theirs, sure
+            continue
+        better = (theirs != 255) & ((labels == 255) | (sure > conf))
+        labels, conf = np.where(better, theirs, labels).astype(np.uint8), np.where(better, sure, conf)
+    return labels, conf.astype(np.float32)
+
+
 def _fill_segmentation(frame: dict, rgb, teachers: dict, luts: dict, opts: Options, stats: dict):
     """(labels, confidence) of a frame: its own where it has them, the teacher's in the gaps."""
     seg = frame.get('segmentation')
     seg_conf = None if seg is None else (seg != 255).astype(np.float32)
     if 'segmentation' in teachers and (seg is None or (seg == 255).any()):
-        labels, conf = teachers['segmentation'].segmentation(rgb, luts['segmentation'])
+        labels, conf = merged_segmentation(teachers['segmentation'], luts['segmentation'], rgb)
         unsure = conf < opts.min_segmentation_confidence
         labels, conf = np.where(unsure, 255, labels).astype(np.uint8), np.where(unsure, 0, conf).astype(np.float32)
         if seg is None:
@@ -245,10 +260,12 @@ def label_input(path, specs: tuple, opts: Options) -> dict:
     """Pseudo-label one bag or folder into <out>/<name>/ (a dataset folder); returns its summary.
     A fleet job."""
     path = Path(path)
-    teachers = {s.task: Teacher(s) for s in specs}
+    teachers = {s.task: Teacher(s) for s in specs if s.task != 'segmentation'}
     luts = {}
-    if 'segmentation' in teachers:
-        luts['segmentation'] = teachers['segmentation'].spec.class_lut(list(opts.segmentation_classes))
+    segmenters = [Teacher(s) for s in specs if s.task == 'segmentation']
+    if segmenters:             # several, each knowing some classes: merged per pixel
+        teachers['segmentation'] = segmenters
+        luts['segmentation'] = [t.spec.class_lut(list(opts.segmentation_classes)) for t in segmenters]
     if 'detection' in teachers:
         luts['detection'] = teachers['detection'].spec.class_lut(list(opts.detection_classes))
     frames, names, k = _input_frames(path, opts.camera)
@@ -363,9 +380,10 @@ def pseudo_label(inputs, teachers, opts: Options, ray: str | None = None, jobs: 
     preview.png into opts.out and returns the summary. Failed inputs are listed with reasons."""
     from hydranet_ros.fleet import run_jobs
     specs = tuple(teachers)
-    tasks = [s.task for s in specs]
+    tasks = [s.task for s in specs if s.task != 'segmentation']
     if len(set(tasks)) != len(tasks):
-        raise TeacherError(f'one teacher per task, got {tasks}')
+        raise TeacherError(f'one depth and one detection teacher at most (several segmentation teachers are merged '
+                           f'per pixel), got {[s.task for s in specs]}')
     for s in specs:                      # fail early, here, on a teacher that cannot work
         Teacher(s)
         if s.task == 'segmentation':
@@ -409,7 +427,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='pseudo-label', description=__doc__.split('\n\n')[0])
     parser.add_argument('inputs', nargs='+', help='bags or dataset folders (images/), globs, or folders of bags')
     parser.add_argument('-t', '--teacher', action='append', required=True, metavar='MODEL.onnx[:DESC.yaml]',
-                        help='a teacher; its description defaults to the same name with .yaml (repeat, one per task)')
+                        help='a teacher; its description defaults to the same name with .yaml (repeat: one per task, '
+                             'or several segmentation teachers, merged per pixel)')
     parser.add_argument('-o', '--output', required=True, help='folder for the pseudo-labelled dataset')
     parser.add_argument('--model', help='the model whose classes the labels use: checkpoint or known name '
                         '(default hydranet_default)')
