@@ -151,6 +151,7 @@ def test_tile_windows_cover_the_frame_with_the_overlap_asked():
     windows = tile_windows(375, 1242, 2, 2, 0.25)
     assert len(windows) == 4 and windows[0][:2] == (0, 0) and windows[-1][2:] == (1242, 375)
     (a0, _, a1, _), (b0, _, b1, _) = windows[0], windows[1]
+    assert b1 - b0 == a1 - a0                          # tiles of one size
     assert (a1 - b0) / (a1 - a0) == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ValueError, match='overlap'):
         tile_windows(10, 10, 1, 2, 1.0)
