@@ -92,6 +92,16 @@ def test_an_assumed_field_of_view_gives_a_centred_pinhole_and_says_so(tmp_path):
     assert meta['k'][0] == pytest.approx(320) and meta['k'][2] == 320 and meta['calibration']['kind'] == 'assumed'
 
 
+def test_the_bonnet_is_cropped_off_the_bottom_and_k_stays(tmp_path):
+    meta = video.video_to_folder(_video(tmp_path / 'v.avi', frames=2), tmp_path / 'o', hfov_deg=90.0, width=320,
+                                 crop_bottom=0.1)
+    image = cv2.imread(str(tmp_path / 'o' / 'images' / '000000.png'))
+    assert image.shape[:2] == (216, 320) == (meta['height'], meta['width']) and meta['cropped_bottom_rows'] == 24
+    assert meta['k'][5] == pytest.approx(120)                        # cy of the uncropped 320x240 image
+    with pytest.raises(ValueError, match='crop-bottom'):
+        video.video_to_folder(tmp_path / 'v.avi', tmp_path / 'o2', hfov_deg=90.0, crop_bottom=0.6)
+
+
 @pytest.mark.parametrize('args,message', [
     ([], 'exactly one of'),
     (['--hfov-deg', '200'], '10-170'),

@@ -5,12 +5,13 @@
 
 The video is decoded (OpenCV), every `--every`-th frame kept, undistorted with the camera's
 calibration into a rectified pinhole image (no black border: the rectified intrinsics keep only
-valid pixels) and resized to `--width`. The frames keep their order and their spacing, so each is
-the previous one's next frame, which the photometric terms of training need (FolderDataset pairs
-each image with the one before it). OUT is a dataset folder (`hydranet_ros.dataset_folder`):
-images/ and camera.json with the rectified K at the written size, the frame rate after
-subsampling, the video's SHA-1 and how the calibration was found; pseudo-label and the trainer
-read it as any other folder.
+valid pixels) and resized to `--width`; `--crop-bottom` cuts that share of the rows off the bottom
+(the car's own bonnet, which no teacher should call road; K is unchanged by it). The frames keep
+their order and their spacing, so each is the previous one's next frame, which the photometric
+terms of training need (FolderDataset pairs each image with the one before it). OUT is a dataset
+folder (`hydranet_ros.dataset_folder`): images/ and camera.json with the rectified K at the
+written size, the frame rate after subsampling, the video's SHA-1 and how the calibration was
+found; pseudo-label and the trainer read it as any other folder.
 
 Calibration, one of:
 - `--chessboards DIR`: images of a chessboard (`--board` inner corners, columns x rows) taken
@@ -105,7 +106,7 @@ def assumed_pinhole(size, hfov_deg: float) -> Calibration:
 class Rectifier:
     """Undistorts frames of one size into the rectified pinhole image (valid pixels only), resized."""
 
-    def __init__(self, calib: Calibration, frame_size, width: int | None):
+    def __init__(self, calib: Calibration, frame_size, width: int | None, crop_bottom: float = 0.0):
         w, h = frame_size
         k = calib.k.copy()
         if tuple(calib.size) != (w, h):            # calibrated at another resolution, same sensor
@@ -123,6 +124,7 @@ class Rectifier:
             self.maps = cv2.initUndistortRectifyMap(k, calib.dist, None, new_k, (w, h), cv2.CV_16SC2)
         scale = (width or w) / w
         self.size = (int(round(w * scale)), int(round(h * scale)))
+        self.rows = self.size[1] - int(round(self.size[1] * crop_bottom))   # kept from the top: K unchanged
         self.k = new_k * np.array([[scale], [scale], [1.0]])
 
     def __call__(self, bgr: np.ndarray) -> np.ndarray:
@@ -130,15 +132,18 @@ class Rectifier:
             bgr = cv2.remap(bgr, *self.maps, cv2.INTER_LINEAR)
         if bgr.shape[1::-1] != self.size:
             bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
-        return bgr
+        return bgr[:self.rows]
 
 
 def video_to_folder(video, out, calibration: Calibration | None = None, hfov_deg: float | None = None,
-                    every: int = 1, width: int | None = 640, max_frames: int | None = None) -> dict:
+                    every: int = 1, width: int | None = 640, max_frames: int | None = None,
+                    crop_bottom: float = 0.0) -> dict:
     """Write the video's frames as a dataset folder; returns what camera.json says."""
     video, out = Path(video), Path(out)
     if every < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError('--every and --max-frames are counts of at least 1')
+    if not 0.0 <= crop_bottom < 0.5:
+        raise ValueError(f'--crop-bottom is a share of the rows, 0 to 0.5; got {crop_bottom}')
     if not video.is_file():
         raise FileNotFoundError(f'{video}: no such video')
     capture = cv2.VideoCapture(str(video))
@@ -149,7 +154,7 @@ def video_to_folder(video, out, calibration: Calibration | None = None, hfov_deg
     calib = calibration or (assumed_pinhole(frame_size, hfov_deg) if hfov_deg else None)
     if calib is None:
         raise ValueError('a calibration is needed: --chessboards, --camera-info or --hfov-deg')
-    rectify = Rectifier(calib, frame_size, width)
+    rectify = Rectifier(calib, frame_size, width, crop_bottom)
     writer = folder_io.FolderWriter(out)
     written = index = 0
     try:
@@ -165,7 +170,7 @@ def video_to_folder(video, out, calibration: Calibration | None = None, hfov_deg
         capture.release()
     if not written:
         raise ValueError(f'{video}: no frame could be decoded')
-    meta = {'width': rectify.size[0], 'height': rectify.size[1],
+    meta = {'width': rectify.size[0], 'height': rectify.rows, 'cropped_bottom_rows': rectify.size[1] - rectify.rows,
             'k': [float(v) for v in rectify.k.reshape(-1)], 'source': str(video),
             'sha1': hashlib.sha1(video.read_bytes()).hexdigest(), 'frames': written, 'every': every,
             'fps': None if fps is None else fps / every, 'rectified': True, 'calibration': calib.source}
@@ -196,11 +201,12 @@ def main(argv=None) -> int:
     p.add_argument('--hfov-deg', type=float, help='no calibration: assume this horizontal field of view')
     p.add_argument('--every', type=int, default=1, help='keep every n-th frame (default: all)')
     p.add_argument('--width', type=int, default=640, help='width of the written frames (default 640; 0: as is)')
+    p.add_argument('--crop-bottom', type=float, default=0.0, help='share of rows cut off the bottom (the bonnet)')
     p.add_argument('--max-frames', type=int)
     args = p.parse_args(argv)
     try:
         meta = video_to_folder(args.video, args.out, _calibration(args), args.hfov_deg, args.every,
-                               args.width or None, args.max_frames)
+                               args.width or None, args.max_frames, args.crop_bottom)
     except (OSError, ValueError) as exc:
         print(f'video-to-folder: {exc}', file=sys.stderr)
         return 2
