@@ -142,7 +142,8 @@ def score_camvid(predictor: Predictor, folder: Path) -> tuple[dict, np.ndarray]:
     picture = _Picture(predictor, len(items))
     for k, item in enumerate(items):
         rgb, labels = camvid.read_frame(item)
-        res = predictor.predict([rgb], tasks=['segmentation', 'depth', 'detection'])[0]
+        shown = k in picture.pick                               # depth and boxes only for the picture
+        res = predictor.predict([rgb], tasks=['segmentation', 'depth', 'detection'] if shown else ['segmentation'])[0]
         seg.update(ours[res.segmentation], theirs[labels])
         picture.add(k, rgb, res)
     iou = seg.compute()['per_class_iou'][:len(camvid.SHARED)]
